@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Set up and run tokensim with nothing but python3: creates .venv, installs, runs.
+
+    python3 dev.py run     # install (once), then simulate scenarios/baseline.yaml into results/
+    python3 dev.py test    # install (once), then lint, type-check and run the whole test suite
+
+Any extra arguments go to the underlying command (``tokensim run`` or ``pytest``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / "python"
+STAMP = VENV / ".installed"
+
+
+def _sh(*cmd: str | Path) -> None:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    subprocess.run([str(c) for c in cmd], check=True, cwd=ROOT)
+
+
+def ensure_env() -> None:
+    """Create the virtualenv and install the package with its dev extras when pyproject changed."""
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == want and PY.exists():
+        return
+    if not PY.exists():
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    _sh(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    _sh(PY, "-m", "pip", "install", "--quiet", "-e", ".[dev]")
+    STAMP.write_text(want)
+
+
+def main(argv: list[str]) -> int:
+    """Dispatch ``run`` or ``test``."""
+    if not argv or argv[0] not in ("run", "test"):
+        print(__doc__)
+        return 2
+    ensure_env()
+    cmd, rest = argv[0], argv[1:]
+    try:
+        if cmd == "run":
+            scenario = (
+                rest[0] if rest and not rest[0].startswith("-") else "scenarios/baseline.yaml"
+            )
+            extra = rest[1:] if rest and not rest[0].startswith("-") else rest
+            name = Path(scenario).stem
+            _sh(BIN / "tokensim", "run", scenario, "--out", f"results/{name}", *extra)
+        else:
+            _sh(BIN / "ruff", "check", "sim", "tests", "benchmarks", "dev.py")
+            _sh(BIN / "ruff", "format", "--check", "sim", "tests", "benchmarks", "dev.py")
+            _sh(BIN / "mypy")
+            _sh(PY, "-m", "pytest", *rest)
+    except subprocess.CalledProcessError as e:
+        return e.returncode
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,165 @@
+"""Renewal, plan switching, acquisition and plan choice: plain functions of arrays.
+
+Plan choice (new subscribers): a multinomial logit over the segment's eligible
+plans, utility = value of the tokens the plan would serve minus what the
+subscriber would pay, both for the subscriber's own expected monthly demand
+(its intensity times engagement times the segment mean), in currency, scaled
+by ``choice_temperature``.
+
+Renewal (at each billing anniversary): churn with probability
+``sigmoid(intercept + x . beta)`` where x holds ln(paid/value), exhaustion,
+refused, throttled and SLO-miss shares, unused quota share and ln(1+tenure).
+Survivors who kept exhausting their quota move one plan up the segment's
+ladder (by fee), those who kept wasting it one plan down.
+
+Acquisition: Bass diffusion (p + q N/M)(M - N) per month toward a market
+size, or a constant rate; sign-ups arrive as a daily Poisson count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from sim import cluster as K
+from sim.build import World
+
+PRICE_VALUE_LOG_CAP = 3.0
+"""|ln(paid/value)| is capped here (a subscriber who used nothing does not churn with
+certainty from this term alone; e^3 = 20x). Assumption."""
+VALUE_FLOOR = 1e-9
+"""Smallest value/payment used inside the logarithm (currency); avoids log(0)."""
+
+
+def units_per_request(world: World) -> NDArray[np.float64]:
+    """Expected quota units one request burns, by segment and plan: [S, P]."""
+    seg, pl = world.seg, world.plan
+    e_in, e_out = seg.mean_tokens()
+    h = seg.cache_hit
+    prob = np.diff(seg.model_cum, axis=2, prepend=0.0)  # [S, P, M]
+    w_model = (prob * pl.model_weight[None, :, :]).sum(axis=2)  # [S, P]
+    tok_units = (
+        pl.w_miss[None, :] * ((1 - h) * e_in)[:, None]
+        + pl.w_hit[None, :] * (h * e_in)[:, None]
+        + pl.w_out[None, :] * e_out[:, None]
+    )
+    per_req = np.where(pl.quota_in_requests[None, :], 1.0, tok_units)
+    return w_model * per_req
+
+
+def plan_utility(world: World, seg: NDArray[np.int64], scale: NDArray[np.float64]) -> NDArray:
+    """Utility (currency/month) of every plan for subscribers of ``seg`` with demand ``scale``.
+
+    Returns [n, P]; ineligible plans get -inf.
+    """
+    w, sp, pl = world, world.seg, world.plan
+    e_in, e_out = sp.mean_tokens()
+    reqs = sp.mean_requests_per_day()[seg] * w.days_per_month * scale  # requests/month
+    upr = units_per_request(w)[seg]  # [n, P]
+    demand = reqs[:, None] * upr
+    tok_per_unit = (e_in + e_out)[seg][:, None] / np.maximum(upr, VALUE_FLOOR)
+    value_per_unit = sp.value_per_mtok[seg][:, None] / 1e6 * tok_per_unit
+    q = pl.quota[None, :]
+    within = np.minimum(demand, q)
+    over = np.maximum(demand - q, 0.0)
+    rule = pl.rule[None, :]
+    served = within.copy()
+    cost = np.broadcast_to(pl.fee[None, :], demand.shape).copy()
+    thr = (rule == K.RULE_THROTTLE_SLOW) | (rule == K.RULE_THROTTLE_DOWNGRADE)
+    served += np.where(thr, w.churn["throttled_value_share"] * over, 0.0)
+    payg = rule == K.RULE_PAYG
+    blocks = np.ceil(over / pl.payg_block_units[None, :]) * pl.payg_block_units[None, :]
+    served += np.where(payg, over, 0.0)
+    cost += np.where(payg, blocks * pl.payg_price_per_unit[None, :], 0.0)
+    topup = rule == K.RULE_TOPUP
+    packs = np.minimum(
+        np.ceil(over / np.maximum(pl.pack_units[None, :], VALUE_FLOOR)), pl.max_packs[None, :]
+    )
+    p_buy = np.where(pl.auto_buy, 1.0, pl.buy_prob)[None, :]
+    extra = np.minimum(packs * pl.pack_units[None, :], over)
+    served += np.where(topup, p_buy * extra, 0.0)
+    cost += np.where(topup, p_buy * packs * pl.pack_price[None, :], 0.0)
+    u = value_per_unit * served - cost
+    return np.where(sp.eligible[seg], u, -np.inf)
+
+
+def choose_plans(
+    world: World, seg: NDArray[np.int64], scale: NDArray[np.float64], rng: np.random.Generator
+) -> NDArray[np.int64]:
+    """Plan of each new subscriber by a logit over its eligible plans."""
+    if len(seg) == 0:
+        return np.zeros(0, dtype=np.int64)
+    u = plan_utility(world, seg, scale) / world.churn["choice_temperature"]
+    u -= u.max(axis=1, keepdims=True)
+    p = np.exp(u)
+    cum = np.cumsum(p / p.sum(axis=1, keepdims=True), axis=1)
+    r = rng.random(len(seg))[:, None]
+    return np.minimum((r >= cum).sum(axis=1), cum.shape[1] - 1).astype(np.int64)
+
+
+def churn_probability(
+    world: World,
+    seg: NDArray[np.int64],
+    paid: NDArray[np.float64],
+    value: NDArray[np.float64],
+    exhausted: NDArray[np.bool_],
+    refused_share: NDArray[np.float64],
+    throttled_share: NDArray[np.float64],
+    slo_miss_share: NDArray[np.float64],
+    unused_share: NDArray[np.float64],
+    tenure_months: NDArray[np.int64],
+) -> NDArray[np.float64]:
+    """Monthly churn probability at renewal (logit; see the module docstring)."""
+    c = world.churn
+    ratio = np.log(np.maximum(paid, VALUE_FLOOR) / np.maximum(value, VALUE_FLOOR))
+    x = (
+        world.seg.churn_intercept[seg]
+        + c["price_value"] * np.clip(ratio, -PRICE_VALUE_LOG_CAP, PRICE_VALUE_LOG_CAP)
+        + c["exhausted"] * exhausted
+        + c["refused"] * refused_share
+        + c["throttled"] * throttled_share
+        + c["slo_miss"] * slo_miss_share
+        + c["unused"] * unused_share
+        + c["tenure"] * np.log1p(tenure_months)
+    )
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def switch_plans(
+    world: World,
+    seg: NDArray[np.int64],
+    plan: NDArray[np.int64],
+    up: NDArray[np.bool_],
+    down: NDArray[np.bool_],
+    rng: np.random.Generator,
+) -> NDArray[np.int64]:
+    """New plan after renewal: one step along the segment's ladder, or unchanged.
+
+    One step up if ``up`` (with the upgrade probability), one step down if
+    ``down`` (with the downgrade probability).
+    """
+    c = world.churn
+    new = plan.copy()
+    r = rng.random(len(plan))
+    for k, ladder in enumerate(world.seg.ladder):
+        if len(ladder) < 2:
+            continue
+        pos_of = np.full(len(world.plan.names), -1)
+        pos_of[ladder] = np.arange(len(ladder))
+        lad = np.asarray(ladder)
+        mine = seg == k
+        pos = pos_of[plan]
+        go_up = mine & up & (pos >= 0) & (pos < len(ladder) - 1) & (r < c["upgrade_probability"])
+        go_down = mine & ~go_up & down & (pos > 0) & (r < c["downgrade_probability"])
+        new[go_up] = lad[pos[go_up] + 1]
+        new[go_down] = lad[pos[go_down] - 1]
+    return new
+
+
+def expected_signups_per_month(world: World, active_by_seg: NDArray[np.int64]) -> NDArray:
+    """Expected sign-ups per month by segment given the current subscribers."""
+    s = world.seg
+    bass = (s.acq_p + s.acq_q * active_by_seg / np.maximum(s.acq_market, 1.0)) * np.maximum(
+        s.acq_market - active_by_seg, 0.0
+    )
+    return np.where(s.acq_bass, bass, s.acq_per_month)

@@ -1,0 +1,124 @@
+"""The ``tokensim`` command: validate, run, and export the scenario JSON Schema.
+
+Exit codes: 0 success, 2 bad input (the scenario or the arguments), 1 any
+other failure. A bad scenario writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from sim import __version__
+from sim.scenario import Scenario, ScenarioError, json_schema, load_scenario
+
+EXIT_BAD_INPUT = 2
+
+
+def _report(err: ScenarioError, path: str) -> int:
+    print(f"error: {path} is not a valid scenario ({len(err.problems)} problem(s)):",
+          file=sys.stderr)  # fmt: skip
+    for where, msg in err.problems:
+        print(f"  {where}: {msg}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _default_out(s: Scenario, seed: int) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("results") / f"{s.name}-seed{seed}-{stamp}"
+
+
+def cmd_validate(a: argparse.Namespace) -> int:
+    """Validate a scenario file and report every problem with its path."""
+    try:
+        s = load_scenario(a.scenario)
+    except ScenarioError as e:
+        return _report(e, a.scenario)
+    n_plans, n_segs = len(s.plans), len(s.segments)
+    print(f"ok: {a.scenario}: scenario '{s.name}', {n_plans} plans, {n_segs} segments, "
+          f"{s.horizon_months} months, sha256 {s.digest()[:12]}")  # fmt: skip
+    return 0
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    """Validate, simulate every replication, and write the run folder."""
+    try:
+        s = load_scenario(a.scenario)
+    except ScenarioError as e:
+        return _report(e, a.scenario)
+    from tqdm import tqdm
+
+    from sim.results import write_run
+    from sim.runner import run_scenario
+
+    seed = s.seed if a.seed is None else a.seed
+    reps = s.replications if a.replications is None else a.replications
+    out = Path(a.out) if a.out else _default_out(s, seed)
+    days = s.horizon_months * s.days_per_month * reps
+    with tqdm(total=days, unit="day", desc=s.name, disable=a.quiet or None,
+              file=sys.stderr) as bar:  # fmt: skip
+        result = run_scenario(s, seed=seed, replications=reps, progress=bar.update)
+    write_run(result, out, seed, plots=s.outputs.plots and not a.no_plots)
+    summ = result.summary()
+    if not a.quiet:
+        print(f"wrote {out}")
+        for k in ("subscribers_end", "churn_rate_monthly", "revenue_total", "gpu_cost",
+                  "gross_margin", "ttft_p95_s", "slo_attainment", "gpu_utilisation"):  # fmt: skip
+            v = summ[k]
+            ci = ""
+            if v["ci95_low"] == v["ci95_low"]:  # not NaN
+                ci = f"  [{v['ci95_low']:.4g}, {v['ci95_high']:.4g}]"
+            print(f"  {k:22s} {v['mean']:.4g}{ci}  {v['unit']}")
+    return 0
+
+
+def cmd_schema(a: argparse.Namespace) -> int:
+    """Print (or write) the JSON Schema of scenario files."""
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if a.out:
+        Path(a.out).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of ``tokensim``."""
+    p = argparse.ArgumentParser(prog="tokensim", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"tokensim {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    v = sub.add_parser("validate", help="check a scenario file; exit 2 naming every bad field")
+    v.add_argument("scenario")
+    v.set_defaults(fn=cmd_validate)
+    r = sub.add_parser("run", help="simulate a scenario into a results folder")
+    r.add_argument("scenario")
+    r.add_argument("--seed", type=int, help="override the scenario's seed")
+    r.add_argument("--replications", "-r", type=int, help="override the number of replications")
+    r.add_argument("--out", help="run folder (default: results/NAME-seedN-TIMESTAMP)")
+    r.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    r.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+    r.set_defaults(fn=cmd_run)
+    sc = sub.add_parser("schema", help="print the JSON Schema of scenario files")
+    sc.add_argument("--out", help="write it to this file")
+    sc.set_defaults(fn=cmd_schema)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    p = parser()
+    try:
+        a = p.parse_args(argv)
+    except SystemExit as e:  # argparse exits 2 on bad arguments, 0 on --help
+        return int(e.code or 0)
+    if a.command == "run" and a.replications is not None and a.replications < 1:
+        print("error: --replications must be >= 1", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return int(a.fn(a))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

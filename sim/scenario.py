@@ -1,0 +1,580 @@
+"""The entry seam: a strict, typed scenario schema, loading and validation.
+
+A scenario file (YAML) is validated once, at the boundary, into these pydantic
+models; the engine then runs on plain arrays built by :mod:`sim.compile`.
+Unknown keys are errors (``extra="forbid"``), so a typo never silently falls
+back to a default. Every field carries a description with its unit and, where
+it has a default, the source of that default (see ``docs/parameters.md``).
+
+Money is in the scenario's ``currency`` (one currency per scenario); tokens
+are counts; times are seconds unless the name says otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from sim import defaults as D
+
+NonNeg = Annotated[float, Field(ge=0)]
+Pos = Annotated[float, Field(gt=0)]
+Share = Annotated[float, Field(ge=0, le=1)]
+
+
+class Strict(BaseModel):
+    """Base for every schema object: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------- catalog
+
+
+class Serving(Strict):
+    """How fast one GPU type serves one model (a closed-form prefill/decode model)."""
+
+    gpu: str = Field(description="GPU type name, as in catalog.gpus")
+    prefill_tokens_per_s_per_gpu: Pos = Field(
+        description="uncached input tokens/s one GPU prefills at full load (tokens/s)"
+    )
+    decode_tokens_per_s_per_gpu: Pos = Field(
+        description="output tokens/s one GPU decodes at the batch size below (tokens/s)"
+    )
+    batch_slots_per_replica: Annotated[int, Field(ge=1)] = Field(
+        description="requests one replica serves concurrently (continuous-batching slots)"
+    )
+    gpus_per_replica: Annotated[int, Field(ge=1)] = Field(description="GPUs in one replica")
+
+
+class LLM(Strict):
+    """One model of the catalog: API list prices and serving performance per GPU type."""
+
+    name: str
+    price_input_miss_per_mtok: NonNeg = Field(
+        description="API list price, input tokens on a cache miss (currency per 1M tokens)"
+    )
+    price_input_hit_per_mtok: NonNeg = Field(
+        description="API list price, input tokens on a cache hit (currency per 1M tokens)"
+    )
+    price_output_per_mtok: NonNeg = Field(
+        description="API list price, output tokens (currency per 1M tokens)"
+    )
+    serving: list[Serving] = Field(min_length=1, description="performance on each GPU type")
+
+
+class GPUType(Strict):
+    """A GPU type and what an hour of it costs (rented or amortised)."""
+
+    name: str
+    cost_per_hour: NonNeg = Field(description="cost of one GPU for one hour (currency/GPU-hour)")
+
+
+class Catalog(Strict):
+    """Models and GPU types the scenario may refer to."""
+
+    models: list[LLM] = Field(min_length=1)
+    gpus: list[GPUType] = Field(min_length=1)
+
+
+# --------------------------------------------------------------------------- plans
+
+
+class Quota(Strict):
+    """A plan's allowance per billing month, in tokens or in requests."""
+
+    unit: Literal["tokens", "requests"] = "tokens"
+    amount: NonNeg = Field(description="allowance per billing month (tokens or requests)")
+
+
+class TokenClassWeights(Strict):
+    """How many quota units one token of each class burns (1 = face value)."""
+
+    input_miss: NonNeg = 1.0
+    input_hit: NonNeg = 1.0
+    output: NonNeg = 1.0
+
+
+class Cutoff(Strict):
+    """At exhaustion, refuse every request until renewal."""
+
+    rule: Literal["cutoff"]
+
+
+class Throttle(Strict):
+    """At exhaustion, keep serving but worse: a slow lane, or a cheaper model."""
+
+    rule: Literal["throttle"]
+    mode: Literal["slow_lane", "downgrade"] = "slow_lane"
+    min_gap_s: NonNeg = Field(
+        default=D.THROTTLE_MIN_GAP_S,
+        description="a throttled subscriber gets at most one request per this many seconds (s)",
+    )
+    deprioritise: bool = Field(
+        default=True,
+        description="throttled requests queue behind every SLA class (lowest priority)",
+    )
+    downgrade_model: str | None = Field(
+        default=None, description="mode=downgrade: the catalog model throttled requests go to"
+    )
+
+    @model_validator(mode="after")
+    def _downgrade_needs_model(self) -> Throttle:
+        if self.mode == "downgrade" and not self.downgrade_model:
+            raise ValueError("mode 'downgrade' needs downgrade_model")
+        return self
+
+
+class Payg(Strict):
+    """At exhaustion, keep serving and bill the overage."""
+
+    rule: Literal["payg"]
+    price_per_munit: NonNeg = Field(
+        description="price per 1M quota units over the quota (currency per 1M tokens, or per 1M"
+        " requests for request quotas)"
+    )
+    block_units: Annotated[float, Field(ge=1)] = Field(
+        default=1.0, description="overage is billed in whole blocks of this many quota units"
+    )
+
+
+class Topup(Strict):
+    """At exhaustion, buy packs of extra quota, automatically or by choice."""
+
+    rule: Literal["topup"]
+    pack_units: Pos = Field(description="quota units one pack adds (tokens or requests)")
+    pack_price: NonNeg = Field(description="price of one pack (currency)")
+    purchase: Literal["auto", "manual"] = "auto"
+    manual_buy_probability: Share = Field(
+        default=D.TOPUP_MANUAL_BUY_PROBABILITY,
+        description="manual purchase: chance a subscriber buys a pack when cut off",
+    )
+    max_packs_per_month: Annotated[int, Field(ge=0)] = Field(
+        default=D.TOPUP_MAX_PACKS_PER_MONTH, description="cap on packs per billing month"
+    )
+
+
+Exhaustion = Annotated[Cutoff | Throttle | Payg | Topup, Field(discriminator="rule")]
+
+
+class Rollover(Strict):
+    """Carry part of the unused quota into the next billing month."""
+
+    share: Share = Field(default=0.0, description="share of unused quota carried over")
+    cap_units: NonNeg = Field(default=0.0, description="cap on carried-over quota units")
+
+
+class Plan(Strict):
+    """A token package: fee, allowance, usable models, and what happens at exhaustion."""
+
+    name: str
+    price_per_month: NonNeg = Field(description="monthly fee (currency/month)")
+    quota: Quota
+    models: dict[str, NonNeg] = Field(
+        min_length=1,
+        description="usable models and their quota weight (1 = face value, 2 = twice as fast)",
+    )
+    token_class_weights: TokenClassWeights = TokenClassWeights()
+    on_exhaustion: Exhaustion = Field(default_factory=lambda: Cutoff(rule="cutoff"))
+    rollover: Rollover = Rollover()
+    concurrency_limit: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="requests a subscriber may have in flight at once"
+    )
+    sla_class: str = Field(default="standard", description="SLA class name (priority, SLO)")
+    channel: Literal["own_app", "api", "partner_app"] = "own_app"
+
+
+# --------------------------------------------------------------------------- segments
+
+
+class LogNormal(Strict):
+    """A lognormal token length: median exp(mu) and log-sd sigma, optionally capped."""
+
+    dist: Literal["lognormal"] = "lognormal"
+    median: Pos = Field(description="median length (tokens)")
+    sigma: NonNeg = Field(description="standard deviation of ln(length)")
+    max: Pos | None = Field(default=None, description="hard cap, e.g. the context window (tokens)")
+
+
+class Engagement(Strict):
+    """How a subscriber's usage grows or fades with tenure (a multiplier on its request rate)."""
+
+    start: Pos = Field(default=1.0, description="multiplier at sign-up")
+    target: Pos = Field(default=1.0, description="level it converges to")
+    tau_months: Pos = Field(default=3.0, description="time constant of the convergence (months)")
+    volatility: NonNeg = Field(
+        default=0.0, description="monthly lognormal shock on the multiplier (sd of its log)"
+    )
+
+
+class Bass(Strict):
+    """Bass diffusion toward a market size: new/month = (p + q N/M)(M - N)."""
+
+    model: Literal["bass"]
+    market_size: Pos = Field(description="potential subscribers M (subscribers)")
+    p: NonNeg = Field(default=D.BASS_P, description="innovation coefficient (1/month)")
+    q: NonNeg = Field(default=D.BASS_Q, description="imitation coefficient (1/month)")
+
+
+class Constant(Strict):
+    """A fixed expected number of sign-ups per month."""
+
+    model: Literal["constant"]
+    per_month: NonNeg = Field(description="expected sign-ups per month (subscribers/month)")
+
+
+Acquisition = Annotated[Bass | Constant, Field(discriminator="model")]
+
+
+class Segment(Strict):
+    """A kind of subscriber: how it adopts, chooses and uses tokens."""
+
+    name: str
+    kind: Literal["chat", "household", "coder", "enterprise_bot", "other"] = "other"
+    plans: list[str] = Field(min_length=1, description="plans offered to this segment")
+    initial_subscribers: Annotated[int, Field(ge=0)] = Field(description="subscribers at t=0")
+    acquisition: Acquisition = Field(
+        default_factory=lambda: Constant(model="constant", per_month=0)
+    )
+    members: Annotated[int, Field(ge=1)] = Field(
+        default=1, description="people sharing one subscription's quota (households, teams)"
+    )
+    sessions_per_day: NonNeg = Field(description="sessions per member per day at intensity 1")
+    requests_per_session: Annotated[float, Field(ge=1)] = Field(
+        default=1.0, description="mean requests per session (geometric, >= 1)"
+    )
+    think_time_s: NonNeg = Field(
+        default=30.0, description="mean gap between requests of one session (s, exponential)"
+    )
+    hour_profile: list[NonNeg] = Field(
+        min_length=24, max_length=24, description="relative activity per hour of day (0-23)"
+    )
+    weekday_profile: list[NonNeg] = Field(
+        default_factory=lambda: [1.0] * 7,
+        min_length=7,
+        max_length=7,
+        description="relative activity per weekday, Monday first",
+    )
+    input_tokens: LogNormal
+    output_tokens: LogNormal
+    cache_hit_share: Share = Field(description="share of input tokens served from prefix cache")
+    model_preference: dict[str, NonNeg] = Field(
+        min_length=1, description="share of requests per model (renormalised over a plan's models)"
+    )
+    intensity_shape: Pos = Field(
+        default=D.INTENSITY_SHAPE,
+        description="Gamma shape of the personal intensity (mean 1); lower = more heterogeneous",
+    )
+    engagement: Engagement = Engagement()
+    value_per_mtok: NonNeg = Field(
+        description="value a subscriber gets from 1M served tokens (currency per 1M tokens)"
+    )
+    churn_intercept: float = Field(
+        description="logit of the monthly churn probability of a satisfied, new subscriber"
+    )
+
+    @model_validator(mode="after")
+    def _profiles_not_zero(self) -> Segment:
+        if sum(self.hour_profile) <= 0:
+            raise ValueError("hour_profile must have a positive entry")
+        if sum(self.weekday_profile) <= 0:
+            raise ValueError("weekday_profile must have a positive entry")
+        total = sum(self.model_preference.values())
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"model_preference shares must sum to 1 (they sum to {total:g})")
+        return self
+
+
+# --------------------------------------------------------------------------- cluster
+
+
+class CapacityChange(Strict):
+    """A procurement step: from the start of ``month`` the pool has ``gpus`` cards."""
+
+    month: Annotated[int, Field(ge=0)]
+    gpus: Annotated[int, Field(ge=0)]
+
+
+class Pool(Strict):
+    """GPUs serving one model; requests to that model queue here."""
+
+    name: str
+    model: str
+    gpu: str
+    gpus: Annotated[int, Field(ge=0)] = Field(description="cards at t=0")
+    schedule: list[CapacityChange] = Field(default_factory=list)
+    unavailable_share: Share = Field(
+        default=0.0, description="share of cards down at any time (failures); still paid for"
+    )
+
+
+class SLO(Strict):
+    """Latency targets; a request meets the SLO when every set target holds."""
+
+    ttft_s: Pos | None = Field(default=None, description="time to first token target (s)")
+    tpot_s: Pos | None = Field(default=None, description="time per output token target (s)")
+    wait_s: NonNeg | None = Field(default=None, description="queue wait target (s)")
+
+
+class SLAClass(Strict):
+    """A service class: priority in the queues (0 = first) and latency targets."""
+
+    name: str
+    priority: Annotated[int, Field(ge=0, le=8)]
+    slo: SLO = SLO()
+
+
+class Cluster(Strict):
+    """Model pools and service classes."""
+
+    pools: list[Pool] = Field(min_length=1)
+    sla_classes: list[SLAClass] = Field(
+        default_factory=lambda: [
+            SLAClass(name="standard", priority=1, slo=SLO(ttft_s=D.SLO_TTFT_S, tpot_s=D.SLO_TPOT_S))
+        ]
+    )
+
+
+# --------------------------------------------------------------------------- churn
+
+
+class Churn(Strict):
+    """Renewal logit and plan switching; coefficients add to each segment's churn_intercept.
+
+    logit P(churn) = intercept + price_value * ln(paid / value) + exhausted * [exhausted]
+      + refused * refused_share + throttled * throttled_share + slo_miss * slo_miss_share
+      + unused * unused_share + tenure * ln(1 + tenure_months)
+    """
+
+    price_value: float = Field(
+        default=D.CHURN_PRICE_VALUE, description="per unit of ln(paid/value)"
+    )
+    exhausted: float = Field(default=D.CHURN_EXHAUSTED, description="if the quota ran out")
+    refused: float = Field(default=D.CHURN_REFUSED, description="per share of requests refused")
+    throttled: float = Field(default=D.CHURN_THROTTLED, description="per share throttled")
+    slo_miss: float = Field(default=D.CHURN_SLO_MISS, description="per share of SLO misses")
+    unused: float = Field(default=D.CHURN_UNUSED, description="per share of quota left unused")
+    tenure: float = Field(default=D.CHURN_TENURE, description="per unit of ln(1 + tenure months)")
+    upgrade_after_months: Annotated[int, Field(ge=1)] = D.UPGRADE_AFTER_MONTHS
+    upgrade_probability: Share = D.UPGRADE_PROBABILITY
+    downgrade_after_months: Annotated[int, Field(ge=1)] = D.DOWNGRADE_AFTER_MONTHS
+    downgrade_use_below: Share = Field(
+        default=D.DOWNGRADE_USE_BELOW, description="a month 'wastes' quota below this used share"
+    )
+    downgrade_probability: Share = D.DOWNGRADE_PROBABILITY
+    choice_temperature: Pos = Field(
+        default=D.CHOICE_TEMPERATURE,
+        description="logit scale of plan choice (currency): utility differences of this size"
+        " shift odds by e",
+    )
+    throttled_value_share: Share = Field(
+        default=D.THROTTLED_VALUE_SHARE,
+        description="value of a token served over quota under throttle, relative to a normal one",
+    )
+
+
+# --------------------------------------------------------------------------- scenario
+
+
+class Outputs(Strict):
+    """What a run writes beside the headline tables."""
+
+    ledger: bool = Field(default=True, description="write the subscriber-month ledger (Parquet)")
+    plots: bool = True
+
+
+class Scenario(Strict):
+    """A whole scenario: catalog, plans, segments, cluster, churn, horizon and randomness."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    currency: str = Field(default="CNY", description="currency of every money field")
+    horizon_months: Annotated[int, Field(ge=1, le=120)]
+    days_per_month: Annotated[int, Field(ge=1, le=31)] = Field(
+        default=30, description="length of a billing month (days)"
+    )
+    start_weekday: Annotated[int, Field(ge=0, le=6)] = Field(
+        default=0, description="weekday of day 0 (0 = Monday)"
+    )
+    seed: Annotated[int, Field(ge=0)] = 1
+    replications: Annotated[int, Field(ge=1, le=1000)] = 1
+    catalog: Catalog
+    plans: list[Plan] = Field(min_length=1)
+    segments: list[Segment] = Field(min_length=1)
+    cluster: Cluster
+    churn: Churn = Churn()
+    outputs: Outputs = Outputs()
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Scenario:
+        check_references(self)
+        return self
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical JSON of the validated scenario (identifies a run's input)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+class ScenarioError(Exception):
+    """A scenario that cannot run; ``problems`` lists (path, message) pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__("\n".join(f"{p}: {m}" for p, m in problems))
+
+
+class _Problems:
+    """Collects cross-reference problems with their paths, raised together."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str]] = []
+
+    def add(self, path: str, msg: str) -> None:
+        self.items.append((path, msg))
+
+
+def _dupes(names: list[str]) -> set[str]:
+    seen: set[str] = set()
+    return {n for n in names if n in seen or seen.add(n)}  # type: ignore[func-returns-value]
+
+
+def check_references(s: Scenario) -> None:
+    """Check every name a scenario uses refers to something it defines; raise all problems."""
+    pr = _Problems()
+    models = {m.name: m for m in s.catalog.models}
+    gpus = {g.name for g in s.catalog.gpus}
+    plans = {p.name for p in s.plans}
+    classes = {c.name for c in s.cluster.sla_classes}
+    for coll, items in (
+        ("catalog.models", [m.name for m in s.catalog.models]),
+        ("catalog.gpus", [g.name for g in s.catalog.gpus]),
+        ("plans", [p.name for p in s.plans]),
+        ("segments", [g.name for g in s.segments]),
+        ("cluster.pools", [p.name for p in s.cluster.pools]),
+        ("cluster.sla_classes", [c.name for c in s.cluster.sla_classes]),
+    ):
+        for d in sorted(_dupes(items)):
+            pr.add(coll, f"duplicate name '{d}'")
+    for i, m in enumerate(s.catalog.models):
+        for j, sv in enumerate(m.serving):
+            if sv.gpu not in gpus:
+                pr.add(f"catalog.models[{i}].serving[{j}].gpu", f"unknown GPU type '{sv.gpu}'")
+    pooled: dict[str, int] = {}
+    for i, p in enumerate(s.cluster.pools):
+        if p.model not in models:
+            pr.add(f"cluster.pools[{i}].model", f"unknown model '{p.model}'")
+            continue
+        if p.gpu not in gpus:
+            pr.add(f"cluster.pools[{i}].gpu", f"unknown GPU type '{p.gpu}'")
+        elif not any(sv.gpu == p.gpu for sv in models[p.model].serving):
+            pr.add(
+                f"cluster.pools[{i}].gpu", f"model '{p.model}' has no serving entry for '{p.gpu}'"
+            )
+        if p.model in pooled:
+            pr.add(f"cluster.pools[{i}].model", f"model '{p.model}' already has a pool")
+        pooled[p.model] = i
+        months = [c.month for c in p.schedule]
+        if months != sorted(months) or len(set(months)) != len(months):
+            pr.add(f"cluster.pools[{i}].schedule", "months must be strictly increasing")
+    for i, plan in enumerate(s.plans):
+        for mname in plan.models:
+            if mname not in models:
+                pr.add(f"plans[{i}].models.{mname}", f"unknown model '{mname}'")
+            elif mname not in pooled:
+                pr.add(
+                    f"plans[{i}].models.{mname}", f"model '{mname}' has no pool in cluster.pools"
+                )
+        if sum(plan.models.values()) <= 0 and plan.quota.amount > 0:
+            pr.add(f"plans[{i}].models", "at least one model weight must be positive")
+        if plan.sla_class not in classes:
+            pr.add(f"plans[{i}].sla_class", f"unknown SLA class '{plan.sla_class}'")
+        ex = plan.on_exhaustion
+        if isinstance(ex, Throttle) and ex.mode == "downgrade":
+            dm = ex.downgrade_model
+            if dm not in models:
+                pr.add(f"plans[{i}].on_exhaustion.downgrade_model", f"unknown model '{dm}'")
+            elif dm not in pooled:
+                pr.add(f"plans[{i}].on_exhaustion.downgrade_model", f"model '{dm}' has no pool")
+    for i, g in enumerate(s.segments):
+        for j, pn in enumerate(g.plans):
+            if pn not in plans:
+                pr.add(f"segments[{i}].plans[{j}]", f"unknown plan '{pn}'")
+        for mname in g.model_preference:
+            if mname not in models:
+                pr.add(f"segments[{i}].model_preference.{mname}", f"unknown model '{mname}'")
+        for pn in g.plans:
+            pl = next((p for p in s.plans if p.name == pn), None)
+            if pl is None:
+                continue
+            usable = [m for m in pl.models if g.model_preference.get(m, 0) > 0]
+            if not usable:
+                pr.add(
+                    f"segments[{i}].model_preference",
+                    f"no preferred model is usable under plan '{pn}'",
+                )
+    if pr.items:
+        raise ScenarioError(pr.items)
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("cutoff", "throttle", "payg", "topup", "bass", "constant"):
+            continue  # discriminated-union tag, not a key of the file
+        elif part.startswith("function-") or part.endswith("]"):
+            continue
+        else:
+            out += ("." if out else "") + part
+    return out or "(scenario)"
+
+
+def validate_data(data: Any) -> Scenario:
+    """Validate already-parsed data into a Scenario or raise ScenarioError with every problem."""
+    if not isinstance(data, dict):
+        raise ScenarioError([("(scenario)", "the file must hold a mapping of keys to values")])
+    # top-level keys starting with "x-" hold YAML anchors for reuse (as in compose files)
+    data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as e:
+        probs: list[tuple[str, str]] = []
+        for err in e.errors():
+            ctx = err.get("ctx") or {}
+            inner = ctx.get("error")
+            if isinstance(inner, ScenarioError):
+                probs.extend(inner.problems)
+                continue
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            probs.append((_loc(tuple(err["loc"])), msg))
+        raise ScenarioError(probs) from None
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a YAML scenario file; raise ScenarioError naming every bad field."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ScenarioError([("(file)", f"cannot read {p}: {e.strerror}")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        raise ScenarioError([(where, f"malformed YAML: {getattr(e, 'problem', e)}")]) from None
+    return validate_data(data)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of scenario files, for editors (``tokensim schema``)."""
+    return Scenario.model_json_schema()
