@@ -23,6 +23,7 @@ This is a benchmark, not a test: it asserts nothing and always exits 0 when the 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import inspect
 import json
 import math
@@ -103,11 +104,26 @@ def _rel(p: Path) -> str:
     return os.path.relpath(p, REPO)
 
 
+def _numba_cache_stats() -> dict[str, int]:
+    """Numba cache hits and misses (compilations) of the product's kernels in this process."""
+    from numba.core.dispatcher import Dispatcher
+
+    seen: dict[int, Any] = {}
+    for name, mod in list(sys.modules.items()):
+        if name == "sim" or name.startswith("sim."):
+            for obj in vars(mod).values():
+                if isinstance(obj, Dispatcher):
+                    seen[id(obj)] = obj
+    hits = sum(sum(d.stats.cache_hits.values()) for d in seen.values())
+    misses = sum(sum(d.stats.cache_misses.values()) for d in seen.values())
+    return {"kernels": len(seen), "cache_hits": hits, "cache_misses": misses}
+
+
 def _load_params(tpd_dir: Path) -> Any:
     """Import TPD's ``params`` module from ``tpd_dir``."""
     if str(tpd_dir) not in sys.path:
         sys.path.insert(0, str(tpd_dir))
-    import params  # type: ignore[import-not-found]
+    import params
 
     return params
 
@@ -132,7 +148,7 @@ def worker_plain(tpd_dir: Path, n: int, days: int, seed: int) -> dict[str, Any]:
         return kpis(*args, **kwargs)
 
     params.kpis = spy
-    import baseline_simpy  # type: ignore[import-not-found]
+    import baseline_simpy
 
     import_s = time.perf_counter() - t0
     out = baseline_simpy.run(n, days, seed)
@@ -240,6 +256,7 @@ def worker_product(scenario_path: Path, n: int, days: int, seed: int, gpus: int)
         "requests": res.requests,
         "subscriber_months": res.subscriber_months,
         "peak_rss_mib": _peak_rss_mib(),
+        "numba": _numba_cache_stats(),
         "kpis": {key: float(v) for key, v in kpi.items()},
         "raw": {"replication_kpis": k, "monthly_totals": tot},
     }
@@ -282,20 +299,29 @@ class Config:
 
 
 def run_worker(cfg: Config, model: str, n: int, days: int, seed: int) -> dict[str, Any]:
-    """Run one measurement subprocess; add its whole-process wall and CPU time."""
-    cmd = [
-        cfg.python, str(Path(__file__).resolve()), "--worker", model,
-        "--n", str(n), "--days", str(days), "--seed", str(seed),
-        "--tpd-dir", str(cfg.tpd_dir), "--scenario", str(cfg.scenario),
-        "--gpus", str(cfg.servers if n == cfg.n else _servers(cfg.tpd_dir, n)),
-    ]  # fmt: skip
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
-    process_s = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
+    """Run one measurement subprocess; add its whole-process wall and CPU time.
+
+    A failed product run is tried once more (sim/ may be mid-edit by someone else).
+    """
+    gpus = cfg.servers if n == cfg.n else _servers(cfg.tpd_dir, n)
+    cmd = [cfg.python, str(Path(__file__).resolve()), "--worker", model]
+    for flag, value in (
+        ("--n", n), ("--days", days), ("--seed", seed), ("--gpus", gpus),
+        ("--tpd-dir", cfg.tpd_dir), ("--scenario", cfg.scenario),
+    ):  # fmt: skip
+        cmd += [flag, str(value)]
+    for attempt in range(2 if model == "product" else 1):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
+        process_s = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if proc.returncode == 0:
+            break
         sys.stderr.write(proc.stdout + proc.stderr)
+        _progress(f"{model} run (n={n}, days={days}, seed={seed}) failed (attempt {attempt + 1})")
+        time.sleep(5.0)
+    else:
         raise SystemExit(f"{model} run (n={n}, days={days}, seed={seed}) failed")
     out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     out["process_s"] = process_s
@@ -351,27 +377,76 @@ def _progress(msg: str) -> None:
 def warm_up(cfg: Config) -> dict[str, Any]:
     """Untimed small runs: compile/load the product's numba cache, warm the file cache."""
     _progress(f"warm-up: product N={WARMUP_PRODUCT_N}, {MONTH_DAYS} days (untimed)")
+    digest = sources_digest()
     prod = run_worker(cfg, "product", WARMUP_PRODUCT_N, MONTH_DAYS, 0)
+    prod["sim_digest"] = digest
     _progress(f"warm-up: plain N={WARMUP_PLAIN_N}, {WARMUP_PLAIN_DAYS} day (untimed)")
     plain = run_worker(cfg, "plain", WARMUP_PLAIN_N, WARMUP_PLAIN_DAYS, 0)
     return {"product": prod, "plain": plain}
 
 
+def sources_digest() -> str:
+    """Short SHA-256 of the product's sources (sim/*.py), to notice edits during a benchmark."""
+    h = hashlib.sha256()
+    for f in sorted((REPO / "sim").rglob("*.py")):
+        h.update(f.relative_to(REPO).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
+def git_state() -> str:
+    """The repository's HEAD commit and whether sim/ differs from it (or "unknown")."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "sim"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"git {head}" + (", sim/ has uncommitted changes" if dirty else "")
+
+
 def measure(cfg: Config) -> list[dict[str, Any]]:
-    """The timed runs: for each seed and repeat, plain then product, each a fresh process."""
+    """The timed runs: for each seed and repeat, plain then product, each a fresh process.
+
+    A product run that had to compile a numba kernel (its cache was invalidated, e.g. because
+    sim/ was edited after the warm-up) is discarded and run again once; the discarded run is
+    kept under ``recompiled_attempt``.
+    """
     runs: list[dict[str, Any]] = []
     total = len(cfg.seeds) * cfg.repeats * 2
     for seed in cfg.seeds:
         for rep in range(cfg.repeats):
             for model in ("plain", "product"):
-                _progress(f"run {len(runs) + 1}/{total}: {model} N={cfg.n} days={cfg.days} "
-                          f"seed={seed} repeat={rep}")  # fmt: skip
+                _progress(
+                    f"run {len(runs) + 1}/{total}: {model} N={cfg.n} days={cfg.days} "
+                    f"seed={seed} repeat={rep}"
+                )
+                digest = sources_digest()
                 r = run_worker(cfg, model, cfg.n, cfg.days, seed)
+                if model == "product" and r["numba"]["cache_misses"]:
+                    _progress(f"  numba compiled during the run ({r['engine_s']:.2f} s): run again")
+                    digest = sources_digest()
+                    again = run_worker(cfg, model, cfg.n, cfg.days, seed)
+                    again["recompiled_attempt"] = r
+                    r = again
+                r["sim_digest"] = digest
                 r["repeat"] = rep
                 r["order"] = len(runs)
                 runs.append(r)
-                _progress(f"  engine {r['engine_s']:.2f} s, process {r['process_s']:.2f} s, "
-                          f"{r['requests']:,} requests, peak RSS {r['peak_rss_mib']:.0f} MiB")  # fmt: skip
+                _progress(
+                    f"  engine {r['engine_s']:.2f} s, process {r['process_s']:.2f} s, "
+                    f"{r['requests']:,} requests, peak RSS {r['peak_rss_mib']:.0f} MiB"
+                )
     return runs
 
 
@@ -435,11 +510,19 @@ def kpi_table(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         qm, _, qh = t_interval(vals["product"])
         rows.append(
             {
-                "kpi": key, "label": label, "plain": vals["plain"], "product": vals["product"],
-                "plain_mean": pm, "plain_ci95_half": ph, "product_mean": qm,
-                "product_ci95_half": qh, "diff": qm - pm, "tolerance": tol, "agree": ok,
+                "kpi": key,
+                "label": label,
+                "plain": vals["plain"],
+                "product": vals["product"],
+                "plain_mean": pm,
+                "plain_ci95_half": ph,
+                "product_mean": qm,
+                "product_ci95_half": qh,
+                "diff": qm - pm,
+                "tolerance": tol,
+                "agree": ok,
             }
-        )  # fmt: skip
+        )
     return rows
 
 
@@ -478,32 +561,47 @@ def report(
     n_seeds = len(cfg.seeds)
     v = machine["versions"]
     w("TPD speed benchmark: tokensim (product) vs the plain SimPy reference model")
-    w(f"workload   TPD, N={cfg.n:,} subscribers, {cfg.days} days, {cfg.servers} servers; "
-      f"seeds {' '.join(map(str, cfg.seeds))}; {cfg.repeats} repeat(s)")  # fmt: skip
-    w(f"inputs     plain: {_rel(cfg.tpd_dir)}/baseline_simpy.py; product: {_rel(cfg.scenario)}"
-      f"{'' if cfg.n == 10_000 and cfg.days == 30 else ' (scaled in code)'}")  # fmt: skip
+    w(
+        f"workload   TPD, N={cfg.n:,} subscribers, {cfg.days} days, {cfg.servers} servers; "
+        f"seeds {' '.join(map(str, cfg.seeds))}; {cfg.repeats} repeat(s)"
+    )
+    w(
+        f"inputs     plain: {_rel(cfg.tpd_dir)}/baseline_simpy.py; product: {_rel(cfg.scenario)}"
+        f"{'' if cfg.n == 10_000 and cfg.days == 30 else ' (scaled in code)'}"
+    )
     w(f"machine    {machine['cpu']}, {machine['cpus']} CPUs, {machine['platform']}")
-    w(f"software   Python {machine['python']}, tokensim {v['tokensim']}, numpy {v['numpy']}, "
-      f"simpy {v['simpy']}, numba {v['numba']}")  # fmt: skip
+    w(
+        f"software   Python {machine['python']}, tokensim {v['tokensim']}, numpy {v['numpy']}, "
+        f"simpy {v['simpy']}, numba {v['numba']}"
+    )
     wp, wq = warm["plain"], warm["product"]
-    w(f"warm-up    untimed: product N={WARMUP_PRODUCT_N}, {MONTH_DAYS} days "
-      f"({wq['process_s']:.1f} s; warms the numba cache); plain N={WARMUP_PLAIN_N}, "
-      f"{WARMUP_PLAIN_DAYS} day ({wp['process_s']:.1f} s; warms the file cache)")  # fmt: skip
-    w("method     per seed and repeat: plain then product, alternating, each in a fresh "
-      "subprocess;")  # fmt: skip
+    w(f"product    sim/ sources sha256 {wq['sim_digest']} ({machine['git']})")
+    w(
+        f"warm-up    untimed: product N={WARMUP_PRODUCT_N}, {MONTH_DAYS} days "
+        f"({wq['process_s']:.1f} s; warms the numba cache); plain N={WARMUP_PLAIN_N}, "
+        f"{WARMUP_PLAIN_DAYS} day ({wp['process_s']:.1f} s; warms the file cache)"
+    )
+    w(
+        "method     per seed and repeat: plain then product, alternating, each in a fresh "
+        "subprocess;"
+    )
     w("           engine = simulation only (plain: `wall`, product: `engine_s`); process = whole")
     w("           subprocess (interpreter start, imports, set-up, run, KPIs), timed by the parent")
     w("")
     w("Runs")
-    w(f"{'order':>5} {'seed':>4} {'rep':>3} {'model':<7} {'engine s':>9} {'process s':>9} "
-      f"{'import s':>8} {'requests':>11} {'sub-months':>10} {'req/s (engine)':>14} "
-      f"{'sub-mo/s':>10} {'RSS MiB':>7}")  # fmt: skip
+    w(
+        f"{'order':>5} {'seed':>4} {'rep':>3} {'model':<7} {'engine s':>9} {'process s':>9} "
+        f"{'import s':>8} {'requests':>11} {'sub-months':>10} {'req/s (engine)':>14} "
+        f"{'sub-mo/s':>10} {'RSS MiB':>7}"
+    )
     for r in runs:
-        w(f"{r['order']:>5} {r['seed']:>4} {r['repeat']:>3} {r['model']:<7} "
-          f"{r['engine_s']:>9.2f} {r['process_s']:>9.2f} {r['import_s']:>8.2f} "
-          f"{r['requests']:>11,} {r['subscriber_months']:>10,.0f} "
-          f"{r['requests'] / r['engine_s']:>14,.0f} "
-          f"{r['subscriber_months'] / r['engine_s']:>10,.0f} {r['peak_rss_mib']:>7.0f}")  # fmt: skip
+        w(
+            f"{r['order']:>5} {r['seed']:>4} {r['repeat']:>3} {r['model']:<7} "
+            f"{r['engine_s']:>9.2f} {r['process_s']:>9.2f} {r['import_s']:>8.2f} "
+            f"{r['requests']:>11,} {r['subscriber_months']:>10,.0f} "
+            f"{r['requests'] / r['engine_s']:>14,.0f} "
+            f"{r['subscriber_months'] / r['engine_s']:>10,.0f} {r['peak_rss_mib']:>7.0f}"
+        )
     w("")
     w("Paired ratios plain / product (> 1: the product is faster)")
     w(f"{'seed':>4} {'rep':>3} {'engine':>10} {'process':>10}")
@@ -517,26 +615,44 @@ def report(
     w(f"{'':<34} {'plain':>14} {'product':>14}")
     figures: dict[str, dict[str, float]] = {}
     metrics: list[tuple[str, str, Callable[[dict[str, Any]], float], str]] = [
-        ("requests_per_s_engine", "requests/s (engine)",
-         lambda r: r["requests"] / r["engine_s"], ",.0f"),
-        ("requests_per_s_process", "requests/s (whole process)",
-         lambda r: r["requests"] / r["process_s"], ",.0f"),
-        ("submonths_per_s_engine", "subscriber-months/s (engine)",
-         lambda r: r["subscriber_months"] / r["engine_s"], ",.0f"),
-        ("submonths_per_s_process", "subscriber-months/s (whole process)",
-         lambda r: r["subscriber_months"] / r["process_s"], ",.0f"),
+        (
+            "requests_per_s_engine",
+            "requests/s (engine)",
+            lambda r: r["requests"] / r["engine_s"],
+            ",.0f",
+        ),
+        (
+            "requests_per_s_process",
+            "requests/s (whole process)",
+            lambda r: r["requests"] / r["process_s"],
+            ",.0f",
+        ),
+        (
+            "submonths_per_s_engine",
+            "subscriber-months/s (engine)",
+            lambda r: r["subscriber_months"] / r["engine_s"],
+            ",.0f",
+        ),
+        (
+            "submonths_per_s_process",
+            "subscriber-months/s (whole process)",
+            lambda r: r["subscriber_months"] / r["process_s"],
+            ",.0f",
+        ),
         ("engine_s", "engine time (s)", lambda r: r["engine_s"], ",.2f"),
         ("process_s", "whole-process time (s)", lambda r: r["process_s"], ",.2f"),
         ("peak_rss_mib", "peak RSS (MiB)", lambda r: r["peak_rss_mib"], ",.0f"),
-    ]  # fmt: skip
+    ]
     for key, label, fn, spec in metrics:
         a, b = _median(runs, "plain", fn), _median(runs, "product", fn)
         figures[key] = {"plain": a, "product": b}
         w(f"{label:<34} {_f(a, spec):>14} {_f(b, spec):>14}")
     w("")
     if n_seeds >= 2:
-        w(f"KPIs: mean over {n_seeds} seeds +- 95% t-interval half-width; "
-          "agree = |diff| <= 2 sqrt(se_plain^2 + se_product^2)")  # fmt: skip
+        w(
+            f"KPIs: mean over {n_seeds} seeds +- 95% t-interval half-width; "
+            "agree = |diff| <= 2 sqrt(se_plain^2 + se_product^2)"
+        )
     else:
         w(f"KPIs: one seed; agree = within {ONE_SEED_TOLERANCE:.0%} of each other")
     w(f"{'KPI':<28} {'plain':>27} {'product':>27} {'diff %':>8}  verdict")
@@ -550,12 +666,29 @@ def report(
         verdict = "agree" if row["agree"] else "DIFFER"
         w(f"{row['label']:<28} {cells[0]:>27} {cells[1]:>27} {_f(rel, '+.2f'):>8}  {verdict}")
     n_agree = sum(r["agree"] for r in kt)
-    w(f"{n_agree} of {len(kt)} KPIs agree. With few seeds the noise estimate is itself noisy: "
-      "about one KPI in 20")  # fmt: skip
+    w(
+        f"{n_agree} of {len(kt)} KPIs agree. With few seeds the noise estimate is itself noisy: "
+        "about one KPI in 20"
+    )
     w("can read DIFFER by chance; a real difference repeats across seeds and grows with N.")
     bad = repeat_consistency(runs)
     if bad:
         w("WARNING: KPIs changed between repeats of the same seed: " + "; ".join(bad))
+    changed = sorted(
+        {r["sim_digest"] for r in runs if r["model"] == "product"} - {wq["sim_digest"]}
+    )
+    if changed:
+        w(
+            f"WARNING: sim/ sources changed during the benchmark (now {', '.join(changed)}): "
+            "product runs may mix code versions."
+        )
+    redone = [r for r in runs if "recompiled_attempt" in r]
+    for r in redone:
+        w(
+            f"NOTE: product seed {r['seed']} repeat {r['repeat']} compiled numba kernels "
+            f"(cache invalidated); that attempt ({r['recompiled_attempt']['engine_s']:.2f} s) was "
+            "discarded and the run repeated."
+        )
     w("")
     w("Known semantic differences between the two models:")
     for d in KNOWN_DIFFERENCES:
@@ -568,6 +701,7 @@ def report(
         "kpis": kt,
         "kpis_agree": n_agree,
         "repeat_inconsistencies": bad,
+        "sim_digests_changed": changed,
     }
     return "\n".join(out), summary
 
@@ -586,11 +720,17 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds (default 1 2 3)")
     p.add_argument("--repeats", type=int, default=1, help="timed pairs per seed (default 1)")
     p.add_argument(
-        "--tpd-dir", type=Path, default=DEFAULT_TPD_DIR,
+        "--tpd-dir",
+        type=Path,
+        default=DEFAULT_TPD_DIR,
         help="folder with TPD's params.py and baseline_simpy.py (default: <repo>/../shared/bench)",
-    )  # fmt: skip
-    p.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO,
-                   help="the product's TPD scenario (default: scenarios/tpd-10k-30d.yaml)")  # fmt: skip
+    )
+    p.add_argument(
+        "--scenario",
+        type=Path,
+        default=DEFAULT_SCENARIO,
+        help="the product's TPD scenario (default: scenarios/tpd-10k-30d.yaml)",
+    )
     p.add_argument("--json", type=Path, help="write every raw measurement to this JSON file")
     a = p.parse_args(argv)
     if a.days <= 0 or a.days % MONTH_DAYS:
@@ -614,10 +754,16 @@ def main(argv: Sequence[str]) -> int:
     a = parse_args(argv)
     tpd_dir = a.tpd_dir.resolve()
     cfg = Config(
-        n=a.n, days=a.days, seeds=list(a.seeds), repeats=a.repeats,
-        servers=_servers(tpd_dir, a.n), tpd_dir=tpd_dir, scenario=a.scenario.resolve(),
-    )  # fmt: skip
+        n=a.n,
+        days=a.days,
+        seeds=list(a.seeds),
+        repeats=a.repeats,
+        servers=_servers(tpd_dir, a.n),
+        tpd_dir=tpd_dir,
+        scenario=a.scenario.resolve(),
+    )
     machine = machine_info()
+    machine["git"] = git_state()
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     warm = warm_up(cfg)
     runs = measure(cfg)
@@ -625,8 +771,11 @@ def main(argv: Sequence[str]) -> int:
     print(text, flush=True)
     if a.json:
         conf = asdict(cfg)
-        conf.update(tpd_dir=_rel(cfg.tpd_dir), scenario=_rel(cfg.scenario),
-                    python=os.path.basename(cfg.python))  # fmt: skip
+        conf.update(
+            tpd_dir=_rel(cfg.tpd_dir),
+            scenario=_rel(cfg.scenario),
+            python=os.path.basename(cfg.python),
+        )
         doc = {
             "benchmark": "tpd",
             "started": started,

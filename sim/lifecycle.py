@@ -32,11 +32,13 @@ def initial_population(world: World, pop: Population, acc: Accumulators, streams
 
     Each initial subscriber's current billing month started ``phase`` days
     before t=0 (phase uniform on 0..days_per_month-1) and was paid before the
-    run; its first renewal falls inside the first month.
+    run; its first renewal falls inside the first month. They are established
+    users: their engagement starts at the segment's target level.
     """
     rng = streams["initial"]
     seg = np.repeat(np.arange(len(world.seg.names)), world.seg.initial)
-    ids = _add(world, pop, seg, -rng.integers(0, world.days_per_month, len(seg)), streams, rng)
+    phase = -rng.integers(0, world.days_per_month, len(seg))
+    ids = _add(world, pop, seg, phase, world.seg.eng_target[seg], streams, rng)
     acc.add_ps("submonths", 0, pop.plan[ids], seg)
 
 
@@ -45,12 +47,12 @@ def _add(
     pop: Population,
     seg: NDArray[np.int64],
     join_day: NDArray[np.int64],
+    engagement: NDArray[np.float64],
     streams: Streams,
     rng: np.random.Generator,
 ) -> NDArray[np.int64]:
     shape = world.seg.intensity_shape[seg]
     intensity = rng.gamma(shape, 1.0 / shape)
-    engagement = world.seg.eng_start[seg]
     plan = C.choose_plans(world, seg, intensity * engagement, streams["choice"])
     ids = pop.add(seg, plan, intensity, engagement, join_day, world.plan.quota[plan])
     return ids
@@ -65,7 +67,15 @@ def sign_up(world: World, pop: Population, acc: Accumulators, streams: Streams, 
     if k.sum() == 0:
         return
     seg = np.repeat(np.arange(len(k)), k)
-    ids = _add(world, pop, seg, np.full(len(seg), day), streams, streams["acquisition"])
+    ids = _add(
+        world,
+        pop,
+        seg,
+        np.full(len(seg), day),
+        world.seg.eng_start[seg],
+        streams,
+        streams["acquisition"],
+    )
     plan = pop.plan[ids]
     fee = world.plan.fee[plan]
     pop.fee_billed[ids] = fee
