@@ -55,7 +55,7 @@ class Serving(Strict):
 class LLM(Strict):
     """One model of the catalog: API list prices and serving performance per GPU type."""
 
-    name: str
+    name: str = Field(description="model name, referred to by plans, segments and pools")
     price_input_miss_per_mtok: NonNeg = Field(
         description="API list price, input tokens on a cache miss (currency per 1M tokens)"
     )
@@ -71,7 +71,7 @@ class LLM(Strict):
 class GPUType(Strict):
     """A GPU type and what an hour of it costs (rented or amortised)."""
 
-    name: str
+    name: str = Field(description="GPU type name, referred to by serving entries and pools")
     cost_per_hour: NonNeg = Field(description="cost of one GPU for one hour (currency/GPU-hour)")
 
 
@@ -88,29 +88,33 @@ class Catalog(Strict):
 class Quota(Strict):
     """A plan's allowance per billing month, in tokens or in requests."""
 
-    unit: Literal["tokens", "requests"] = "tokens"
+    unit: Literal["tokens", "requests"] = Field(
+        default="tokens", description="what the quota counts"
+    )
     amount: NonNeg = Field(description="allowance per billing month (tokens or requests)")
 
 
 class TokenClassWeights(Strict):
     """How many quota units one token of each class burns (1 = face value)."""
 
-    input_miss: NonNeg = 1.0
-    input_hit: NonNeg = 1.0
-    output: NonNeg = 1.0
+    input_miss: NonNeg = Field(default=1.0, description="per uncached input token")
+    input_hit: NonNeg = Field(default=1.0, description="per cached (prefix-hit) input token")
+    output: NonNeg = Field(default=1.0, description="per output token")
 
 
 class Cutoff(Strict):
     """At exhaustion, refuse every request until renewal."""
 
-    rule: Literal["cutoff"]
+    rule: Literal["cutoff"] = Field(description="refuse requests until renewal")
 
 
 class Throttle(Strict):
     """At exhaustion, keep serving but worse: a slow lane, or a cheaper model."""
 
-    rule: Literal["throttle"]
-    mode: Literal["slow_lane", "downgrade"] = "slow_lane"
+    rule: Literal["throttle"] = Field(description="keep serving, worse")
+    mode: Literal["slow_lane", "downgrade"] = Field(
+        default="slow_lane", description="slow lane (rate limit, low priority) or cheaper model"
+    )
     min_gap_s: NonNeg = Field(
         default=D.THROTTLE_MIN_GAP_S,
         description="a throttled subscriber gets at most one request per this many seconds (s)",
@@ -133,7 +137,7 @@ class Throttle(Strict):
 class Payg(Strict):
     """At exhaustion, keep serving and bill the overage."""
 
-    rule: Literal["payg"]
+    rule: Literal["payg"] = Field(description="serve and bill the overage")
     price_per_munit: NonNeg = Field(
         description="price per 1M quota units over the quota (currency per 1M tokens, or per 1M"
         " requests for request quotas)"
@@ -146,10 +150,12 @@ class Payg(Strict):
 class Topup(Strict):
     """At exhaustion, buy packs of extra quota, automatically or by choice."""
 
-    rule: Literal["topup"]
+    rule: Literal["topup"] = Field(description="sell packs of extra quota")
     pack_units: Pos = Field(description="quota units one pack adds (tokens or requests)")
     pack_price: NonNeg = Field(description="price of one pack (currency)")
-    purchase: Literal["auto", "manual"] = "auto"
+    purchase: Literal["auto", "manual"] = Field(
+        default="auto", description="auto: always buy; manual: buy with a probability"
+    )
     manual_buy_probability: Share = Field(
         default=D.TOPUP_MANUAL_BUY_PROBABILITY,
         description="manual purchase: chance a subscriber buys a pack when cut off",
@@ -172,21 +178,28 @@ class Rollover(Strict):
 class Plan(Strict):
     """A token package: fee, allowance, usable models, and what happens at exhaustion."""
 
-    name: str
+    name: str = Field(description="plan name, referred to by segments")
     price_per_month: NonNeg = Field(description="monthly fee (currency/month)")
-    quota: Quota
+    quota: Quota = Field(description="allowance per billing month")
     models: dict[str, NonNeg] = Field(
         min_length=1,
         description="usable models and their quota weight (1 = face value, 2 = twice as fast)",
     )
-    token_class_weights: TokenClassWeights = TokenClassWeights()
-    on_exhaustion: Exhaustion = Field(default_factory=lambda: Cutoff(rule="cutoff"))
-    rollover: Rollover = Rollover()
+    token_class_weights: TokenClassWeights = Field(
+        default_factory=TokenClassWeights, description="quota units per token of each class"
+    )
+    on_exhaustion: Exhaustion = Field(
+        default_factory=lambda: Cutoff(rule="cutoff"),
+        description="what happens when the quota runs out (rule: cutoff|throttle|payg|topup)",
+    )
+    rollover: Rollover = Field(default_factory=Rollover, description="carry-over of unused quota")
     concurrency_limit: Annotated[int, Field(ge=1)] | None = Field(
         default=None, description="requests a subscriber may have in flight at once"
     )
     sla_class: str = Field(default="standard", description="SLA class name (priority, SLO)")
-    channel: Literal["own_app", "api", "partner_app"] = "own_app"
+    channel: Literal["own_app", "api", "partner_app"] = Field(
+        default="own_app", description="sales channel (reporting)"
+    )
 
 
 # --------------------------------------------------------------------------- segments
@@ -195,7 +208,7 @@ class Plan(Strict):
 class LogNormal(Strict):
     """A lognormal token length: median exp(mu) and log-sd sigma, optionally capped."""
 
-    dist: Literal["lognormal"] = "lognormal"
+    dist: Literal["lognormal"] = Field(default="lognormal", description="distribution family")
     median: Pos = Field(description="median length (tokens)")
     sigma: NonNeg = Field(description="standard deviation of ln(length)")
     max: Pos | None = Field(default=None, description="hard cap, e.g. the context window (tokens)")
@@ -215,7 +228,7 @@ class Engagement(Strict):
 class Bass(Strict):
     """Bass diffusion toward a market size: new/month = (p + q N/M)(M - N)."""
 
-    model: Literal["bass"]
+    model: Literal["bass"] = Field(description="Bass diffusion")
     market_size: Pos = Field(description="potential subscribers M (subscribers)")
     p: NonNeg = Field(default=D.BASS_P, description="innovation coefficient (1/month)")
     q: NonNeg = Field(default=D.BASS_Q, description="imitation coefficient (1/month)")
@@ -224,7 +237,7 @@ class Bass(Strict):
 class Constant(Strict):
     """A fixed expected number of sign-ups per month."""
 
-    model: Literal["constant"]
+    model: Literal["constant"] = Field(description="constant rate")
     per_month: NonNeg = Field(description="expected sign-ups per month (subscribers/month)")
 
 
@@ -234,12 +247,15 @@ Acquisition = Annotated[Bass | Constant, Field(discriminator="model")]
 class Segment(Strict):
     """A kind of subscriber: how it adopts, chooses and uses tokens."""
 
-    name: str
-    kind: Literal["chat", "household", "coder", "enterprise_bot", "other"] = "other"
+    name: str = Field(description="segment name")
+    kind: Literal["chat", "household", "coder", "enterprise_bot", "other"] = Field(
+        default="other", description="kind of user (reporting)"
+    )
     plans: list[str] = Field(min_length=1, description="plans offered to this segment")
     initial_subscribers: Annotated[int, Field(ge=0)] = Field(description="subscribers at t=0")
     acquisition: Acquisition = Field(
-        default_factory=lambda: Constant(model="constant", per_month=0)
+        default_factory=lambda: Constant(model="constant", per_month=0),
+        description="sign-ups per month (model: bass|constant)",
     )
     members: Annotated[int, Field(ge=1)] = Field(
         default=1, description="people sharing one subscription's quota (households, teams)"
@@ -260,8 +276,8 @@ class Segment(Strict):
         max_length=7,
         description="relative activity per weekday, Monday first",
     )
-    input_tokens: LogNormal
-    output_tokens: LogNormal
+    input_tokens: LogNormal = Field(description="input (prompt) length per request")
+    output_tokens: LogNormal = Field(description="output (completion) length per request")
     cache_hit_share: Share = Field(description="share of input tokens served from prefix cache")
     model_preference: dict[str, NonNeg] = Field(
         min_length=1, description="share of requests per model (renormalised over a plan's models)"
@@ -270,7 +286,9 @@ class Segment(Strict):
         default=D.INTENSITY_SHAPE,
         description="Gamma shape of the personal intensity (mean 1); lower = more heterogeneous",
     )
-    engagement: Engagement = Engagement()
+    engagement: Engagement = Field(
+        default_factory=Engagement, description="usage growth or fade with tenure"
+    )
     value_per_mtok: NonNeg = Field(
         description="value a subscriber gets from 1M served tokens (currency per 1M tokens)"
     )
@@ -296,18 +314,20 @@ class Segment(Strict):
 class CapacityChange(Strict):
     """A procurement step: from the start of ``month`` the pool has ``gpus`` cards."""
 
-    month: Annotated[int, Field(ge=0)]
-    gpus: Annotated[int, Field(ge=0)]
+    month: Annotated[int, Field(ge=0)] = Field(description="calendar month (0 = first)")
+    gpus: Annotated[int, Field(ge=0)] = Field(description="cards from that month on")
 
 
 class Pool(Strict):
     """GPUs serving one model; requests to that model queue here."""
 
-    name: str
-    model: str
-    gpu: str
+    name: str = Field(description="pool name")
+    model: str = Field(description="the catalog model this pool serves")
+    gpu: str = Field(description="GPU type of its cards")
     gpus: Annotated[int, Field(ge=0)] = Field(description="cards at t=0")
-    schedule: list[CapacityChange] = Field(default_factory=list)
+    schedule: list[CapacityChange] = Field(
+        default_factory=list, description="procurement steps (month, gpus)"
+    )
     unavailable_share: Share = Field(
         default=0.0, description="share of cards down at any time (failures); still paid for"
     )
@@ -324,19 +344,20 @@ class SLO(Strict):
 class SLAClass(Strict):
     """A service class: priority in the queues (0 = first) and latency targets."""
 
-    name: str
-    priority: Annotated[int, Field(ge=0, le=8)]
-    slo: SLO = SLO()
+    name: str = Field(description="class name, referred to by plans")
+    priority: Annotated[int, Field(ge=0, le=8)] = Field(description="queue priority, 0 first")
+    slo: SLO = Field(default_factory=SLO, description="latency targets")
 
 
 class Cluster(Strict):
     """Model pools and service classes."""
 
-    pools: list[Pool] = Field(min_length=1)
+    pools: list[Pool] = Field(min_length=1, description="one pool per served model")
     sla_classes: list[SLAClass] = Field(
+        description="service classes (default: one 'standard' class with MLPerf targets)",
         default_factory=lambda: [
             SLAClass(name="standard", priority=1, slo=SLO(ttft_s=D.SLO_TTFT_S, tpot_s=D.SLO_TPOT_S))
-        ]
+        ],
     )
 
 
@@ -360,13 +381,23 @@ class Churn(Strict):
     slo_miss: float = Field(default=D.CHURN_SLO_MISS, description="per share of SLO misses")
     unused: float = Field(default=D.CHURN_UNUSED, description="per share of quota left unused")
     tenure: float = Field(default=D.CHURN_TENURE, description="per unit of ln(1 + tenure months)")
-    upgrade_after_months: Annotated[int, Field(ge=1)] = D.UPGRADE_AFTER_MONTHS
-    upgrade_probability: Share = D.UPGRADE_PROBABILITY
-    downgrade_after_months: Annotated[int, Field(ge=1)] = D.DOWNGRADE_AFTER_MONTHS
+    upgrade_after_months: Annotated[int, Field(ge=1)] = Field(
+        default=D.UPGRADE_AFTER_MONTHS, description="consecutive exhausted months before upgrading"
+    )
+    upgrade_probability: Share = Field(
+        default=D.UPGRADE_PROBABILITY, description="chance to upgrade once the streak is reached"
+    )
+    downgrade_after_months: Annotated[int, Field(ge=1)] = Field(
+        default=D.DOWNGRADE_AFTER_MONTHS,
+        description="consecutive wasteful months before downgrading",
+    )
     downgrade_use_below: Share = Field(
         default=D.DOWNGRADE_USE_BELOW, description="a month 'wastes' quota below this used share"
     )
-    downgrade_probability: Share = D.DOWNGRADE_PROBABILITY
+    downgrade_probability: Share = Field(
+        default=D.DOWNGRADE_PROBABILITY,
+        description="chance to downgrade once the streak is reached",
+    )
     choice_temperature: Pos = Field(
         default=D.CHOICE_TEMPERATURE,
         description="logit scale of plan choice (currency): utility differences of this size"
@@ -385,30 +416,38 @@ class Outputs(Strict):
     """What a run writes beside the headline tables."""
 
     ledger: bool = Field(default=True, description="write the subscriber-month ledger (Parquet)")
-    plots: bool = True
+    plots: bool = Field(default=True, description="write PNG plots")
 
 
 class Scenario(Strict):
     """A whole scenario: catalog, plans, segments, cluster, churn, horizon and randomness."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    description: str = ""
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]+$", description="scenario name (letters, digits, _ . -)"
+    )
+    description: str = Field(default="", description="free text shown in reports")
     currency: str = Field(default="CNY", description="currency of every money field")
-    horizon_months: Annotated[int, Field(ge=1, le=120)]
+    horizon_months: Annotated[int, Field(ge=1, le=120)] = Field(
+        description="simulated calendar months"
+    )
     days_per_month: Annotated[int, Field(ge=1, le=31)] = Field(
         default=30, description="length of a billing month (days)"
     )
     start_weekday: Annotated[int, Field(ge=0, le=6)] = Field(
         default=0, description="weekday of day 0 (0 = Monday)"
     )
-    seed: Annotated[int, Field(ge=0)] = 1
-    replications: Annotated[int, Field(ge=1, le=1000)] = 1
-    catalog: Catalog
-    plans: list[Plan] = Field(min_length=1)
-    segments: list[Segment] = Field(min_length=1)
-    cluster: Cluster
-    churn: Churn = Churn()
-    outputs: Outputs = Outputs()
+    seed: Annotated[int, Field(ge=0)] = Field(
+        default=1, description="root seed of the named random streams"
+    )
+    replications: Annotated[int, Field(ge=1, le=1000)] = Field(
+        default=1, description="independent replications (confidence intervals need >= 2)"
+    )
+    catalog: Catalog = Field(description="models and GPU types")
+    plans: list[Plan] = Field(min_length=1, description="token packages on sale")
+    segments: list[Segment] = Field(min_length=1, description="kinds of subscribers")
+    cluster: Cluster = Field(description="GPU pools and SLA classes")
+    churn: Churn = Field(default_factory=Churn, description="renewal and switching behaviour")
+    outputs: Outputs = Field(default_factory=Outputs, description="optional outputs")
 
     @model_validator(mode="after")
     def _cross_references(self) -> Scenario:

@@ -33,6 +33,7 @@ distributions, not its random numbers.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 from dataclasses import dataclass, field
@@ -50,11 +51,41 @@ MAX_CHURN_PROBABILITY = 1e-4
 """A world is accepted only if no renewal can churn with more than this probability."""
 
 
+class Draws:
+    """Scalar random draws from one numpy Generator, generated in blocks.
+
+    Calling a Generator for one number at a time costs microseconds; the reference model needs
+    a few per request, so uniforms and standard normals are drawn 16k at a time.
+    """
+
+    BLOCK = 1 << 14
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+        self._u: list[float] = []
+        self._z: list[float] = []
+
+    def uniform(self) -> float:
+        """U(0, 1)."""
+        if not self._u:
+            self._u = self.rng.random(self.BLOCK).tolist()
+        return self._u.pop()
+
+    def normal(self) -> float:
+        """N(0, 1)."""
+        if not self._z:
+            self._z = self.rng.standard_normal(self.BLOCK).tolist()
+        return self._z.pop()
+
+    def exponential(self, mean: float) -> float:
+        """Exponential with the given mean."""
+        return -mean * math.log(1.0 - self.uniform())
+
+
 @dataclass
 class Subscriber:
     """One subscriber's persistent attributes and the state of its current billing month."""
 
-    sid: int
     seg: int
     plan: int
     intensity: float
@@ -101,15 +132,27 @@ class ReferenceModel:
         _check_supported(world)
         self.w = world
         self.rng = np.random.default_rng(seed)
+        self.draw = Draws(self.rng)
         self.env = simpy.Environment()
         self.horizon_s = world.horizon_days * DAY
         slots = world.pool.slots_by_month[0]
-        self.pools = [simpy.PriorityResource(self.env, capacity=max(int(c), 1)) for c in slots]
-        self.slots = slots
+        self.pools = [simpy.PriorityResource(self.env, capacity=int(c)) for c in slots]
         self.lowest = world.cls.n_prio - 1
         self.throttled_class = len(world.cls.names)
-        sp = world.seg
-        self.hour_cum = np.cumsum(sp.hour_weight, axis=1) / sp.hour_weight.sum(axis=1)[:, None]
+        # parameters as plain Python numbers (numpy scalars are slow one at a time)
+        sp, pl, po = world.seg, world.plan, world.pool
+        hour_cum = np.cumsum(sp.hour_weight, axis=1) / sp.hour_weight.sum(axis=1)[:, None]
+        self.hour_cum = hour_cum.tolist()
+        self.tokens = list(
+            zip(
+                *(v.tolist() for v in (sp.in_mu, sp.in_sigma, sp.in_max, sp.out_mu)),
+                *(v.tolist() for v in (sp.out_sigma, sp.out_max, sp.cache_hit)),
+                strict=True,
+            )
+        )
+        self.model_cum = sp.model_cum[:, :, :-1].tolist()  # [seg][plan]: all but the last edge
+        self.model_pool = po.model_pool.tolist()
+        self.occ = list(zip(po.occ_in.tolist(), po.occ_out.tolist(), strict=True))
         self.tot = Totals(len(slots), len(world.cls.names) + 1)
         self.tot.capacity_s[:] = slots * self.horizon_s
         self.subs = self._initial_population()
@@ -120,7 +163,8 @@ class ReferenceModel:
         """Subscribers at t=0: Gamma intensity (mean 1), engagement at target, staggered months.
 
         The current billing month of each started ``phase`` days before t=0 (phase uniform on
-        0..days_per_month-1), so its anniversary is day ``days_per_month - phase``.
+        0..days_per_month-1) and was paid before the run; its anniversary is day
+        ``days_per_month - phase``. Segments offered several plans choose by the logit.
         """
         w, sp, rng = self.w, self.w.seg, self.rng
         seg = np.repeat(np.arange(len(sp.names)), sp.initial)
@@ -129,10 +173,8 @@ class ReferenceModel:
         intensity = rng.gamma(shape, 1.0 / shape)
         engagement = sp.eng_target[seg]
         plan = choose_plans(w, seg, intensity * engagement, rng)
-        subs = []
-        for i in range(len(seg)):
-            s = Subscriber(
-                sid=i,
+        subs = [
+            Subscriber(
                 seg=int(seg[i]),
                 plan=int(plan[i]),
                 intensity=float(intensity[i]),
@@ -140,32 +182,33 @@ class ReferenceModel:
                 renew_day=int(w.days_per_month - phase[i]),
                 quota_eff=float(w.plan.quota[plan[i]]),
             )
-            subs.append(s)
+            for i in range(len(seg))
+        ]
         self.tot.submonths += len(subs)
         return subs
 
     def _close_month(self, s: Subscriber) -> None:
-        """Book the closing month: exhaustion and pay-as-you-go overage in whole blocks."""
+        """Book the closing month: exhaustion, and pay-as-you-go overage in whole blocks."""
         pl = self.w.plan
         self.tot.exhausted += int(s.exhausted)
         if pl.rule[s.plan] == K.RULE_PAYG and s.over_units > 0:
-            block = pl.payg_block_units[s.plan]
+            block = float(pl.payg_block_units[s.plan])
             blocks = math.ceil(s.over_units / block - 1e-9)
-            self.tot.revenue_overage += blocks * block * pl.payg_price_per_unit[s.plan]
+            self.tot.revenue_overage += blocks * block * float(pl.payg_price_per_unit[s.plan])
 
     def _renew(self, s: Subscriber, day: int) -> None:
         """Billing anniversary: close the month, move engagement, reset usage, roll over."""
         w, sp, pl = self.w, self.w.seg, self.w.plan
         self._close_month(s)
-        tgt = sp.eng_target[s.seg]
+        tgt = float(sp.eng_target[s.seg])
         e = tgt - (tgt - s.engagement) * math.exp(-1.0 / sp.eng_tau_months[s.seg])
-        vol = sp.eng_volatility[s.seg]
+        vol = float(sp.eng_volatility[s.seg])
         if vol > 0:
-            e *= math.exp(vol * self.rng.standard_normal() - vol**2 / 2)
+            e *= math.exp(vol * self.draw.normal() - vol**2 / 2)
         s.engagement = e
         unused = max(s.quota_eff - s.usage, 0.0)
         carry = min(unused * pl.rollover_share[s.plan], pl.rollover_cap[s.plan])
-        s.quota_eff = pl.quota[s.plan] + carry
+        s.quota_eff = float(pl.quota[s.plan] + carry)
         s.usage, s.last_adm, s.exhausted, s.over_units = 0.0, -math.inf, False, 0.0
         s.renew_day = day + w.days_per_month
         self.tot.submonths += 1
@@ -174,18 +217,18 @@ class ReferenceModel:
 
     def _day_arrivals(self, s: Subscriber, day: int) -> list[float]:
         """Arrival times of the requests of the sessions ``s`` starts on ``day``."""
-        sp, rng = self.w.seg, self.rng
+        sp, d = self.w.seg, self.draw
         g = s.seg
         weekday = (self.w.start_weekday + day) % 7
         rate = sp.sessions_per_day[g] * sp.weekday_weight[g, weekday] * s.intensity * s.engagement
+        think, p_end = float(sp.think_time_s[g]), 1.0 / sp.requests_per_session[g]
         times: list[float] = []
-        for _ in range(rng.poisson(rate)):
-            hour = int(np.searchsorted(self.hour_cum[g], rng.random(), side="right"))
-            t = day * DAY + (hour + rng.random()) * HOUR
-            n_req = int(rng.geometric(1.0 / sp.requests_per_session[g]))
-            for k in range(n_req):
+        for _ in range(self.rng.poisson(rate)):
+            hour = bisect.bisect_right(self.hour_cum[g], d.uniform())
+            t = day * DAY + (hour + d.uniform()) * HOUR
+            for k in range(int(self.rng.geometric(p_end))):
                 if k > 0:
-                    t += rng.exponential(sp.think_time_s[g])
+                    t += d.exponential(think)
                 times.append(t)
         return times
 
@@ -207,23 +250,22 @@ class ReferenceModel:
 
     def request(self, s: Subscriber):
         """One request: draw its size and model, apply the plan, queue, hold a slot."""
-        w, sp, pl, rng, tot = self.w, self.w.seg, self.w.plan, self.rng, self.tot
+        pl, d, tot = self.w.plan, self.draw, self.tot
         now, g, p = self.env.now, s.seg, s.plan
-        z_in, z_out = rng.standard_normal(2)
-        inp = min(max(round(math.exp(sp.in_mu[g] + sp.in_sigma[g] * z_in)), 1), sp.in_max[g])
-        out = min(max(round(math.exp(sp.out_mu[g] + sp.out_sigma[g] * z_out)), 1), sp.out_max[g])
-        cached = round(inp * sp.cache_hit[g])
+        in_mu, in_sigma, in_max, out_mu, out_sigma, out_max, cache_hit = self.tokens[g]
+        inp = min(max(round(math.exp(in_mu + in_sigma * d.normal())), 1), in_max)
+        out = min(max(round(math.exp(out_mu + out_sigma * d.normal())), 1), out_max)
+        cached = round(inp * cache_hit)
         uncached = inp - cached
-        probs = np.diff(sp.model_cum[g, p], prepend=0.0)
-        model = int(np.searchsorted(np.cumsum(probs), rng.random(), side="right"))
-        model = min(model, len(probs) - 1)
+        model = bisect.bisect_right(self.model_cum[g][p], d.uniform())
         tot.requests += 1
 
+        # the plan: quota charge, exhaustion rule
+        weight = float(pl.model_weight[p, model])
         if pl.quota_in_requests[p]:
-            charge = pl.model_weight[p, model]
+            charge = weight
         else:
-            units = pl.w_miss[p] * uncached + pl.w_hit[p] * cached + pl.w_out[p] * out
-            charge = pl.model_weight[p, model] * units
+            charge = weight * (pl.w_miss[p] * uncached + pl.w_hit[p] * cached + pl.w_out[p] * out)
         prio, cls, throttled = int(pl.priority[p]), int(pl.sla_class[p]), False
         if s.usage >= s.quota_eff:
             rule = pl.rule[p]
@@ -239,17 +281,19 @@ class ReferenceModel:
                     prio = self.lowest
             # RULE_PAYG: admitted; the units over the quota are billed at the month's close
         q = s.quota_eff
-        if s.usage < q <= s.usage + charge:
+        if s.usage < q <= s.usage + charge:  # the crossing request passes, charged in full
             s.exhausted = True
         s.over_units += max(0.0, s.usage + charge - q) - max(0.0, s.usage - q)
         s.usage += charge
         s.last_adm = now
         tot.served += 1
-        tot.throttled += int(throttled)
+        tot.throttled += throttled
         tot.tokens_served += inp + out
 
-        pool = int(w.pool.model_pool[model])
-        hold = uncached * w.pool.occ_in[pool] + out * w.pool.occ_out[pool]
+        # the pool: wait for a slot (priority, then FIFO), hold it for the occupancy
+        pool = self.model_pool[model]
+        occ_in, occ_out = self.occ[pool]
+        hold = uncached * occ_in + out * occ_out
         with self.pools[pool].request(priority=prio) as slot:
             yield slot
             start = self.env.now
