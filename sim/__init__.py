@@ -1,3 +1,36 @@
-"""tokensim: discrete-event simulator of LLM token-package demand."""
+"""tokensim: discrete-event simulator of LLM token-package demand.
+
+The public API (imported lazily so that ``tokensim validate`` stays fast):
+
+* :func:`load_scenario` / :func:`validate_data` - read and validate a scenario;
+* :func:`run_scenario` - run its replications, returning a :class:`RunResult` whose
+  methods give pandas DataFrames (``months()``, ``monthly()``, ``hourly()``,
+  ``latency()``, ``ledger()``, ``kpis()``) and ``summary()``;
+* :func:`write_run` - write a run folder atomically.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
+
+_API = {
+    "load_scenario": "sim.scenario",
+    "validate_data": "sim.scenario",
+    "Scenario": "sim.scenario",
+    "ScenarioError": "sim.scenario",
+    "run_scenario": "sim.runner",
+    "RunResult": "sim.results",
+    "write_run": "sim.results",
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        import importlib
+
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'sim' has no attribute {name!r}")

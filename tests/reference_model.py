@@ -51,6 +51,16 @@ MAX_CHURN_PROBABILITY = 1e-4
 """A world is accepted only if no renewal can churn with more than this probability."""
 
 
+@dataclass(frozen=True)
+class InitialPopulation:
+    """Subscribers present at t=0 (arrays of equal length), to impose instead of drawing them."""
+
+    seg: np.ndarray
+    plan: np.ndarray
+    intensity: np.ndarray
+    phase: np.ndarray  # days the current billing month had run at t=0 (0..days_per_month-1)
+
+
 class Draws:
     """Scalar random draws from one numpy Generator, generated in blocks.
 
@@ -128,7 +138,7 @@ class Totals:
 class ReferenceModel:
     """One replication of a world, simulated request by request with SimPy."""
 
-    def __init__(self, world: World, seed: int):
+    def __init__(self, world: World, seed: int, population: InitialPopulation | None = None):
         _check_supported(world)
         self.w = world
         self.rng = np.random.default_rng(seed)
@@ -155,24 +165,28 @@ class ReferenceModel:
         self.occ = list(zip(po.occ_in.tolist(), po.occ_out.tolist(), strict=True))
         self.tot = Totals(len(slots), len(world.cls.names) + 1)
         self.tot.capacity_s[:] = slots * self.horizon_s
-        self.subs = self._initial_population()
+        self.subs = self._initial_population(population)
 
     # ------------------------------------------------------------------ population
 
-    def _initial_population(self) -> list[Subscriber]:
+    def _initial_population(self, given: InitialPopulation | None) -> list[Subscriber]:
         """Subscribers at t=0: Gamma intensity (mean 1), engagement at target, staggered months.
 
         The current billing month of each started ``phase`` days before t=0 (phase uniform on
         0..days_per_month-1) and was paid before the run; its anniversary is day
         ``days_per_month - phase``. Segments offered several plans choose by the logit.
+        ``given`` replaces these draws (to compare both models on the same subscribers).
         """
         w, sp, rng = self.w, self.w.seg, self.rng
-        seg = np.repeat(np.arange(len(sp.names)), sp.initial)
-        phase = rng.integers(0, w.days_per_month, len(seg))
-        shape = sp.intensity_shape[seg]
-        intensity = rng.gamma(shape, 1.0 / shape)
+        if given is None:
+            seg = np.repeat(np.arange(len(sp.names)), sp.initial)
+            phase = rng.integers(0, w.days_per_month, len(seg))
+            shape = sp.intensity_shape[seg]
+            intensity = rng.gamma(shape, 1.0 / shape)
+            plan = choose_plans(w, seg, intensity * sp.eng_target[seg], rng)
+        else:
+            seg, plan, intensity, phase = given.seg, given.plan, given.intensity, given.phase
         engagement = sp.eng_target[seg]
-        plan = choose_plans(w, seg, intensity * engagement, rng)
         subs = [
             Subscriber(
                 seg=int(seg[i]),
@@ -342,6 +356,6 @@ def _check_supported(world: World) -> None:
         raise NotImplementedError("reference model: no plan switching")
 
 
-def run_reference(world: World, seed: int) -> Totals:
-    """Run one reference replication of ``world``."""
-    return ReferenceModel(world, seed).run()
+def run_reference(world: World, seed: int, population: InitialPopulation | None = None) -> Totals:
+    """Run one reference replication of ``world`` (on ``population`` when given)."""
+    return ReferenceModel(world, seed, population).run()
