@@ -14,7 +14,8 @@ from numpy.typing import NDArray
 from sim import tally as T
 from sim.agents import Population
 from sim.build import World
-from sim.defaults import HIST_BINS_PER_DECADE, HIST_DECADES, HIST_MIN_S
+from sim.defaults import HIST_MANTISSA_BITS, HIST_OCTAVES
+from sim.tally import KEY_MIN, MANTISSA_SHIFT
 from sim.workload import Requests
 
 # name -> (unit, description); the monthly table by month x plan x segment
@@ -64,16 +65,18 @@ HOURLY: dict[str, tuple[str, str]] = {
 }
 
 LATENCY = ("wait_s", "ttft_s", "e2e_s")
-N_BINS = HIST_DECADES * HIST_BINS_PER_DECADE + 1
+N_BINS = HIST_OCTAVES * 2**HIST_MANTISSA_BITS + 1
 HOURS_MARGIN = 48
 """Hours kept beyond the horizon for service that ends after the last day."""
 
 
 def bin_value(b: NDArray[np.int64] | int) -> NDArray[np.float64]:
-    """Representative value of a bin: its geometric centre (0 for bin 0)."""
-    b = np.asarray(b)
-    v = HIST_MIN_S * 10.0 ** ((b - 0.5) / HIST_BINS_PER_DECADE)
-    return np.where(b == 0, 0.0, v)
+    """Representative value of a latency bin: the geometric centre of its edges (0 for bin 0)."""
+    b = np.atleast_1d(np.asarray(b, dtype=np.int64))
+    key = np.maximum(b - 1, 0) + KEY_MIN
+    lo = (key << MANTISSA_SHIFT).view(np.float64)
+    hi = ((key + 1) << MANTISSA_SHIFT).view(np.float64)
+    return np.where(b == 0, 0.0, np.sqrt(lo * hi))
 
 
 def hist_quantile(h: NDArray[np.int64], q: float) -> float:
@@ -82,7 +85,7 @@ def hist_quantile(h: NDArray[np.int64], q: float) -> float:
     if c[-1] == 0:
         return float("nan")
     k = int(np.searchsorted(c, q * c[-1], side="left"))
-    return float(bin_value(k))
+    return float(bin_value(k)[0])
 
 
 class Accumulators:
@@ -105,6 +108,7 @@ class Accumulators:
         self.hist = np.zeros((months, n_pool, n_c, len(LATENCY), N_BINS), dtype=np.int64)
         self.model_tokens = np.zeros((months, len(w.model_names), 3))
         self.wait_sum = np.zeros((months, n_pool, n_c))
+        self.slo_pool = np.zeros((months, n_pool, n_c, 2))  # met, counted
 
     def add_ps(self, name: str, month: int, plan: NDArray, seg: NDArray, w: NDArray | None = None):
         """Add counts (or weights ``w``) at (month, plan, seg)."""
@@ -126,6 +130,6 @@ class Accumulators:
             pl.rule, pl.sla_class, pl.pack_price, po.prefill_rate, po.tpot_s,
             cl.ttft_s, cl.tpot_s, cl.wait_s, po.price_miss, po.price_hit, po.price_out,
             len(cl.names),
-            self.req_monthly[month], self.hist[month], self.wait_sum[month],
+            self.req_monthly[month], self.hist[month], self.wait_sum[month], self.slo_pool[month],
             self.model_tokens[month], self.hourly_filled,
         )  # fmt: skip

@@ -147,7 +147,10 @@ class RunResult:
         return out
 
     def latency(self) -> pd.DataFrame:
-        """Replication x month x pool x class: requests, mean wait and latency percentiles."""
+        """Replication x month x pool x class: requests, waits, latency percentiles, SLO.
+
+        Class ``throttled`` holds the slow-lane and downgraded requests (no SLO).
+        """
         rows = []
         for r in self.replications:
             w, a = r.world, r.acc
@@ -163,6 +166,8 @@ class RunResult:
                             "replication": r.replication, "month": m, "pool": pool,
                             "sla_class": cname, "requests": n,
                             "wait_mean_s": a.wait_sum[m, j, c] / n,
+                            "tpot_s": float(w.pool.tpot_s[j]),
+                            "slo_attainment": _ratio(*a.slo_pool[m, j, c]),
                         }  # fmt: skip
                         for k, name in enumerate(LATENCY):
                             for q in (0.5, 0.95, 0.99):
