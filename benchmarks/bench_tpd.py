@@ -151,7 +151,9 @@ def worker_plain(tpd_dir: Path, n: int, days: int, seed: int) -> dict[str, Any]:
     import baseline_simpy
 
     import_s = time.perf_counter() - t0
+    c0 = time.process_time()
     out = baseline_simpy.run(n, days, seed)
+    engine_cpu_s = time.process_time() - c0
     submonths = raw.get("n_submonths", float(out["active_end"] + out["renewals"]))
     kpi = {
         "requests": out["requests"],
@@ -179,6 +181,7 @@ def worker_plain(tpd_dir: Path, n: int, days: int, seed: int) -> dict[str, Any]:
         "seed": seed,
         "servers": out["servers"],
         "engine_s": out["wall"],
+        "engine_cpu_s": engine_cpu_s,
         "import_s": import_s,
         "requests": out["requests"],
         "subscriber_months": submonths,
@@ -220,7 +223,9 @@ def worker_product(scenario_path: Path, n: int, days: int, seed: int, gpus: int)
     t1 = time.perf_counter()
     world = build(scale_scenario(load_scenario(scenario_path), n, days, gpus))
     build_s = time.perf_counter() - t1
+    c0 = time.process_time()
     res = run_replication(world, seed, replication=0)
+    engine_cpu_s = time.process_time() - c0
     k = replication_kpis(res)
     tot = {name: float(v.sum()) for name, v in res.acc.monthly.items()}
     kpi = {
@@ -251,6 +256,7 @@ def worker_product(scenario_path: Path, n: int, days: int, seed: int, gpus: int)
         "seed": seed,
         "servers": gpus,
         "engine_s": res.engine_s,
+        "engine_cpu_s": engine_cpu_s,
         "import_s": import_s,
         "build_s": build_s,
         "requests": res.requests,
@@ -311,6 +317,7 @@ def run_worker(cfg: Config, model: str, n: int, days: int, seed: int) -> dict[st
     ):  # fmt: skip
         cmd += [flag, str(value)]
     for attempt in range(2 if model == "product" else 1):
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
@@ -325,6 +332,7 @@ def run_worker(cfg: Config, model: str, n: int, days: int, seed: int) -> dict[st
         raise SystemExit(f"{model} run (n={n}, days={days}, seed={seed}) failed")
     out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     out["process_s"] = process_s
+    out["load_before"] = load
     out["process_cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return out
 
@@ -492,6 +500,7 @@ def pair_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "seed": r["seed"],
                 "repeat": r["repeat"],
                 "engine_ratio": r["engine_s"] / q["engine_s"],
+                "engine_cpu_ratio": r["engine_cpu_s"] / q["engine_cpu_s"],
                 "process_ratio": r["process_s"] / q["process_s"],
             }
         )
@@ -587,29 +596,40 @@ def report(
     )
     w("           engine = simulation only (plain: `wall`, product: `engine_s`); process = whole")
     w("           subprocess (interpreter start, imports, set-up, run, KPIs), timed by the parent")
+    w(
+        "           engine CPU = CPU seconds of the engine; CPU share = the subprocess's CPU time /"
+        " its wall"
+    )
+    w("           time (below 100%: the machine was busy); load = 1-min load average before it")
     w("")
     w("Runs")
     w(
-        f"{'order':>5} {'seed':>4} {'rep':>3} {'model':<7} {'engine s':>9} {'process s':>9} "
-        f"{'import s':>8} {'requests':>11} {'sub-months':>10} {'req/s (engine)':>14} "
-        f"{'sub-mo/s':>10} {'RSS MiB':>7}"
+        f"{'#':>2} {'seed':>4} {'rep':>3} {'model':<7} {'engine s':>9} {'eng CPU s':>9} "
+        f"{'process s':>9} {'import s':>8} {'CPU':>4} {'load':>4} {'requests':>10} "
+        f"{'sub-mo':>6} {'req/s':>9} {'sub-mo/s':>8} {'RSS MiB':>7}"
     )
     for r in runs:
+        share = r["process_cpu_s"] / r["process_s"]
         w(
-            f"{r['order']:>5} {r['seed']:>4} {r['repeat']:>3} {r['model']:<7} "
-            f"{r['engine_s']:>9.2f} {r['process_s']:>9.2f} {r['import_s']:>8.2f} "
-            f"{r['requests']:>11,} {r['subscriber_months']:>10,.0f} "
-            f"{r['requests'] / r['engine_s']:>14,.0f} "
-            f"{r['subscriber_months'] / r['engine_s']:>10,.0f} {r['peak_rss_mib']:>7.0f}"
+            f"{r['order']:>2} {r['seed']:>4} {r['repeat']:>3} {r['model']:<7} "
+            f"{r['engine_s']:>9.2f} {r['engine_cpu_s']:>9.2f} {r['process_s']:>9.2f} "
+            f"{r['import_s']:>8.2f} {share:>4.0%} {r['load_before']:>4.1f} {r['requests']:>10,} "
+            f"{r['subscriber_months']:>6,.0f} {r['requests'] / r['engine_s']:>9,.0f} "
+            f"{r['subscriber_months'] / r['engine_s']:>8,.0f} {r['peak_rss_mib']:>7.0f}"
         )
+    w("(req/s and sub-mo/s per engine second)")
     w("")
     w("Paired ratios plain / product (> 1: the product is faster)")
-    w(f"{'seed':>4} {'rep':>3} {'engine':>10} {'process':>10}")
+    w(f"{'seed':>4} {'rep':>3} {'engine':>10} {'engine CPU':>10} {'process':>10}")
     for p in pairs:
-        w(f"{p['seed']:>4} {p['repeat']:>3} {p['engine_ratio']:>9.1f}x {p['process_ratio']:>9.1f}x")
+        w(
+            f"{p['seed']:>4} {p['repeat']:>3} {p['engine_ratio']:>9.1f}x "
+            f"{p['engine_cpu_ratio']:>9.1f}x {p['process_ratio']:>9.1f}x"
+        )
     eng = statistics.median(p["engine_ratio"] for p in pairs)
+    eng_cpu = statistics.median(p["engine_cpu_ratio"] for p in pairs)
     proc = statistics.median(p["process_ratio"] for p in pairs)
-    w(f"{'median':>8} {eng:>9.1f}x {proc:>9.1f}x")
+    w(f"{'median':>8} {eng:>9.1f}x {eng_cpu:>9.1f}x {proc:>9.1f}x")
     w("")
     w("Throughput and memory (median over runs)")
     w(f"{'':<34} {'plain':>14} {'product':>14}")
@@ -639,7 +659,14 @@ def report(
             lambda r: r["subscriber_months"] / r["process_s"],
             ",.0f",
         ),
+        (
+            "requests_per_cpu_s_engine",
+            "requests/s (engine CPU)",
+            lambda r: r["requests"] / r["engine_cpu_s"],
+            ",.0f",
+        ),
         ("engine_s", "engine time (s)", lambda r: r["engine_s"], ",.2f"),
+        ("engine_cpu_s", "engine CPU time (s)", lambda r: r["engine_cpu_s"], ",.2f"),
         ("process_s", "whole-process time (s)", lambda r: r["process_s"], ",.2f"),
         ("peak_rss_mib", "peak RSS (MiB)", lambda r: r["peak_rss_mib"], ",.0f"),
     ]
@@ -695,6 +722,7 @@ def report(
         w(f"  - {d}")
     summary = {
         "median_engine_ratio": eng,
+        "median_engine_cpu_ratio": eng_cpu,
         "median_process_ratio": proc,
         "pairs": pairs,
         "figures": figures,

@@ -103,6 +103,7 @@ class Pools:
     names: list[str]
     model_names: list[str]
     model_pool: I64  # [M] pool of each catalog model
+    pool_model: I64  # [pools] catalog model each pool serves
     occ_in: F64  # slot-seconds per uncached input token
     occ_out: F64  # slot-seconds per output token
     prefill_rate: F64  # replica prefill speed for TTFT (tokens/s)
@@ -193,6 +194,7 @@ def build(s: Scenario) -> World:
         names=[p.name for p in pools],
         model_names=[p.model for p in pools],
         model_pool=model_pool,
+        pool_model=np.array([m_idx[p.model] for p in pools], dtype=np.int64),
         occ_in=np.array(occ_in),
         occ_out=np.array(occ_out),
         prefill_rate=np.array(prefill),
@@ -232,6 +234,7 @@ def build(s: Scenario) -> World:
     buy_prob = np.zeros(n_p)
     max_packs = np.zeros(n_p, dtype=np.int64)
     mw = np.zeros((n_p, n_m))
+    listed = np.zeros((n_p, n_m))  # 1 where the plan lists the model (weight 0 = free of quota)
     for i, plan in enumerate(s.plans):
         ex = plan.on_exhaustion
         if isinstance(ex, Throttle):
@@ -255,6 +258,7 @@ def build(s: Scenario) -> World:
             rule[i] = K.RULE_CUTOFF
         for mname, wt in plan.models.items():
             mw[i, m_idx[mname]] = wt
+            listed[i, m_idx[mname]] = 1.0
     big = np.iinfo(np.int64).max // 4
     plan_arr = Plans(
         names=[p.name for p in s.plans],
@@ -299,7 +303,7 @@ def build(s: Scenario) -> World:
         for pn in segment.plans:
             i = plan_idx[pn]
             eligible[k, i] = True
-            allowed = pref * (mw[i] > 0)
+            allowed = pref * listed[i]
             model_cum[k, i] = np.cumsum(allowed / allowed.sum())
             model_cum[k, i, -1] = 1.0
         ladder.append(

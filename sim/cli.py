@@ -16,6 +16,8 @@ from sim import __version__
 from sim.scenario import Scenario, ScenarioError, json_schema, load_scenario
 
 EXIT_BAD_INPUT = 2
+MAX_REPLICATIONS = 1000
+"""Upper bound on --replications (the scenario schema's bound)."""
 
 
 def _report(err: ScenarioError, path: str) -> int:
@@ -97,7 +99,11 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("scenario")
     r.add_argument("--seed", type=int, help="override the scenario's seed")
     r.add_argument("--replications", "-r", type=int, help="override the number of replications")
-    r.add_argument("--out", help="run folder (default: results/NAME-seedN-TIMESTAMP)")
+    r.add_argument(
+        "--out",
+        help="run folder (default: results/NAME-seedN-TIMESTAMP); an earlier run folder there is"
+        " replaced, any other non-empty folder is refused",
+    )
     r.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     r.set_defaults(fn=cmd_run)
@@ -114,10 +120,36 @@ def main(argv: list[str] | None = None) -> int:
         a = p.parse_args(argv)
     except SystemExit as e:  # argparse exits 2 on bad arguments, 0 on --help
         return int(e.code or 0)
-    if a.command == "run" and a.replications is not None and a.replications < 1:
-        print("error: --replications must be >= 1", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    if a.command == "run":
+        problem = _run_argument_problem(a)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     return int(a.fn(a))
+
+
+def _run_argument_problem(a: argparse.Namespace) -> str | None:
+    """Why ``run``'s arguments cannot be used, or None."""
+    if a.replications is not None and not 1 <= a.replications <= MAX_REPLICATIONS:
+        return f"--replications must be between 1 and {MAX_REPLICATIONS}"
+    if a.seed is not None and a.seed < 0:
+        return "--seed must be >= 0"
+    if a.out:
+        out = Path(a.out)
+        if out.exists() and not out.is_dir():
+            return f"--out {out} exists and is not a folder"
+        if out.is_dir() and any(out.iterdir()) and not is_run_folder(out):
+            return (f"--out {out} is a non-empty folder that is not a tokensim run folder;"
+                    " refusing to replace it")  # fmt: skip
+    return None
+
+
+def is_run_folder(path: Path) -> bool:
+    """True when ``path`` holds a manifest.json written by tokensim (safe to replace)."""
+    try:
+        return json.loads((path / "manifest.json").read_text()).get("package") == "tokensim"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 if __name__ == "__main__":

@@ -31,9 +31,10 @@ def initial_population(world: World, pop: Population, acc: Accumulators, streams
     """Create the t=0 subscribers: staggered billing anniversaries, no fee billed in-window.
 
     Each initial subscriber's current billing month started ``phase`` days
-    before t=0 (phase uniform on 0..days_per_month-1) and was paid before the
-    run; its first renewal falls inside the first month. They are established
-    users: their engagement starts at the segment's target level.
+    before t=0 (phase uniform on 0..days_per_month-1; phase 0 = at t=0) and
+    was paid before the run (its fee is outside the horizon, as in the TPD
+    benchmark); its first renewal falls on day days_per_month - phase. They
+    are established users: their engagement starts at the segment's target.
     """
     rng = streams["initial"]
     seg = np.repeat(np.arange(len(world.seg.names)), world.seg.initial)

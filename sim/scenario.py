@@ -183,7 +183,8 @@ class Plan(Strict):
     quota: Quota = Field(description="allowance per billing month")
     models: dict[str, NonNeg] = Field(
         min_length=1,
-        description="usable models and their quota weight (1 = face value, 2 = twice as fast)",
+        description="usable models and their quota weight (1 = face value, 2 = twice as fast,"
+        " 0 = free of quota)",
     )
     token_class_weights: TokenClassWeights = Field(
         default_factory=TokenClassWeights, description="quota units per token of each class"
@@ -529,8 +530,6 @@ def check_references(s: Scenario) -> None:
                 pr.add(
                     f"plans[{i}].models.{mname}", f"model '{mname}' has no pool in cluster.pools"
                 )
-        if sum(plan.models.values()) <= 0 and plan.quota.amount > 0:
-            pr.add(f"plans[{i}].models", "at least one model weight must be positive")
         if plan.sla_class not in classes:
             pr.add(f"plans[{i}].sla_class", f"unknown SLA class '{plan.sla_class}'")
         ex = plan.on_exhaustion
@@ -605,6 +604,10 @@ def load_scenario(path: str | Path) -> Scenario:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ScenarioError([("(file)", f"cannot read {p}: {e.strerror}")]) from None
+    except UnicodeDecodeError as e:
+        raise ScenarioError(
+            [("(file)", f"{p} is not UTF-8 text: {e.reason} at byte {e.start}")]
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:

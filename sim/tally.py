@@ -2,8 +2,10 @@
 
 Written as a numba loop rather than a dozen numpy ``bincount`` passes: one
 pass over the requests updates the subscriber's month counters, the monthly
-plan x segment table, the latency histograms and the hourly pool table at
-about 30 ns per request (measured with ``benchmarks/bench_tpd.py``).
+plan x segment table, the latency histograms and the hourly pool table.
+(Calling this accounting from inside the admission kernel, request by
+request, was tried and measured slower: numba passes the many arrays by value
+on every call.)
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ def tally_day(  # noqa: PLR0913
     price_hit,
     price_out,
     n_class,
+    pool_model,
     # accumulators for this month and the whole run
     monthly,
     hist,
@@ -123,8 +126,8 @@ def tally_day(  # noqa: PLR0913
                 monthly[R_RCAP, p, g] += 1
             continue
         # served
-        m = model[i]
         pl = pool_used[i]
+        m = model[i] if oc != K.DOWNGRADED else pool_model[pl]  # the model that served it
         sub_counters[s, S_SERVED] += 1
         sub_counters[s, S_TSRV] += tok
         monthly[R_SERVED, p, g] += 1

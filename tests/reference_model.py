@@ -47,6 +47,13 @@ from sim.churn import PRICE_VALUE_LOG_CAP, choose_plans
 
 DAY = 86_400.0
 HOUR = 3_600.0
+TOKEN_FIELDS = ("in_mu", "in_sigma", "in_max", "out_mu", "out_sigma", "out_max", "cache_hit")
+"""Token-length parameters the request process reads (from sim.build.Segments)."""
+PLAN_FIELDS = (
+    "rule", "gap_s", "deprioritise", "priority", "sla_class", "quota_in_requests",
+    "model_weight", "w_miss", "w_hit", "w_out",
+)  # fmt: skip
+"""Plan parameters the request process reads (from sim.build.Plans)."""
 MAX_CHURN_PROBABILITY = 1e-4
 """A world is accepted only if no renewal can churn with more than this probability."""
 
@@ -110,7 +117,7 @@ class Subscriber:
 
 @dataclass
 class Totals:
-    """What a reference run counts; :meth:`metrics` turns it into comparable numbers."""
+    """What a reference run counts (whole horizon; waits by pool and class)."""
 
     n_pools: int
     n_classes: int  # SLA classes plus the throttled class (last)
@@ -151,16 +158,14 @@ class ReferenceModel:
         self.throttled_class = len(world.cls.names)
         # parameters as plain Python numbers (numpy scalars are slow one at a time)
         sp, pl, po = world.seg, world.plan, world.pool
-        hour_cum = np.cumsum(sp.hour_weight, axis=1) / sp.hour_weight.sum(axis=1)[:, None]
-        self.hour_cum = hour_cum.tolist()
-        self.tokens = list(
-            zip(
-                *(v.tolist() for v in (sp.in_mu, sp.in_sigma, sp.in_max, sp.out_mu)),
-                *(v.tolist() for v in (sp.out_sigma, sp.out_max, sp.cache_hit)),
-                strict=True,
-            )
-        )
+        hour_cum = np.cumsum(sp.hour_weight, axis=1)
+        self.hour_cum = (hour_cum / hour_cum[:, -1:]).tolist()  # ends at exactly 1
+        self.tokens = list(zip(*(getattr(sp, f).tolist() for f in TOKEN_FIELDS), strict=True))
         self.model_cum = sp.model_cum[:, :, :-1].tolist()  # [seg][plan]: all but the last edge
+        self.plans = [
+            dict(zip(PLAN_FIELDS, values, strict=True))
+            for values in zip(*(getattr(pl, f).tolist() for f in PLAN_FIELDS), strict=True)
+        ]
         self.model_pool = po.model_pool.tolist()
         self.occ = list(zip(po.occ_in.tolist(), po.occ_out.tolist(), strict=True))
         self.tot = Totals(len(slots), len(world.cls.names) + 1)
@@ -264,34 +269,36 @@ class ReferenceModel:
 
     def request(self, s: Subscriber):
         """One request: draw its size and model, apply the plan, queue, hold a slot."""
-        pl, d, tot = self.w.plan, self.draw, self.tot
-        now, g, p = self.env.now, s.seg, s.plan
+        d, tot = self.draw, self.tot
+        now, g, pl = self.env.now, s.seg, self.plans[s.plan]
         in_mu, in_sigma, in_max, out_mu, out_sigma, out_max, cache_hit = self.tokens[g]
+        # lognormal lengths rounded to whole tokens, at least 1, at most the cap
         inp = min(max(round(math.exp(in_mu + in_sigma * d.normal())), 1), in_max)
         out = min(max(round(math.exp(out_mu + out_sigma * d.normal())), 1), out_max)
         cached = round(inp * cache_hit)
         uncached = inp - cached
-        model = bisect.bisect_right(self.model_cum[g][p], d.uniform())
+        model = bisect.bisect_right(self.model_cum[g][s.plan], d.uniform())
         tot.requests += 1
 
         # the plan: quota charge, exhaustion rule
-        weight = float(pl.model_weight[p, model])
-        if pl.quota_in_requests[p]:
+        weight = pl["model_weight"][model]
+        if pl["quota_in_requests"]:
             charge = weight
         else:
-            charge = weight * (pl.w_miss[p] * uncached + pl.w_hit[p] * cached + pl.w_out[p] * out)
-        prio, cls, throttled = int(pl.priority[p]), int(pl.sla_class[p]), False
+            units = pl["w_miss"] * uncached + pl["w_hit"] * cached + pl["w_out"] * out
+            charge = weight * units
+        prio, cls, throttled = pl["priority"], pl["sla_class"], False
         if s.usage >= s.quota_eff:
-            rule = pl.rule[p]
+            rule = pl["rule"]
             if rule == K.RULE_CUTOFF:
                 tot.refused_quota += 1
                 return
             if rule == K.RULE_THROTTLE_SLOW:
-                if now - s.last_adm < pl.gap_s[p]:
+                if now - s.last_adm < pl["gap_s"]:
                     tot.refused_throttle += 1
                     return
                 throttled, cls = True, self.throttled_class
-                if pl.deprioritise[p]:
+                if pl["deprioritise"]:
                     prio = self.lowest
             # RULE_PAYG: admitted; the units over the quota are billed at the month's close
         q = s.quota_eff

@@ -126,7 +126,7 @@ BAD_CASES = [*BAD, "malformed_yaml", "missing_file"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
-@pytest.mark.parametrize("command", ["validate", "run"])
+@pytest.mark.parametrize("command", ["validate", "run", "run --out"])
 def test_a_bad_scenario_exits_2_names_the_field_and_writes_nothing(
     case: str, command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ):
@@ -135,8 +135,8 @@ def test_a_bad_scenario_exits_2_names_the_field_and_writes_nothing(
     monkeypatch.chdir(work)  # the default run folder would go to ./results
     path, expected = _bad_file(tmp_path, case)
     before = listing(tmp_path)
-    argv = [command, str(path)]
-    if command == "run":
+    argv = [command.split()[0], str(path)]
+    if command == "run --out":
         argv += ["--out", str(tmp_path / "out"), "--quiet"]
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -152,6 +152,20 @@ def test_bad_arguments_exit_2(tmp_path: Path, capsys):
     assert main(["frobnicate"]) == 2
     assert not (tmp_path / "o").exists()
     capsys.readouterr()
+
+
+def test_a_file_that_is_not_utf8_exits_2(tmp_path: Path, capsys):
+    p = tmp_path / "latin1.yaml"
+    p.write_bytes(b"name: caf\xe9\n")
+    assert main(["validate", str(p)]) == 2
+    assert "latin1.yaml" in capsys.readouterr().err
+
+
+def test_a_negative_seed_exits_2(tmp_path: Path, capsys):
+    s = write_yaml(tmp_path / "s.yaml", small_dict(horizon_months=1))
+    out = tmp_path / "o"
+    assert main(["run", str(s), "--seed", "-1", "--out", str(out), "--quiet"]) == 2
+    assert not out.exists()
 
 
 # --------------------------------------------------------------------------- run
@@ -356,3 +370,19 @@ def test_python_dash_m_sim_exit_codes(tmp_path: Path):
     assert r.returncode == 2
     assert "plans[1].quota.amount" in r.stderr
     assert not out.exists() and not (tmp_path / "results").exists()
+
+
+def test_run_refuses_to_replace_a_folder_that_is_not_a_run(tmp_path: Path, capsys):
+    s = write_yaml(tmp_path / "s.yaml", small_dict(horizon_months=1))
+    keep = tmp_path / "important"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("x")
+    assert main(["run", str(s), "--out", str(keep), "-q"]) == 2
+    assert (keep / "notes.txt").read_text() == "x"
+    assert "not a tokensim run folder" in capsys.readouterr().err
+
+
+def test_run_rejects_too_many_replications(tmp_path: Path, capsys):
+    s = write_yaml(tmp_path / "s.yaml", small_dict(horizon_months=1))
+    assert main(["run", str(s), "--replications", "1001", "--out", str(tmp_path / "o")]) == 2
+    assert not (tmp_path / "o").exists()
