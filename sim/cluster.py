@@ -118,12 +118,17 @@ def _advance(
     sub,
     occ,
     start,
+    limited,
 ):
-    """Retire pool pl's slots that end at or before ``until``, starting queued work on them."""
+    """Retire pool pl's slots that end at or before ``until``, starting queued work on them.
+
+    In-flight counts are kept only when some plan has a concurrency limit (``limited``).
+    """
     o = off[pl]
     while busy[pl] > 0 and ht[o] <= until:
         tend = ht[o]
-        inflight[hs[o]] -= 1
+        if limited:
+            inflight[hs[o]] -= 1
         _heap_pop(ht, hs, o, busy[pl])
         busy[pl] -= 1
         # freed slot(s): start the highest-priority queued requests while capacity allows
@@ -232,6 +237,7 @@ def serve_day(  # noqa: PLR0913
                     sub,
                     occ,
                     start,
+                    limited,
                 )
         else:
             _advance(
@@ -251,6 +257,7 @@ def serve_day(  # noqa: PLR0913
                 sub,
                 occ,
                 start,
+                limited,
             )
             if down_pool[p] >= 0:
                 _advance(
@@ -270,8 +277,9 @@ def serve_day(  # noqa: PLR0913
                     sub,
                     occ,
                     start,
+                    limited,
                 )
-        if inflight[s] >= conc[p]:
+        if limited and inflight[s] >= conc[p]:
             outcome[i] = REFUSED_CONCURRENCY
             continue
         u = usage[s]
@@ -313,8 +321,10 @@ def serve_day(  # noqa: PLR0913
             exhausted[s] = 1
         over[i] = max(0.0, u + c - q) - max(0.0, u - q)
         usage[s] = u + c
-        last_adm[s] = now
-        inflight[s] += 1
+        if gap[p] > 0:
+            last_adm[s] = now
+        if limited:
+            inflight[s] += 1
         outcome[i] = out
         pool_used[i] = pl
         occ[i] = uncached[i] * occ_in[pl] + output[i] * occ_out[pl]
@@ -356,6 +366,7 @@ def serve_day(  # noqa: PLR0913
                 sub,
                 occ,
                 start,
+                limited,
             )
 
 

@@ -129,7 +129,7 @@ class Accumulators:
             pop.plan, pop.seg, pop.counters, pop.tokens_by_model,
             pl.rule, pl.sla_class, pl.pack_price, po.prefill_rate, po.tpot_s,
             cl.ttft_s, cl.tpot_s, cl.wait_s, po.price_miss, po.price_hit, po.price_out,
-            len(cl.names), po.pool_model,
+            len(cl.names), po.pool_model, w.write_ledger,
             self.req_monthly[month], self.hist[month], self.wait_sum[month], self.slo_pool[month],
             self.model_tokens[month], self.hourly_filled,
         )  # fmt: skip

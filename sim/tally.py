@@ -84,6 +84,7 @@ def tally_day(  # noqa: PLR0913
     price_out,
     n_class,
     pool_model,
+    track_models,
     # accumulators for this month and the whole run
     monthly,
     hist,
@@ -138,9 +139,10 @@ def tally_day(  # noqa: PLR0913
         monthly[R_API, p, g] += (
             unc * price_miss[m] + cached[i] * price_hit[m] + output[i] * price_out[m]
         ) / 1e6
-        tokens_by_model[s, m, 0] += unc
-        tokens_by_model[s, m, 1] += cached[i]
-        tokens_by_model[s, m, 2] += output[i]
+        if track_models:  # per-subscriber tokens by model feed only the ledger
+            tokens_by_model[s, m, 0] += unc
+            tokens_by_model[s, m, 1] += cached[i]
+            tokens_by_model[s, m, 2] += output[i]
         model_tokens[m, 0] += unc
         model_tokens[m, 1] += cached[i]
         model_tokens[m, 2] += output[i]
