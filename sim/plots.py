@@ -7,7 +7,6 @@ replications, a shaded band shows the 95% confidence interval.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -15,9 +14,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-
-if TYPE_CHECKING:
-    from sim.results import RunResult
 
 DPI = 110
 """Resolution of the PNGs (dots per inch)."""
@@ -32,13 +28,21 @@ def _band(ax: plt.Axes, df: pd.DataFrame, x: str, y: str, label: str, **kw: obje
         ax.fill_between(mean.index, mean - half, mean + half, alpha=0.2, color=line.get_color())
 
 
-def write_plots(result: RunResult, months: pd.DataFrame, out: Path) -> list[Path]:
-    """Write the standard plots into ``out``; return their paths."""
+def write_plots(
+    cur: str,
+    months: pd.DataFrame,
+    by_plan: pd.DataFrame,
+    hourly: pd.DataFrame,
+    replications: int,
+    out: Path,
+) -> list[Path]:
+    """Write the standard plots into ``out`` from a run's tables; return their paths.
+
+    ``months``, ``by_plan`` and ``hourly`` are RunResult.months(), .monthly() and .hourly();
+    ``cur`` is the currency label.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    cur = result.scenario.currency
     paths = []
-    by_plan = result.monthly()
-    hourly = result.hourly()
 
     # 1. subscribers by plan, and churn
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -103,7 +107,7 @@ def write_plots(result: RunResult, months: pd.DataFrame, out: Path) -> list[Path
     fig, ax = plt.subplots(figsize=(10, 4.5))
     mix = by_plan.groupby(["plan"], observed=True)[
         ["input_miss_tokens", "input_hit_tokens", "output_tokens"]
-    ].sum() / max(len(result.replications), 1)
+    ].sum() / max(replications, 1)
     (mix / 1e9).plot.barh(stacked=True, ax=ax)
     ax.set(title="Tokens served by plan and class over the horizon", xlabel="billion tokens",
            ylabel="")  # fmt: skip

@@ -69,7 +69,7 @@ class RunResult:
         frames = []
         for r in self.replications:
             w = r.world
-            months, n_p, n_s = w.horizon_months, len(w.plan.names), len(w.seg.names)
+            months = w.horizon_months
             idx = pd.MultiIndex.from_product(
                 [range(months), w.plan.names, w.seg.names], names=["month", "plan", "segment"]
             )
@@ -79,7 +79,6 @@ class RunResult:
             elig = w.seg.eligible.T.reshape(-1)  # plan-major like the index
             keep = np.tile(elig, months) | (df[list(MONTHLY)].abs().sum(axis=1) > 0).to_numpy()
             frames.append(df[keep])
-            _ = n_p, n_s
         return pd.concat(frames, ignore_index=True)
 
     def months(self) -> pd.DataFrame:
@@ -298,10 +297,12 @@ def _write_contents(result: RunResult, d: Path, seed: int, plots: bool) -> None:
     (d / "scenario.yaml").write_text(
         yaml.safe_dump(s.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
     )
-    result.monthly().to_csv(d / "monthly_by_plan_segment.csv", index=False)
+    by_plan = result.monthly()
+    by_plan.to_csv(d / "monthly_by_plan_segment.csv", index=False)
     months = result.months()
     months.to_csv(d / "monthly.csv", index=False)
-    result.hourly().to_parquet(d / "hourly_cluster.parquet", index=False)
+    hourly = result.hourly()
+    hourly.to_parquet(d / "hourly_cluster.parquet", index=False)
     result.latency().to_csv(d / "latency.csv", index=False)
     led = result.ledger()
     if len(led):
@@ -313,7 +314,7 @@ def _write_contents(result: RunResult, d: Path, seed: int, plots: bool) -> None:
     if plots:
         from sim.plots import write_plots
 
-        write_plots(result, months, d / "plots")
+        write_plots(s.currency, months, by_plan, hourly, len(result.replications), d / "plots")
     reps = result.replications
     manifest = {
         "scenario": s.name,
