@@ -35,7 +35,7 @@ from sim.metrics import Accumulators
 from sim.rng import Streams
 from sim.workload import DemandGenerator
 
-Progress = Callable[[int], None]
+Progress = Callable[[int], object]
 """Called with the number of days just finished (for progress bars)."""
 
 

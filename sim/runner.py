@@ -15,7 +15,7 @@ def run_scenario(
     scenario: Scenario,
     seed: int | None = None,
     replications: int | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> RunResult:
     """Run ``replications`` seeded replications (defaults from the scenario) in sequence.
 
