@@ -259,7 +259,6 @@ def build(s: Scenario) -> World:
         for mname, wt in plan.models.items():
             mw[i, m_idx[mname]] = wt
             listed[i, m_idx[mname]] = 1.0
-    big = np.iinfo(np.int64).max // 4
     plan_arr = Plans(
         names=[p.name for p in s.plans],
         channels=[p.channel for p in s.plans],
@@ -280,7 +279,8 @@ def build(s: Scenario) -> World:
         rollover_share=np.array([p.rollover.share for p in s.plans]),
         rollover_cap=np.array([p.rollover.cap_units for p in s.plans]),
         concurrency=np.array(
-            [p.concurrency_limit if p.concurrency_limit else big for p in s.plans], dtype=np.int64
+            [p.concurrency_limit if p.concurrency_limit else K.NO_LIMIT for p in s.plans],
+            dtype=np.int64,
         ),
         priority=np.array([rank[p.sla_class] for p in s.plans], dtype=np.int64),
         sla_class=np.array([cls_idx[p.sla_class] for p in s.plans], dtype=np.int64),

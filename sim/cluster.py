@@ -44,6 +44,9 @@ REFUSED_NO_CAPACITY = 6
 """Refused: the model's pool has no working slot at all (zero GPUs)."""
 N_OUTCOMES = 7
 
+NO_LIMIT = np.iinfo(np.int64).max // 4
+"""Concurrency limit of a plan without one (requests in flight)."""
+
 # exhaustion rules (int8 codes per plan)
 RULE_CUTOFF = 0
 RULE_THROTTLE_SLOW = 1
@@ -211,7 +214,7 @@ def serve_day(  # noqa: PLR0913
     lowest = n_prio - 1
     limited = False
     for p in range(conc.shape[0]):
-        if conc[p] < 1 << 40:
+        if conc[p] < NO_LIMIT:
             limited = True
     for i in range(n):
         now = t[i]

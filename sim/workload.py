@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 
 from sim.agents import Population
 from sim.build import World
-from sim.defaults import SECONDS_PER_DAY, SECONDS_PER_HOUR
+from sim.defaults import HOURS_PER_DAY, SECONDS_PER_DAY, SECONDS_PER_HOUR
 from sim.rng import Streams
 
 TIME_RESOLUTION_S = 1e-6
@@ -76,7 +76,7 @@ def _sessions(rng, ids, rate, seg, day0, hour_cum, per_session, think_s):
         for _ in range(counts[i]):
             u = rng.random()
             h = 0
-            while h < 23 and hour_cum[g, h] <= u:
+            while h < HOURS_PER_DAY - 1 and hour_cum[g, h] <= u:
                 h += 1
             s_sub[j] = ids[i]
             s_seg[j] = g

@@ -9,7 +9,7 @@ from numpy.typing import NDArray
 
 from sim import cluster as K
 
-BIG = np.iinfo(np.int64).max // 4
+BIG = K.NO_LIMIT
 
 
 @dataclass
