@@ -1,0 +1,33 @@
+"""The README's Python example runs as written (from the repository root)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _python_blocks() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+def test_readme_api_example_runs(monkeypatch: pytest.MonkeyPatch, capsys):
+    api = [b for b in _python_blocks() if "sim.run_scenario" in b]
+    assert api, "the README shows the Python API"
+    monkeypatch.chdir(ROOT)
+    namespace: dict = {}
+    exec(compile(api[0], "README.md", "exec"), namespace)  # noqa: S102
+    result = namespace["result"]
+    assert len(result.replications) == 2
+    months = result.months()
+    assert (months["subscribers_end"] > 0).all()
+    assert result.scenario.plans[0].price_per_month == 12.9
+    summary = result.summary()["gross_margin"]
+    assert summary["ci95_low"] <= summary["mean"] <= summary["ci95_high"]
+    assert "subscribers_end" in capsys.readouterr().out
+    assert os.getcwd() == str(ROOT)
