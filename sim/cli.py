@@ -56,13 +56,20 @@ def cmd_run(a: argparse.Namespace) -> int:
     from sim.results import write_run
     from sim.runner import run_scenario
 
+    horizon_days = s.horizon_months * s.days_per_month
+    if a.export_days and a.export_days[0] >= horizon_days:
+        print(f"error: --export-requests: day {a.export_days[0]} is past the horizon"
+              f" ({horizon_days} days)", file=sys.stderr)  # fmt: skip
+        return EXIT_BAD_INPUT
     seed = s.seed if a.seed is None else a.seed
     reps = s.replications if a.replications is None else a.replications
     out = Path(a.out) if a.out else _default_out(s, seed)
     days = s.horizon_months * s.days_per_month * reps
     with tqdm(total=days, unit="day", desc=s.name, disable=a.quiet or None,
               file=sys.stderr) as bar:  # fmt: skip
-        result = run_scenario(s, seed=seed, replications=reps, progress=bar.update)
+        result = run_scenario(
+            s, seed=seed, replications=reps, progress=bar.update, export_days=a.export_days
+        )
     write_run(result, out, seed, plots=s.outputs.plots and not a.no_plots)
     summ = result.summary()
     if not a.quiet:
@@ -105,6 +112,12 @@ def parser() -> argparse.ArgumentParser:
         " replaced, any other non-empty folder is refused",
     )
     r.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    r.add_argument(
+        "--export-requests",
+        metavar="DAY[:DAYS]",
+        help="write the first replication's requests arriving on days DAY..DAY+DAYS-1"
+        " (default 1 day) as requests_azure.csv and requests_mooncake.jsonl",
+    )
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     r.set_defaults(fn=cmd_run)
     sc = sub.add_parser("schema", help="print the JSON Schema of scenario files")
@@ -134,6 +147,15 @@ def _run_argument_problem(a: argparse.Namespace) -> str | None:
         return f"--replications must be between 1 and {MAX_REPLICATIONS}"
     if a.seed is not None and a.seed < 0:
         return "--seed must be >= 0"
+    a.export_days = None
+    if a.export_requests:
+        try:
+            first, _, days = a.export_requests.partition(":")
+            a.export_days = (int(first), int(days or 1))
+        except ValueError:
+            return "--export-requests takes DAY or DAY:DAYS (whole numbers)"
+        if a.export_days[0] < 0 or a.export_days[1] < 1:
+            return "--export-requests: DAY must be >= 0 and DAYS >= 1"
     if a.out:
         out = Path(a.out)
         if out.exists() and not out.is_dir():

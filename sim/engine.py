@@ -51,13 +51,22 @@ class ReplicationResult:
     requests: int
     subscriber_months: int
     engine_s: float
+    requests_export: pd.DataFrame | None = None
 
 
 class Replication:
     """A single seeded run of a world."""
 
-    def __init__(self, world: World, seed: int, replication: int = 0):
+    def __init__(
+        self,
+        world: World,
+        seed: int,
+        replication: int = 0,
+        export_days: tuple[int, int] | None = None,
+    ):
         self.w = world
+        self.export_days = export_days
+        self._export: list[pd.DataFrame] = []
         self.seed = seed
         self.replication = replication
         self.streams = Streams(seed, replication)
@@ -148,6 +157,20 @@ class Replication:
             out["bought"], out["crossed"],
         )  # fmt: skip
         self.acc.account_requests(pop, req, out, day)
+        if self.export_days and self.export_days[0] <= day < sum(self.export_days):
+            self._export.append(
+                pd.DataFrame(
+                    {
+                        "timestamp_s": req.t - self.export_days[0] * SECONDS_PER_DAY,
+                        "input_tokens": req.input.astype(np.int64),
+                        "output_tokens": req.output.astype(np.int64),
+                        "cached_tokens": req.cached.astype(np.int64),
+                        "model": pd.Categorical.from_codes(req.model, w.model_names),
+                        "segment": pd.Categorical.from_codes(pop.seg[req.sub], w.seg.names),
+                        "outcome": out["outcome"],
+                    }
+                )
+            )
 
     # ---------------------------------------------------------------- run
 
@@ -171,11 +194,20 @@ class Replication:
             requests=self.requests,
             subscriber_months=int(self.acc.monthly["submonths"].sum()),
             engine_s=engine_s,
+            requests_export=pd.concat(self._export, ignore_index=True) if self._export else None,
         )
 
 
 def run_replication(
-    world: World, seed: int, replication: int = 0, progress: Progress | None = None
+    world: World,
+    seed: int,
+    replication: int = 0,
+    progress: Progress | None = None,
+    export_days: tuple[int, int] | None = None,
 ) -> ReplicationResult:
-    """Run one replication of a built world."""
-    return Replication(world, seed, replication).run(progress)
+    """Run one replication of a built world.
+
+    ``export_days`` = (first day, number of days): keep every request arriving in that window
+    (times in seconds from midnight of its first day) as ``requests_export``.
+    """
+    return Replication(world, seed, replication, export_days).run(progress)

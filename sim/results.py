@@ -307,6 +307,9 @@ def _write_contents(result: RunResult, d: Path, seed: int, plots: bool) -> None:
     led = result.ledger()
     if len(led):
         led.to_parquet(d / "ledger.parquet", index=False)
+    export = result.replications[0].requests_export
+    if export is not None:
+        write_request_traces(export, d)
     kp = result.kpis()
     kp.to_csv(d / "kpis_by_replication.csv", index=False)
     summary = result.summary()
@@ -333,6 +336,30 @@ def _write_contents(result: RunResult, d: Path, seed: int, plots: bool) -> None:
         "files": sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file()),
     }
     (d / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def write_request_traces(requests: pd.DataFrame, d: Path) -> None:
+    """Write exported requests as an Azure LLM trace CSV and a Mooncake trace JSONL.
+
+    ``requests_azure.csv``: TIMESTAMP (s from midnight of the window's first day),
+    ContextTokens, GeneratedTokens. ``requests_mooncake.jsonl``: timestamp (ms),
+    input_length, output_length. Both read directly with the calibration folder's stats.py.
+    Every request is written, refused ones too (they were requested).
+    """
+    pd.DataFrame(
+        {
+            "TIMESTAMP": requests["timestamp_s"].round(6),
+            "ContextTokens": requests["input_tokens"],
+            "GeneratedTokens": requests["output_tokens"],
+        }
+    ).to_csv(d / "requests_azure.csv", index=False)
+    pd.DataFrame(
+        {
+            "timestamp": (requests["timestamp_s"] * 1000).round().astype(np.int64),
+            "input_length": requests["input_tokens"],
+            "output_length": requests["output_tokens"],
+        }
+    ).to_json(d / "requests_mooncake.jsonl", orient="records", lines=True)
 
 
 def _finite(x: Any) -> Any:
