@@ -84,6 +84,25 @@ def cmd_run(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(a: argparse.Namespace) -> int:
+    """Print KPIs of run folders side by side with paired differences; write them as CSV."""
+    from sim.compare import CompareError, compare_runs, format_table
+
+    try:
+        table = compare_runs([Path(p) for p in a.runs])
+    except CompareError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    out = (
+        Path(a.out) if a.out else Path("results") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}.csv"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    print(format_table(table))
+    print(f"wrote {out}")
+    return 0
+
+
 def cmd_schema(a: argparse.Namespace) -> int:
     """Print (or write) the JSON Schema of scenario files."""
     text = json.dumps(json_schema(), indent=2) + "\n"
@@ -120,6 +139,12 @@ def parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     r.set_defaults(fn=cmd_run)
+    cp = sub.add_parser(
+        "compare", help="headline KPIs of run folders side by side, paired differences vs the first"
+    )
+    cp.add_argument("runs", nargs="+", help="run folders; the first is the reference")
+    cp.add_argument("--out", help="CSV file (default: results/compare-TIMESTAMP.csv)")
+    cp.set_defaults(fn=cmd_compare)
     sc = sub.add_parser("schema", help="print the JSON Schema of scenario files")
     sc.add_argument("--out", help="write it to this file")
     sc.set_defaults(fn=cmd_schema)
