@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from sim import cluster as K
+from sim.defaults import TOKENS_PER_MTOK
 from sim.scenario import Bass, Payg, Scenario, Throttle, Topup
 
 F64 = NDArray[np.float64]
@@ -150,6 +151,10 @@ class World:
         """Simulated days."""
         return self.horizon_months * self.days_per_month
 
+    def month_of(self, day: int) -> int:
+        """Calendar month of a day (days past the horizon belong to the last month)."""
+        return min(day // self.days_per_month, self.horizon_months - 1)
+
 
 def _norm_mean1(x: list[float]) -> F64:
     a = np.asarray(x, dtype=np.float64)
@@ -245,7 +250,7 @@ def build(s: Scenario) -> World:
                 down_pool[i] = model_pool[m_idx[ex.downgrade_model]]
         elif isinstance(ex, Payg):
             rule[i] = K.RULE_PAYG
-            payg_price[i] = ex.price_per_munit / 1e6
+            payg_price[i] = ex.price_per_munit / TOKENS_PER_MTOK
             payg_block[i] = ex.block_units
         elif isinstance(ex, Topup):
             rule[i] = K.RULE_TOPUP

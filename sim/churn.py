@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 
 from sim import cluster as K
 from sim.build import World
+from sim.defaults import TOKENS_PER_MTOK
 
 PRICE_VALUE_LOG_CAP = 3.0
 """|ln(paid/value)| is capped here (a subscriber who used nothing does not churn with
@@ -58,7 +59,7 @@ def plan_utility(world: World, seg: NDArray[np.int64], scale: NDArray[np.float64
     upr = units_per_request(w)[seg]  # [n, P]
     demand = reqs[:, None] * upr
     tok_per_unit = (e_in + e_out)[seg][:, None] / np.maximum(upr, VALUE_FLOOR)
-    value_per_unit = sp.value_per_mtok[seg][:, None] / 1e6 * tok_per_unit
+    value_per_unit = sp.value_per_mtok[seg][:, None] / TOKENS_PER_MTOK * tok_per_unit
     q = pl.quota[None, :]
     within = np.minimum(demand, q)
     over = np.maximum(demand - q, 0.0)

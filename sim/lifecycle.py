@@ -13,18 +13,16 @@ from sim import churn as C
 from sim.agents import Population
 from sim.billing import LEDGER_STATUS, Ledger, overage_due
 from sim.build import World
+from sim.defaults import TOKENS_PER_MTOK
 from sim.metrics import Accumulators
 from sim.rng import Streams
 
 STATUS = {name: i for i, name in enumerate(LEDGER_STATUS)}
 
 
-def _month(world: World, day: int) -> int:
-    return min(day // world.days_per_month, world.horizon_months - 1)
-
-
 def _safe_share(num: NDArray, den: NDArray) -> NDArray[np.float64]:
-    return np.where(den > 0, num / np.maximum(den, 1), 0.0)
+    """Num / den, 0 where den is 0."""
+    return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
 
 
 def initial_population(world: World, pop: Population, acc: Accumulators, streams: Streams) -> None:
@@ -80,7 +78,7 @@ def sign_up(world: World, pop: Population, acc: Accumulators, streams: Streams, 
     plan = pop.plan[ids]
     fee = world.plan.fee[plan]
     pop.fee_billed[ids] = fee
-    m = _month(world, day)
+    m = world.month_of(day)
     acc.add_ps("new", m, plan, seg)
     acc.add_ps("submonths", m, plan, seg)
     acc.add_ps("revenue_fees", m, plan, seg, fee)
@@ -99,7 +97,7 @@ def renew(
     ids = np.flatnonzero(due)
     if len(ids) == 0:
         return
-    m = _month(world, day)
+    m = world.month_of(day)
     dpm = world.days_per_month
     c = pop.cols
     seg, plan = c["seg"][ids], c["plan"][ids]
@@ -113,7 +111,7 @@ def renew(
     observed = np.clip(day - np.maximum(c["month_start_day"][ids], 0), 1, dpm) / dpm
     tvs = world.churn["throttled_value_share"]
     useful = c["tokens_served"][ids] - (1 - tvs) * c["tokens_throttled"][ids]
-    value = world.seg.value_per_mtok[seg] / 1e6 * useful / observed
+    value = world.seg.value_per_mtok[seg] / TOKENS_PER_MTOK * useful / observed
     paid = pl.fee[plan] + overage + c["topup_spend"][ids]
     use_share = _safe_share(c["usage"][ids] / observed, c["quota_eff"][ids])
     exhausted = c["exhausted"][ids] > 0

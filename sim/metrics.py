@@ -121,7 +121,7 @@ class Accumulators:
     def account_requests(self, pop: Population, req: Requests, out: dict, day: int) -> None:
         """Fold one day's request outcomes into the subscriber counters and the tables."""
         w = self.world
-        month = min(day // w.days_per_month, w.horizon_months - 1)
+        month = w.month_of(day)
         pl, po, cl = w.plan, w.pool, w.cls
         T.tally_day(
             req.t, req.sub, req.model, req.input, req.cached, req.output,

@@ -23,7 +23,7 @@ import yaml
 from scipy import stats
 
 from sim import __version__
-from sim.defaults import HOURS_PER_DAY, SECONDS_PER_HOUR
+from sim.defaults import HOURS_PER_DAY, SECONDS_PER_HOUR, TOKENS_PER_MTOK
 from sim.engine import ReplicationResult
 from sim.metrics import HOURLY, LATENCY, MONTHLY, hist_quantile
 from sim.scenario import Scenario
@@ -260,7 +260,7 @@ def replication_kpis(r: ReplicationResult) -> dict[str, float]:
         "slo_attainment": _ratio(tot["slo_met"], tot["slo_counted"]),
         "gpu_utilisation": _ratio(float(a.hourly["busy_slot_s"][:hours].sum()), cap),
         "exhausted_share": _ratio(tot["exhausted"], tot["submonths"]),
-        "effective_price_per_mtok": _ratio(rev * 1e6, tot["tokens_served"]),
+        "effective_price_per_mtok": _ratio(rev * TOKENS_PER_MTOK, tot["tokens_served"]),
         "api_list_value": tot["api_list_value"],
     }
 

@@ -14,7 +14,7 @@ import numba as nb
 import numpy as np
 
 from sim import cluster as K
-from sim.defaults import HIST_MANTISSA_BITS, HIST_MIN_S, SECONDS_PER_HOUR
+from sim.defaults import HIST_MANTISSA_BITS, HIST_MIN_S, SECONDS_PER_HOUR, TOKENS_PER_MTOK
 
 # order of the request-level metrics in the stacked monthly array (see sim.metrics.MONTHLY)
 REQUEST_METRICS = (
@@ -138,7 +138,7 @@ def tally_day(  # noqa: PLR0913
         monthly[R_OUT, p, g] += output[i]
         monthly[R_API, p, g] += (
             unc * price_miss[m] + cached[i] * price_hit[m] + output[i] * price_out[m]
-        ) / 1e6
+        ) / TOKENS_PER_MTOK
         if track_models:  # per-subscriber tokens by model feed only the ledger
             tokens_by_model[s, m, 0] += unc
             tokens_by_model[s, m, 1] += cached[i]
