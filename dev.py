@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -40,6 +41,25 @@ def ensure_env() -> None:
     STAMP.write_text(want)
 
 
+def ensure_chromium() -> None:
+    """Install Debian's chromium for the report's browser test when missing and running as root.
+
+    Idempotent and quiet: nothing happens when ``chromium`` is on PATH, when not root (the test
+    then fails naming the missing browser), or when TOKENSIM_SKIP_BROWSER=1.
+    """
+    if os.environ.get("TOKENSIM_SKIP_BROWSER") == "1" or shutil.which("chromium"):
+        return
+    if os.name != "posix" or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return
+    print("+ apt-get install chromium (for the report's browser test)", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"warning: {' '.join(cmd)} failed:\n{done.stderr[-2000:]}", flush=True)
+            return
+
+
 def main(argv: list[str]) -> int:
     """Dispatch ``run`` or ``test``."""
     if not argv or argv[0] not in ("run", "test"):
@@ -59,6 +79,7 @@ def main(argv: list[str]) -> int:
             _sh(BIN / "ruff", "check", "sim", "tests", "benchmarks", "dev.py")
             _sh(BIN / "ruff", "format", "--check", "sim", "tests", "benchmarks", "dev.py")
             _sh(BIN / "mypy")
+            ensure_chromium()
             _sh(PY, "-m", "pytest", *rest)
     except subprocess.CalledProcessError as e:
         return e.returncode
