@@ -103,6 +103,44 @@ def cmd_compare(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fit_churn(a: argparse.Namespace) -> int:
+    """Fit segments' churn intercepts to target monthly churn; report, optionally update files."""
+    try:
+        s = load_scenario(a.scenario)
+    except ScenarioError as e:
+        return _report(e, a.scenario)
+    import yaml
+
+    from sim.churn_fit import fit_churn, parse_targets, update_scenario_file
+
+    try:
+        targets = parse_targets(a.target or [])
+        if not targets:
+            raise ValueError("give at least one --target SEGMENT=SHARE")
+        fit = fit_churn(
+            s,
+            targets,
+            tolerance=a.tol,
+            max_iterations=a.max_iter,
+            seed=a.seed,
+            replications=a.replications,
+            log=None if a.quiet else lambda m: print(m, file=sys.stderr),
+        )
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    text = yaml.safe_dump(fit.report(), sort_keys=False)
+    if a.out:
+        Path(a.out).write_text(text)
+    else:
+        sys.stdout.write(text)
+    if a.update:
+        for f in a.update:
+            update_scenario_file(Path(f), fit.intercepts)
+            print(f"updated {f}", file=sys.stderr)
+    return 0 if fit.converged else 1
+
+
 def cmd_schema(a: argparse.Namespace) -> int:
     """Print (or write) the JSON Schema of scenario files."""
     text = json.dumps(json_schema(), indent=2) + "\n"
@@ -145,6 +183,29 @@ def parser() -> argparse.ArgumentParser:
     cp.add_argument("runs", nargs="+", help="run folders; the first is the reference")
     cp.add_argument("--out", help="CSV file (default: results/compare-TIMESTAMP.csv)")
     cp.set_defaults(fn=cmd_compare)
+    fc = sub.add_parser(
+        "fit-churn", help="fit segments' churn_intercept so monthly churn hits targets"
+    )
+    fc.add_argument("scenario")
+    fc.add_argument(
+        "--target",
+        action="append",
+        metavar="SEGMENT=SHARE",
+        help="target monthly churn of a segment, e.g. chat=0.07 or chat=7%%; repeatable",
+    )
+    fc.add_argument("--tol", type=float, default=0.005, help="stop within this share (0.005)")
+    fc.add_argument("--max-iter", type=int, default=8, help="simulation runs at most (8)")
+    fc.add_argument("--seed", type=int, help="override the scenario's seed")
+    fc.add_argument("--replications", "-r", type=int, help="replications per run")
+    fc.add_argument("--out", help="write the fit report (YAML) here instead of stdout")
+    fc.add_argument(
+        "--update",
+        nargs="+",
+        metavar="FILE",
+        help="write the fitted intercepts into these scenario files (comments kept)",
+    )
+    fc.add_argument("--quiet", "-q", action="store_true", help="no per-iteration log")
+    fc.set_defaults(fn=cmd_fit_churn)
     sc = sub.add_parser("schema", help="print the JSON Schema of scenario files")
     sc.add_argument("--out", help="write it to this file")
     sc.set_defaults(fn=cmd_schema)
