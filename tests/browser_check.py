@@ -1,0 +1,208 @@
+"""Open HTML files in headless Chromium and report what a person would see go wrong.
+
+Talks the Chrome DevTools Protocol over ``--remote-debugging-pipe`` (JSON messages
+separated by NUL bytes on file descriptors 3 and 4): no websocket client, Selenium,
+chromedriver or Playwright needed, only Debian's ``chromium``. For each page it
+collects console errors (``console.error``/``console.assert``), uncaught exceptions,
+browser log errors (failed loads, blocked content), every network request other than
+the page itself and ``data:`` URIs, and, after the load event, the rendered size of
+every figure's image and the body rows of every table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SKIP_ENV = "TOKENSIM_SKIP_BROWSER"
+
+MEASURE = """JSON.stringify({
+  figures: [...document.querySelectorAll('figure')].map(f => {
+    const g = f.querySelector('img, svg');
+    const r = (g || f).getBoundingClientRect();
+    const img = g && g.tagName === 'IMG';
+    return {width: r.width, height: r.height, graphic: !!g,
+            natural_width: img ? g.naturalWidth : -1, complete: img ? g.complete : true};
+  }),
+  tables: [...document.querySelectorAll('table')].map(
+    t => t.tBodies.length ? [...t.tBodies].reduce((n, b) => n + b.rows.length, 0)
+                          : t.rows.length),
+})"""
+
+
+TRAMPOLINE = (
+    "import os, sys; os.dup2(int(sys.argv[1]), 3); os.dup2(int(sys.argv[2]), 4);"
+    " os.execv(sys.argv[3], sys.argv[3:])"
+)
+"""Puts the pipe ends on fds 3 and 4, where --remote-debugging-pipe expects them, then execs."""
+
+
+@dataclass
+class PageReport:
+    """What the browser saw on one page."""
+
+    url: str
+    errors: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+    figures: list[dict[str, Any]] = field(default_factory=list)
+    tables: list[int] = field(default_factory=list)
+
+    def problems(self) -> list[str]:
+        """Console errors, outside requests, empty or unrendered figures, tables without rows."""
+        out = [f"console: {e}" for e in self.errors]
+        out += [f"request outside the page: {u}" for u in self.requests]
+        for i, f in enumerate(self.figures):
+            if not f["graphic"]:
+                out.append(f"figure {i}: no image")
+            elif f["width"] <= 0 or f["height"] <= 0:
+                out.append(f"figure {i}: rendered {f['width']}x{f['height']}")
+            elif f["natural_width"] == 0 or not f["complete"]:
+                out.append(f"figure {i}: image did not decode")
+        out += [f"table {i}: no rows" for i, n in enumerate(self.tables) if n == 0]
+        return out
+
+
+def chromium_or_fail() -> str:
+    """Path of chromium; skip when TOKENSIM_SKIP_BROWSER=1, else fail naming what is missing."""
+    if os.environ.get(SKIP_ENV) == "1":
+        pytest.skip(f"{SKIP_ENV}=1: headless-browser check skipped")
+    exe = shutil.which("chromium")
+    if exe is None:
+        pytest.fail(
+            "chromium is not installed: the report's browser test needs Debian's chromium"
+            " (`python3 dev.py test` installs it as root with apt-get; or run"
+            f" `apt-get install -y chromium`), or set {SKIP_ENV}=1 to skip this check"
+        )
+    return exe
+
+
+class _Pipe:
+    """A CDP connection over a pair of pipes."""
+
+    def __init__(self, write_fd: int, read_fd: int, timeout_s: float) -> None:
+        self.w, self.r, self.timeout_s = write_fd, read_fd, timeout_s
+        self.buf = b""
+        self.next_id = 0
+        self.events: list[dict[str, Any]] = []
+
+    def send(self, method: str, params: dict[str, Any] | None = None,
+             session: str | None = None) -> dict[str, Any]:  # fmt: skip
+        self.next_id += 1
+        msg: dict[str, Any] = {"id": self.next_id, "method": method, "params": params or {}}
+        if session:
+            msg["sessionId"] = session
+        os.write(self.w, json.dumps(msg).encode() + b"\0")
+        mid = self.next_id
+        reply = self.wait(lambda m: m.get("id") == mid)
+        if "error" in reply:
+            raise RuntimeError(f"CDP {method}: {reply['error']}")
+        return reply.get("result", {})
+
+    def wait(self, done: Any) -> dict[str, Any]:
+        end = time.monotonic() + self.timeout_s
+        while True:
+            while b"\0" in self.buf:
+                raw, self.buf = self.buf.split(b"\0", 1)
+                m = json.loads(raw)
+                if "id" not in m:
+                    self.events.append(m)
+                if done(m):
+                    return m
+            left = end - time.monotonic()
+            if left <= 0 or not select.select([self.r], [], [], left)[0]:
+                raise TimeoutError(f"chromium did not answer within {self.timeout_s} s")
+            chunk = os.read(self.r, 1 << 20)
+            if not chunk:
+                raise EOFError("chromium closed the DevTools pipe")
+            self.buf += chunk
+
+
+def check_pages(paths: list[Path], timeout_s: float = 60.0) -> list[PageReport]:
+    """Load each HTML file in one headless Chromium and report what it saw, in order."""
+    exe = chromium_or_fail()
+    to_chrome_r, to_chrome_w = os.pipe()
+    from_chrome_r, from_chrome_w = os.pipe()
+    # move the child's ends above 9 so that placing them on fds 3 and 4 cannot clobber them
+    a = fcntl.fcntl(to_chrome_r, fcntl.F_DUPFD_CLOEXEC, 10)
+    b = fcntl.fcntl(from_chrome_w, fcntl.F_DUPFD_CLOEXEC, 10)
+    for fd in (to_chrome_r, from_chrome_w):
+        os.close(fd)
+    with tempfile.TemporaryDirectory(prefix="tokensim-chromium-") as profile:
+        args = [exe, "--headless=new", "--no-sandbox", "--disable-gpu",
+                "--disable-dev-shm-usage", "--no-first-run", "--no-default-browser-check",
+                "--disable-extensions", "--disable-background-networking", "--mute-audio",
+                "--window-size=1280,900", f"--user-data-dir={profile}",
+                "--remote-debugging-pipe", "about:blank"]  # fmt: skip
+        err = Path(profile) / "stderr.txt"
+        with err.open("wb") as err_f:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", TRAMPOLINE, str(a), str(b), *args],
+                pass_fds=(a, b), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=err_f,
+            )  # fmt: skip
+        os.close(a)
+        os.close(b)
+        cdp = _Pipe(to_chrome_w, from_chrome_r, timeout_s)
+        try:
+            return [_check(cdp, Path(p).resolve().as_uri()) for p in paths]
+        except (TimeoutError, EOFError, RuntimeError) as e:
+            tail = err.read_text(errors="replace")[-3000:] if err.exists() else ""
+            raise AssertionError(f"headless chromium failed: {e}\n{tail}") from None
+        finally:
+            with contextlib.suppress(OSError):
+                os.write(to_chrome_w, json.dumps({"id": 0, "method": "Browser.close"}).encode()
+                         + b"\0")  # fmt: skip
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            os.close(to_chrome_w)
+            os.close(from_chrome_r)
+
+
+def _check(cdp: _Pipe, url: str) -> PageReport:
+    target = cdp.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+    s = cdp.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+    for domain in ("Runtime", "Log", "Page", "Network"):
+        cdp.send(f"{domain}.enable", session=s)
+    start = len(cdp.events)
+    cdp.send("Page.navigate", {"url": url}, session=s)
+    cdp.wait(lambda m: m.get("method") == "Page.loadEventFired" and m.get("sessionId") == s)
+    measured = cdp.send("Runtime.evaluate", {"expression": MEASURE, "returnByValue": True},
+                        session=s)  # fmt: skip
+    page = PageReport(url)
+    for ev in cdp.events[start:]:
+        if ev.get("sessionId") != s:
+            continue
+        method, p = ev.get("method"), ev.get("params", {})
+        if method == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
+            page.errors.append(" ".join(str(x.get("value", x.get("description"))) for x in
+                                        p.get("args", [])))  # fmt: skip
+        elif method == "Runtime.exceptionThrown":
+            d = p.get("exceptionDetails", {})
+            page.errors.append(d.get("exception", {}).get("description") or d.get("text", ""))
+        elif method == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
+            e = p["entry"]
+            page.errors.append(f"{e.get('text')} ({e.get('url', '')})")
+        elif method == "Network.requestWillBeSent":
+            u = p.get("request", {}).get("url", "")
+            if u != url and not u.startswith("data:"):
+                page.requests.append(u)
+    data = json.loads(measured["result"]["value"])
+    page.figures, page.tables = data["figures"], data["tables"]
+    cdp.send("Target.closeTarget", {"targetId": target})
+    return page
