@@ -226,6 +226,18 @@ def test_the_browser_check_catches_a_broken_page(tmp_path: Path):
     assert ok.problems() == [] and ok.tables == [1]
 
 
+def test_a_missing_chromium_fails_unless_skipped_on_purpose(monkeypatch):
+    import browser_check
+
+    monkeypatch.setattr(browser_check.shutil, "which", lambda name: None)
+    monkeypatch.delenv(browser_check.SKIP_ENV, raising=False)
+    with pytest.raises(pytest.fail.Exception, match="chromium is not installed"):
+        browser_check.chromium_or_fail()
+    monkeypatch.setenv(browser_check.SKIP_ENV, "1")
+    with pytest.raises(pytest.skip.Exception):
+        browser_check.chromium_or_fail()
+
+
 def test_page_report_flags_each_kind_of_problem():
     p = PageReport("file:///x.html", errors=["e"], requests=["https://cdn.example/x.js"],
                    figures=[{"graphic": False, "width": 1, "height": 1, "natural_width": 1,
