@@ -1,4 +1,4 @@
-"""The ``tokensim`` command: validate, run, and export the scenario JSON Schema.
+"""The ``tokensim`` command: validate, run, sweep, compare, and export the JSON Schema.
 
 Exit codes: 0 success, 2 bad input (the scenario or the arguments), 1 any
 other failure. A bad scenario writes nothing.
@@ -10,7 +10,10 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sim import __version__
 from sim.scenario import Scenario, ScenarioError, json_schema, load_scenario
@@ -18,6 +21,8 @@ from sim.scenario import Scenario, ScenarioError, json_schema, load_scenario
 EXIT_BAD_INPUT = 2
 MAX_REPLICATIONS = 1000
 """Upper bound on --replications (the scenario schema's bound)."""
+DEFAULT_MAX_REPLICATIONS = 30
+"""Default cap of the --ci-halfwidth stopping rule (replications)."""
 
 
 def _report(err: ScenarioError, path: str) -> int:
@@ -61,19 +66,33 @@ def cmd_run(a: argparse.Namespace) -> int:
         print(f"error: --export-requests: day {a.export_days[0]} is past the horizon"
               f" ({horizon_days} days)", file=sys.stderr)  # fmt: skip
         return EXIT_BAD_INPUT
+    from sim.runner import Precision, relative_halfwidth
+
     seed = s.seed if a.seed is None else a.seed
     reps = s.replications if a.replications is None else a.replications
+    precision = None
+    if a.ci_halfwidth is not None:
+        precision = Precision(a.ci_kpi, a.ci_halfwidth, a.max_replications)
     out = Path(a.out) if a.out else _default_out(s, seed)
-    days = s.horizon_months * s.days_per_month * reps
-    with tqdm(total=days, unit="day", desc=s.name, disable=a.quiet or None,
-              file=sys.stderr) as bar:  # fmt: skip
+    days = s.horizon_months * s.days_per_month * (a.max_replications if precision else reps)
+    distributed = a.scheduler is not None or (a.workers or 1) > 1
+    with (
+        _maybe_client(distributed, a.scheduler, a.workers) as client,
+        tqdm(total=days, unit="day", desc=s.name, disable=a.quiet or None, file=sys.stderr) as bar,
+    ):
         result = run_scenario(
-            s, seed=seed, replications=reps, progress=bar.update, export_days=a.export_days
-        )
+            s, seed=seed, replications=reps, progress=bar.update, export_days=a.export_days,
+            client=client, precision=precision,
+        )  # fmt: skip
     write_run(result, out, seed, plots=s.outputs.plots and not a.no_plots)
     summ = result.summary()
     if not a.quiet:
-        print(f"wrote {out}")
+        print(f"wrote {out} ({len(result.replications)} replications)")
+        if precision is not None:
+            rhw = relative_halfwidth(result.kpis()[precision.kpi].to_numpy(dtype=float))
+            met = "met" if rhw <= precision.rel_halfwidth else "NOT met (cap reached)"
+            print(f"  stopping rule {precision.kpi} rel. half-width {rhw:.4g}"
+                  f" <= {precision.rel_halfwidth:g}: {met}")  # fmt: skip
         for k in ("subscribers_end", "churn_rate_monthly", "revenue_total", "gpu_cost",
                   "gross_margin", "ttft_p95_s", "slo_attainment", "gpu_utilisation"):  # fmt: skip
             v = summ[k]
@@ -81,6 +100,66 @@ def cmd_run(a: argparse.Namespace) -> int:
             if v["ci95_low"] == v["ci95_low"]:  # not NaN
                 ci = f"  [{v['ci95_low']:.4g}, {v['ci95_high']:.4g}]"
             print(f"  {k:22s} {v['mean']:.4g}{ci}  {v['unit']}")
+    return 0
+
+
+@contextmanager
+def _maybe_client(wanted: bool, scheduler: str | None, workers: int | None) -> Iterator[Any]:
+    """A dask client when ``wanted`` (see sim.distributed), else None."""
+    if not wanted:
+        yield None
+        return
+    from sim.distributed import open_client
+
+    with open_client(scheduler, workers) as client:
+        yield client
+
+
+SWEEP_SHOWN_KPIS = ("subscribers_end", "churn_rate_monthly", "revenue_total", "gross_margin")
+"""KPIs printed per point after a sweep (points.csv has them all)."""
+
+
+def cmd_sweep(a: argparse.Namespace) -> int:
+    """Run a scenario at every point of its sweep block or --set options, on dask."""
+    try:
+        s = load_scenario(a.scenario)
+    except ScenarioError as e:
+        return _report(e, a.scenario)
+    from tqdm import tqdm
+
+    from sim.sweep import check_folder, points, run_sweep, sweep_manifest, sweep_spec
+
+    try:
+        spec = sweep_spec(s, a.set, a.design, a.samples)
+        pts = points(s, spec)
+    except ScenarioError as e:
+        return _report(e, a.scenario)
+    seed = s.seed if a.seed is None else a.seed
+    reps = s.replications if a.replications is None else a.replications
+    out = Path(a.out) if a.out else Path("results") / f"{s.name}-sweep"
+    try:  # before starting any cluster
+        check_folder(out, sweep_manifest(s, spec, pts, seed, reps), a.resume)
+    except ScenarioError as e:
+        for where, msg in e.problems:
+            print(f"error: {where}: {msg}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    with (
+        _maybe_client(True, a.scheduler, a.workers) as client,
+        tqdm(total=len(pts) * reps, unit="run", desc=f"{s.name} sweep",
+             disable=a.quiet or None, file=sys.stderr) as bar,
+    ):  # fmt: skip
+        try:
+            res = run_sweep(s, spec, out, client, seed, reps, a.resume, a.plots, bar.update)
+        except ScenarioError as e:
+            for where, msg in e.problems:
+                print(f"error: {where}: {msg}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    if not a.quiet:
+        print(f"wrote {out}: {len(pts)} points x {reps} replications"
+              f" ({len(res.ran)} run, {len(res.reused)} reused) in {res.wall_s:.1f} s")  # fmt: skip
+        cols = ["point", *spec.parameters, *SWEEP_SHOWN_KPIS]
+        mean = res.table.groupby("point", sort=True)[cols[1:]].mean(numeric_only=True)
+        print(mean.to_string(float_format=lambda x: f"{x:.4g}"))
     return 0
 
 
@@ -176,7 +255,47 @@ def parser() -> argparse.ArgumentParser:
         " (default 1 day) as requests_azure.csv and requests_mooncake.jsonl",
     )
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+    _cluster_options(r, default_workers=1)
+    r.add_argument(
+        "--ci-halfwidth",
+        type=float,
+        metavar="REL",
+        help="stopping rule: add replications until the 95%% CI half-width of --ci-kpi is at"
+        " most REL x |mean| (e.g. 0.01), or --max-replications is reached",
+    )
+    r.add_argument(
+        "--ci-kpi", default="revenue_total", help="KPI of the stopping rule (default revenue_total)"
+    )
+    r.add_argument(
+        "--max-replications",
+        type=int,
+        default=DEFAULT_MAX_REPLICATIONS,
+        help=f"cap of the stopping rule (default {DEFAULT_MAX_REPLICATIONS})",
+    )
     r.set_defaults(fn=cmd_run)
+    sw = sub.add_parser(
+        "sweep", help="run a scenario over a grid or Latin hypercube of parameters (on dask)"
+    )
+    sw.add_argument("scenario")
+    sw.add_argument(
+        "--set",
+        action="append",
+        metavar="PATH=V1,V2,...",
+        help="sweep a dotted path over values (or PATH=LOW..HIGH for --design lhs); repeatable;"
+        " e.g. plans.dev_pro.price_per_month=99,159.9,199",
+    )
+    sw.add_argument("--design", choices=("factorial", "lhs"), help="override the sweep block's")
+    sw.add_argument("--samples", type=int, help="points of a Latin hypercube design")
+    sw.add_argument("--seed", type=int, help="override the scenario's seed (all points share it)")
+    sw.add_argument("--replications", "-r", type=int, help="replications per point")
+    sw.add_argument("--out", help="sweep folder (default: results/NAME-sweep)")
+    sw.add_argument(
+        "--resume", action="store_true", help="continue a sweep folder, reusing finished points"
+    )
+    sw.add_argument("--plots", action="store_true", help="write PNG plots in every point folder")
+    sw.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+    _cluster_options(sw, default_workers=None)
+    sw.set_defaults(fn=cmd_sweep)
     cp = sub.add_parser(
         "compare", help="headline KPIs of run folders side by side, paired differences vs the first"
     )
@@ -212,6 +331,20 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _cluster_options(p: argparse.ArgumentParser, default_workers: int | None) -> None:
+    default = "one per core" if default_workers is None else str(default_workers)
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers,
+        help=f"worker processes of a local dask cluster (default {default}; 1 runs in-process"
+        " for run)",
+    )
+    p.add_argument(
+        "--scheduler", metavar="ADDRESS", help="use an existing dask scheduler (tcp://host:8786)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     p = parser()
@@ -219,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         a = p.parse_args(argv)
     except SystemExit as e:  # argparse exits 2 on bad arguments, 0 on --help
         return int(e.code or 0)
-    if a.command == "run":
+    if a.command in ("run", "sweep"):
         problem = _run_argument_problem(a)
         if problem:
             print(f"error: {problem}", file=sys.stderr)
@@ -233,6 +366,21 @@ def _run_argument_problem(a: argparse.Namespace) -> str | None:
         return f"--replications must be between 1 and {MAX_REPLICATIONS}"
     if a.seed is not None and a.seed < 0:
         return "--seed must be >= 0"
+    if a.workers is not None and a.workers < 1:
+        return "--workers must be >= 1"
+    if a.command == "sweep":
+        if a.samples is not None and a.samples < 2:
+            return "--samples must be >= 2"
+        return None
+    if a.ci_halfwidth is not None:
+        if not a.ci_halfwidth > 0:
+            return "--ci-halfwidth must be > 0"
+        from sim.results import KPIS
+
+        if a.ci_kpi not in KPIS:
+            return f"--ci-kpi: unknown KPI '{a.ci_kpi}' (known: {', '.join(KPIS)})"
+        if not 2 <= a.max_replications <= MAX_REPLICATIONS:
+            return f"--max-replications must be between 2 and {MAX_REPLICATIONS}"
     a.export_days = None
     if a.export_requests:
         try:

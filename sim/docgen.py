@@ -42,6 +42,8 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("cluster.sla_classes[].slo", S.SLO),
     ("churn", S.Churn),
     ("outputs", S.Outputs),
+    ("sweep", S.Sweep),
+    ("sweep.parameters.PATH (a range, lhs only)", S.Range),
 ]
 
 

@@ -167,7 +167,10 @@ def renew(
         e = e * np.exp(vol * z - vol**2 / 2)
     c["engagement"][stay] = e
     unused = np.maximum(c["quota_eff"][stay] - c["usage"][stay], 0.0)
-    carry = np.minimum(unused * pl.rollover_share[old], pl.rollover_cap[old])
+    # a switch forfeits the unused quota: the new plan may count other units, on other terms
+    carry = np.where(
+        old == newp, np.minimum(unused * pl.rollover_share[old], pl.rollover_cap[old]), 0.0
+    )
     pop.reset_month(stay, pl.quota[newp] + carry, day)
     fee = pl.fee[newp]
     c["fee_billed"][stay] = fee

@@ -420,6 +420,64 @@ class Outputs(Strict):
     plots: bool = Field(default=True, description="write PNG plots")
 
 
+SweepValue = float | int | str | bool
+
+
+class Range(Strict):
+    """A continuous range of a swept parameter, sampled by a Latin hypercube."""
+
+    low: float = Field(description="lowest value (the parameter's unit)")
+    high: float = Field(description="highest value (the parameter's unit)")
+    integer: bool = Field(default=False, description="round sampled values to whole numbers")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if not self.high > self.low:
+            raise ValueError(f"high ({self.high:g}) must exceed low ({self.low:g})")
+        return self
+
+
+class Sweep(Strict):
+    """Parameters to vary, by dotted path into this scenario (``tokensim sweep``).
+
+    A path names a field as it appears in the file; list items with a ``name``
+    are addressed by that name: ``plans.dev_pro.price_per_month``,
+    ``cluster.pools.deepseek.gpus``, ``segments.coder.sessions_per_day``.
+    ``tokensim run`` ignores this block and runs the scenario as written.
+    """
+
+    design: Literal["factorial", "lhs"] = Field(
+        default="factorial",
+        description="factorial: every combination of the listed values; lhs: a Latin"
+        " hypercube sample of `samples` points",
+    )
+    parameters: dict[str, list[SweepValue] | Range] = Field(
+        min_length=1,
+        description="dotted path -> list of values (factorial or lhs) or {low, high} (lhs only)",
+    )
+    samples: Annotated[int, Field(ge=2)] | None = Field(
+        default=None, description="points of a Latin hypercube design (lhs only)"
+    )
+    seed: Annotated[int, Field(ge=0)] = Field(
+        default=0, description="seed of the Latin hypercube sample (not of the simulation)"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Sweep:
+        for path, spec in self.parameters.items():
+            if isinstance(spec, list) and not spec:
+                raise ValueError(f"parameters.{path}: give at least one value")
+            if self.design == "factorial" and isinstance(spec, Range):
+                raise ValueError(
+                    f"parameters.{path}: a factorial design needs a list of values, not a range"
+                )
+        if self.design == "lhs" and self.samples is None:
+            raise ValueError("samples: a Latin hypercube design needs the number of points")
+        if self.design == "factorial" and self.samples is not None:
+            raise ValueError("samples: only a Latin hypercube design takes a number of points")
+        return self
+
+
 class Scenario(Strict):
     """A whole scenario: catalog, plans, segments, cluster, churn, horizon and randomness."""
 
@@ -449,6 +507,9 @@ class Scenario(Strict):
     cluster: Cluster = Field(description="GPU pools and SLA classes")
     churn: Churn = Field(default_factory=Churn, description="renewal and switching behaviour")
     outputs: Outputs = Field(default_factory=Outputs, description="optional outputs")
+    sweep: Sweep | None = Field(
+        default=None, description="parameters varied by `tokensim sweep` (ignored by `run`)"
+    )
 
     @model_validator(mode="after")
     def _cross_references(self) -> Scenario:
@@ -457,8 +518,8 @@ class Scenario(Strict):
 
     def digest(self) -> str:
         """SHA-256 of the canonical JSON of the validated scenario (identifies a run's input)."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()
+        text = json.dumps(self.model_dump(mode="json", exclude={"sweep"}), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
 
 
 class ScenarioError(Exception):
@@ -594,6 +655,18 @@ def validate_data(data: Any) -> Scenario:
             if err["type"] == "extra_forbidden":
                 msg = "unknown key"
             probs.append((_loc(tuple(err["loc"])), msg))
+        raise ScenarioError(probs) from None
+
+
+def validate_sweep(data: Any) -> Sweep:
+    """Validate a sweep block given apart from its scenario (``--set`` options); paths say sweep."""
+    try:
+        return Sweep.model_validate(data)
+    except ValidationError as e:
+        probs = []
+        for err in e.errors():
+            where = _loc(("sweep", *err["loc"]))
+            probs.append((where, err["msg"].removeprefix("Value error, ")))
         raise ScenarioError(probs) from None
 
 
