@@ -12,8 +12,9 @@ The fit is a damped Newton (secant) iteration on the logit scale, per segment::
 
 with ``slope[0] = 1`` (the observed churn moves by less than the intercept on the logit scale:
 the other churn terms spread the subscribers' probabilities, and churners leave the book) and
-``slope[k]`` the secant estimate of d logit(observed) / d b from the last two iterations,
-clipped to [``SLOPE_MIN``, ``SLOPE_MAX``] against noise. Every iteration runs the scenario with
+``slope[k]`` the secant estimate of d logit(observed) / d b from the last two iterations when
+it lies in [``SLOPE_MIN``, ``SLOPE_MAX``] (outside, noise dominated the difference, e.g. a
+segment of few subscribers whose intercept barely moved, and the last slope is kept). Every iteration runs the scenario with
 the same seed and replications (common random numbers, :mod:`sim.rng`), so the observed churn
 is a nearly deterministic function of the intercepts and the iteration converges in a few runs.
 Segments interact only weakly (through the shared cluster's congestion), so each segment takes
@@ -43,9 +44,10 @@ DEFAULT_TOLERANCE = 0.005
 DEFAULT_MAX_ITERATIONS = 8
 """Simulation runs the fit may spend before it gives up (runs)."""
 SLOPE_MIN = 0.3
-"""Smallest secant slope d logit(churn) / d intercept accepted (guards against noise)."""
+"""Smallest secant slope d logit(churn) / d intercept believed; a smaller (or negative) one is
+noise and the previous slope is kept."""
 SLOPE_MAX = 1.5
-"""Largest secant slope accepted."""
+"""Largest secant slope believed."""
 MAX_STEP = 2.0
 """Largest change of an intercept in one iteration (logit units)."""
 PROB_FLOOR = 1e-4
@@ -234,7 +236,8 @@ def fit_churn(
                 db = it.intercepts[k] - prev.intercepts[k]
                 if abs(db) > 1e-9:
                     s = (logit(churn[k].mean) - logit(prev.churn[k].mean)) / db
-                    slope[k] = min(max(s, SLOPE_MIN), SLOPE_MAX)
+                    if SLOPE_MIN <= s <= SLOPE_MAX:  # else noise dominated: keep the last slope
+                        slope[k] = s
         for k, t in targets.items():
             gap = logit(t) - logit(churn[k].mean)
             if abs(churn[k].mean - t) > tolerance / 4:  # leave segments already on target

@@ -126,3 +126,34 @@ def test_cli_fit_churn_reports_and_updates(tmp_path: Path, capsys):
     assert main(["fit-churn", str(path), "--target", "nobody=0.05", "-q"]) == 2
     assert main(["fit-churn", str(path), "-q"]) == 2
     capsys.readouterr()
+
+
+def test_secant_iteration_on_a_known_response(monkeypatch, scenario: Scenario):
+    """On a synthetic response logit(churn) = 0.5 b + c the secant reaches 0.1 pp in few runs;
+    a noise-dominated (negative) secant keeps the last slope instead of taking a huge step."""
+    import sim.churn_fit as F
+
+    calls: list[dict[str, float]] = []
+    noise = iter([0.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+
+    def fake_segment_churn(s: Scenario) -> dict[str, F.SegmentChurn]:
+        b = {g.name: g.churn_intercept for g in s.segments}
+        calls.append(b)
+        eps = next(noise)
+        out = {}
+        for k, v in b.items():
+            p = 1 / (1 + np.exp(-(0.5 * v - 1.0 + (eps if k == "coder" else 0.0))))
+            out[k] = F.SegmentChurn(float(p), float(p), float(p), (float(p),))
+        return out
+
+    monkeypatch.setattr(F, "run_scenario", lambda s, seed, replications: s)
+    monkeypatch.setattr(F, "segment_churn", fake_segment_churn)
+    fit = F.fit_churn(scenario, TARGETS, tolerance=0.001, max_iterations=8, digits=6)
+    assert fit.converged and len(calls) <= 6
+    # iteration 2's coder secant is negative (noise +0.5): iteration 3 must not step 1/0.3 = 3.3x
+    # the logit gap, but reuse the slope 1 of iteration 1
+    gap = F.logit(TARGETS["coder"]) - F.logit(fit.iterations[1].churn["coder"].mean)
+    step = calls[2]["coder"] - calls[1]["coder"]
+    assert step == pytest.approx(gap, abs=1e-5)
+    for k, t in TARGETS.items():
+        assert fit.best.churn[k].mean == pytest.approx(t, abs=0.001)
