@@ -13,7 +13,8 @@ from numpy.typing import NDArray
 
 from sim import cluster as K
 from sim.defaults import TOKENS_PER_MTOK
-from sim.scenario import Bass, Payg, Scenario, Throttle, Topup
+from sim.replay import ReplayTrace, replay_trace
+from sim.scenario import Bass, Empirical, LogNormal, Payg, Scenario, Segment, Throttle, Topup
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
@@ -28,6 +29,7 @@ class Segments:
     sessions_per_day: F64  # sessions per subscriber per day at intensity 1 (members included)
     requests_per_session: F64
     think_time_s: F64
+    think_time_cv: F64  # CV of the within-session gaps (Gamma; 1 = exponential)
     hour_weight: F64  # [S, 24] relative rate per hour, mean 1
     weekday_weight: F64  # [S, 7] relative rate per weekday, mean 1
     in_mu: F64
@@ -36,6 +38,16 @@ class Segments:
     out_mu: F64
     out_sigma: F64
     out_max: F64
+    in_kind: I64  # TOKENS_LOGNORMAL, TOKENS_EMPIRICAL or TOKENS_REPLAY
+    out_kind: I64
+    in_table_p: F64  # [S, K] cumulative probabilities of empirical tables (padded with 1)
+    in_table_q: F64  # [S, K] lengths at those probabilities (tokens)
+    in_table_n: I64  # [S] table points in use
+    out_table_p: F64
+    out_table_q: F64
+    out_table_n: I64
+    in_mean: F64  # mean input tokens per request (caps ignored)
+    out_mean: F64  # mean output tokens per request
     cache_hit: F64
     intensity_shape: F64
     eng_start: F64
@@ -53,17 +65,21 @@ class Segments:
     eligible: NDArray[np.bool_]  # [S, P]
     model_cum: F64  # [S, P, M] cumulative model-choice probabilities under each plan
     ladder: list[list[int]]  # per segment: eligible plans ordered by fee then quota
+    replay: list[ReplayTrace | None] = field(default_factory=list)  # per segment, or None
+    replay_requests_per_day: F64 = field(default_factory=lambda: np.zeros(0))
+    """Replay segments: trace requests per day over the initial subscribers (at least 1)."""
 
     def mean_tokens(self) -> tuple[F64, F64]:
-        """Mean input and output tokens per request (lognormal means, caps ignored)."""
-        return (
-            np.exp(self.in_mu + self.in_sigma**2 / 2),
-            np.exp(self.out_mu + self.out_sigma**2 / 2),
-        )
+        """Mean input and output tokens per request (caps ignored; replay: the trace's)."""
+        return self.in_mean, self.out_mean
 
     def mean_requests_per_day(self) -> F64:
         """Expected requests per subscriber per day at intensity and engagement 1."""
-        return self.sessions_per_day * self.requests_per_session
+        synthetic = self.sessions_per_day * self.requests_per_session
+        if not any(r is not None for r in self.replay):
+            return synthetic
+        is_replay = np.array([r is not None for r in self.replay])
+        return np.where(is_replay, self.replay_requests_per_day, synthetic)
 
 
 @dataclass(frozen=True)
@@ -156,9 +172,68 @@ class World:
         return min(day // self.days_per_month, self.horizon_months - 1)
 
 
+TOKENS_LOGNORMAL = 0
+"""Token-length kind: lognormal(mu, sigma) from the tokens stream."""
+TOKENS_EMPIRICAL = 1
+"""Token-length kind: inverse CDF of an empirical quantile table from the tokens stream."""
+TOKENS_REPLAY = 2
+"""Token-length kind: taken from a replayed trace (no draw)."""
+
+
 def _norm_mean1(x: list[float]) -> F64:
     a = np.asarray(x, dtype=np.float64)
     return a / a.mean()
+
+
+@dataclass(frozen=True)
+class _TokenArrays:
+    """Per-segment arrays of one token-length field."""
+
+    mu: F64
+    sigma: F64
+    max: F64
+    kind: I64
+    p: F64
+    q: F64
+    n: I64
+    mean: F64
+
+
+def _token_arrays(
+    segs: list[Segment], which: str, traces: list[ReplayTrace | None]
+) -> _TokenArrays:
+    """Per-segment arrays of one token-length field (``input_tokens`` or ``output_tokens``)."""
+    n = len(segs)
+    width = max(
+        [2] + [len(d.quantiles) for g in segs if isinstance(d := getattr(g, which), Empirical)]
+    )
+    mu, sigma, cap, mean = np.zeros(n), np.zeros(n), np.full(n, np.inf), np.zeros(n)
+    kind = np.zeros(n, dtype=np.int64)
+    tp, tq = np.ones((n, width)), np.zeros((n, width))
+    tn = np.zeros(n, dtype=np.int64)
+    for k, g in enumerate(segs):
+        d = getattr(g, which)
+        tr = traces[k]
+        if tr is not None:
+            kind[k] = TOKENS_REPLAY
+            mean[k] = float((tr.input if which == "input_tokens" else tr.output).mean())
+            continue
+        assert d is not None  # the schema requires it without replay
+        cap[k] = d.max or np.inf
+        if isinstance(d, LogNormal):
+            mu[k] = np.log(d.median)
+            sigma[k] = d.sigma
+        else:
+            kind[k] = TOKENS_EMPIRICAL
+            m = len(d.quantiles)
+            tp[k, :m] = d.cumulative()
+            tq[k, :m] = d.quantiles
+            tq[k, m:] = d.quantiles[-1]
+            tn[k] = m
+            mean[k] = d.mean()
+    # lognormal means as one array operation, as before empirical tables existed
+    mean = np.where(kind == TOKENS_LOGNORMAL, np.exp(mu + sigma**2 / 2), mean)
+    return _TokenArrays(mu, sigma, cap, kind, tp, tq, tn, mean)
 
 
 def build(s: Scenario) -> World:
@@ -321,20 +396,41 @@ def build(s: Scenario) -> World:
     def arr(f: object) -> F64:
         return np.array([f(g) for g in segs], dtype=np.float64)  # type: ignore[operator]
 
+    traces = [replay_trace(k, g.replay) if g.replay else None for k, g in enumerate(segs)]
+    tin = _token_arrays(segs, "input_tokens", traces)
+    tout = _token_arrays(segs, "output_tokens", traces)
     seg_arr = Segments(
         names=[g.name for g in segs],
         kinds=[g.kind for g in segs],
-        sessions_per_day=arr(lambda g: g.sessions_per_day * g.members),
+        sessions_per_day=arr(lambda g: (g.sessions_per_day or 0.0) * g.members),
         requests_per_session=arr(lambda g: g.requests_per_session),
         think_time_s=arr(lambda g: g.think_time_s),
-        hour_weight=np.array([_norm_mean1(g.hour_profile) for g in segs]),
+        think_time_cv=arr(lambda g: g.think_time_cv),
+        hour_weight=np.array([_norm_mean1(g.hour_profile or [1.0] * 24) for g in segs]),
         weekday_weight=np.array([_norm_mean1(g.weekday_profile) for g in segs]),
-        in_mu=arr(lambda g: np.log(g.input_tokens.median)),
-        in_sigma=arr(lambda g: g.input_tokens.sigma),
-        in_max=arr(lambda g: g.input_tokens.max or np.inf),
-        out_mu=arr(lambda g: np.log(g.output_tokens.median)),
-        out_sigma=arr(lambda g: g.output_tokens.sigma),
-        out_max=arr(lambda g: g.output_tokens.max or np.inf),
+        in_mu=tin.mu,
+        in_sigma=tin.sigma,
+        in_max=tin.max,
+        out_mu=tout.mu,
+        out_sigma=tout.sigma,
+        out_max=tout.max,
+        in_kind=tin.kind,
+        out_kind=tout.kind,
+        in_table_p=tin.p,
+        in_table_q=tin.q,
+        in_table_n=tin.n,
+        out_table_p=tout.p,
+        out_table_q=tout.q,
+        out_table_n=tout.n,
+        in_mean=tin.mean,
+        out_mean=tout.mean,
+        replay=traces,
+        replay_requests_per_day=np.array(
+            [
+                tr.requests_per_day / max(g.initial_subscribers, 1) if tr is not None else 0.0
+                for tr, g in zip(traces, segs, strict=True)
+            ]
+        ),
         cache_hit=arr(lambda g: g.cache_hit_share),
         intensity_shape=arr(lambda g: g.intensity_shape),
         eng_start=arr(lambda g: g.engagement.start),

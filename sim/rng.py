@@ -21,6 +21,7 @@ STREAMS: tuple[str, ...] = (
     "buy",  # manual top-up decisions
     "churn",  # renewal decisions and plan switches
     "engagement",  # engagement shocks
+    "replay",  # subscriber of each replayed trace request (append new streams here, never reorder)
 )
 
 

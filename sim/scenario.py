@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 
 from sim import defaults as D
 
@@ -215,6 +224,95 @@ class LogNormal(Strict):
     max: Pos | None = Field(default=None, description="hard cap, e.g. the context window (tokens)")
 
 
+class Empirical(Strict):
+    """An empirical token length: a quantile table sampled by inverse CDF (linear in between).
+
+    ``quantiles[k]`` is the length at cumulative probability ``probs[k]``; a uniform draw u
+    gives the length interpolated linearly between the two table points around u, rounded to
+    whole tokens (at least 1, at most ``max``). ``tokensim calibrate`` writes these tables.
+    """
+
+    dist: Literal["empirical"] = Field(description="distribution family")
+    quantiles: list[NonNeg] = Field(
+        min_length=2, description="lengths at the cumulative probabilities `probs` (tokens)"
+    )
+    probs: list[Share] | None = Field(
+        default=None,
+        description="cumulative probabilities of `quantiles`, from 0 to 1, increasing (share;"
+        " default: equally spaced)",
+    )
+    max: Pos | None = Field(default=None, description="hard cap, e.g. the context window (tokens)")
+
+    @model_validator(mode="after")
+    def _table(self) -> Empirical:
+        q = self.quantiles
+        if any(b < a for a, b in zip(q, q[1:], strict=False)):
+            raise ValueError("quantiles must be non-decreasing")
+        if self.probs is not None:
+            p = self.probs
+            if len(p) != len(q):
+                raise ValueError(f"probs has {len(p)} entries, quantiles {len(q)}")
+            if p[0] != 0.0 or p[-1] != 1.0:
+                raise ValueError("probs must start at 0 and end at 1")
+            if any(b <= a for a, b in zip(p, p[1:], strict=False)):
+                raise ValueError("probs must be strictly increasing")
+        return self
+
+    def cumulative(self) -> list[float]:
+        """The table's cumulative probabilities (``probs`` or equally spaced from 0 to 1)."""
+        n = len(self.quantiles)
+        return list(self.probs) if self.probs is not None else [k / (n - 1) for k in range(n)]
+
+    def mean(self) -> float:
+        """Mean length of the table's piecewise-linear quantile function (tokens, cap ignored)."""
+        q, p = self.quantiles, self.cumulative()
+        return sum((q[k] + q[k + 1]) / 2 * (p[k + 1] - p[k]) for k in range(len(q) - 1))
+
+
+def _dist_tag(v: Any) -> str | None:
+    """Which token-length family a value is: ``dist`` if given, lognormal by default."""
+    d = v.get("dist", "lognormal") if isinstance(v, dict) else getattr(v, "dist", "lognormal")
+    return d if isinstance(d, str) else None
+
+
+TokenLength = Annotated[
+    Annotated[LogNormal, Tag("lognormal")] | Annotated[Empirical, Tag("empirical")],
+    Discriminator(_dist_tag),
+]
+"""A token-length distribution: ``dist: lognormal`` (the default) or ``dist: empirical``."""
+
+
+class Replay(Strict):
+    """Replay a real request trace as a segment's demand, at the trace's time of day every day.
+
+    Each simulated day replays the requests of one day of the trace (trace day ``d mod n`` for a
+    trace spanning ``n`` days; a trace shorter than a day repeats daily), at their time of day
+    plus ``shift_s``, each assigned to one of the segment's active subscribers drawn uniformly
+    at random. Token lengths come from the trace; the model is drawn from
+    ``model_preference`` as usual; cached input = round(input x ``cache_hit_share``).
+    """
+
+    file: str = Field(
+        description="trace file, relative to the scenario file (Python API: to the working"
+        " directory); may be gzip-compressed (.gz)"
+    )
+    format: Literal["azure", "mooncake"] = Field(
+        description="azure: CSV TIMESTAMP (datetime, or s from midnight), ContextTokens,"
+        " GeneratedTokens; mooncake: JSONL timestamp (ms), input_length, output_length"
+    )
+    shift_s: float = Field(
+        default=0.0,
+        description="added to every request's time of day, modulo one day (s); e.g. to move"
+        " a trace recorded in UTC to local time",
+    )
+    _base: Path | None = PrivateAttr(default=None)
+
+    def path(self) -> Path:
+        """The trace file's path, resolved against the scenario file's folder when known."""
+        f = Path(self.file)
+        return f if f.is_absolute() or self._base is None else self._base / f
+
+
 class Engagement(Strict):
     """How a subscriber's usage grows or fades with tenure (a multiplier on its request rate)."""
 
@@ -261,15 +359,26 @@ class Segment(Strict):
     members: Annotated[int, Field(ge=1)] = Field(
         default=1, description="people sharing one subscription's quota (households, teams)"
     )
-    sessions_per_day: NonNeg = Field(description="sessions per member per day at intensity 1")
+    sessions_per_day: NonNeg | None = Field(
+        default=None,
+        description="sessions per member per day at intensity 1 (required unless `replay`)",
+    )
     requests_per_session: Annotated[float, Field(ge=1)] = Field(
         default=1.0, description="mean requests per session (geometric, >= 1)"
     )
     think_time_s: NonNeg = Field(
-        default=30.0, description="mean gap between requests of one session (s, exponential)"
+        default=30.0, description="mean gap between requests of one session (s)"
     )
-    hour_profile: list[NonNeg] = Field(
-        min_length=24, max_length=24, description="relative activity per hour of day (0-23)"
+    think_time_cv: Pos = Field(
+        default=1.0,
+        description="coefficient of variation of the gaps within a session (Gamma renewal with"
+        " shape 1/cv^2; 1 = exponential, > 1 = bursts of quick requests with long pauses)",
+    )
+    hour_profile: list[NonNeg] | None = Field(
+        default=None,
+        min_length=24,
+        max_length=24,
+        description="relative activity per hour of day (0-23) (required unless `replay`)",
     )
     weekday_profile: list[NonNeg] = Field(
         default_factory=lambda: [1.0] * 7,
@@ -277,8 +386,21 @@ class Segment(Strict):
         max_length=7,
         description="relative activity per weekday, Monday first",
     )
-    input_tokens: LogNormal = Field(description="input (prompt) length per request")
-    output_tokens: LogNormal = Field(description="output (completion) length per request")
+    input_tokens: TokenLength | None = Field(
+        default=None,
+        description="input (prompt) length per request (dist: lognormal|empirical; required"
+        " unless `replay`)",
+    )
+    output_tokens: TokenLength | None = Field(
+        default=None,
+        description="output (completion) length per request (dist: lognormal|empirical;"
+        " required unless `replay`)",
+    )
+    replay: Replay | None = Field(
+        default=None,
+        description="replay a real trace as this segment's demand instead of sessions (then"
+        " sessions, profiles and token lengths are not used)",
+    )
     cache_hit_share: Share = Field(description="share of input tokens served from prefix cache")
     model_preference: dict[str, NonNeg] = Field(
         min_length=1, description="share of requests per model (renormalised over a plan's models)"
@@ -299,7 +421,15 @@ class Segment(Strict):
 
     @model_validator(mode="after")
     def _profiles_not_zero(self) -> Segment:
-        if sum(self.hour_profile) <= 0:
+        if self.replay is None:
+            missing = [
+                f
+                for f in ("sessions_per_day", "hour_profile", "input_tokens", "output_tokens")
+                if getattr(self, f) is None
+            ]
+            if missing:
+                raise ValueError(f"{', '.join(missing)}: required unless replay is set")
+        if self.hour_profile is not None and sum(self.hour_profile) <= 0:
             raise ValueError("hour_profile must have a positive entry")
         if sum(self.weekday_profile) <= 0:
             raise ValueError("weekday_profile must have a positive entry")
@@ -626,7 +756,9 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("cutoff", "throttle", "payg", "topup", "bass", "constant"):
+        elif part in (
+            "cutoff", "throttle", "payg", "topup", "bass", "constant", "lognormal", "empirical"
+        ):  # fmt: skip
             continue  # discriminated-union tag, not a key of the file
         elif part.startswith("function-") or part.endswith("]"):
             continue
@@ -687,7 +819,11 @@ def load_scenario(path: str | Path) -> Scenario:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
         raise ScenarioError([(where, f"malformed YAML: {getattr(e, 'problem', e)}")]) from None
-    return validate_data(data)
+    s = validate_data(data)
+    from sim.replay import check_replays  # trace files are read relative to the scenario file
+
+    check_replays(s, p.parent)
+    return s
 
 
 def json_schema() -> dict[str, Any]:

@@ -4,12 +4,19 @@ Per subscriber and day, sessions form a Poisson process whose rate is the
 segment's sessions/day times the weekday weight, the subscriber's intensity
 and engagement; session start times follow the segment's hour-of-day profile
 (piecewise constant). Each session holds a geometric number of requests
-(mean ``requests_per_session``) separated by exponential think times, which
-makes arrivals clustered (burstier than Poisson) when sessions hold many
-requests. Token lengths are lognormal per segment, rounded to whole tokens
-(at least 1) and capped; the cached share of the input is the segment's
-``cache_hit_share``. Requests a session pushes past midnight are carried to
-the next day so that every day's batch is processed in time order.
+(mean ``requests_per_session``) separated by think times: exponential when
+``think_time_cv`` is 1, Gamma with shape 1/cv^2 otherwise (a Gamma renewal
+process within the session). Arrivals are clustered (burstier than Poisson)
+when sessions hold many requests. Token lengths are lognormal or an empirical
+quantile table per segment, rounded to whole tokens (at least 1) and capped;
+the cached share of the input is the segment's ``cache_hit_share``. Requests
+a session pushes past midnight are carried to the next day so that every
+day's batch is processed in time order.
+
+A segment with ``replay`` takes its requests from a real trace instead: each
+day, the trace day's requests at their time of day, each given to one of the
+segment's active subscribers drawn uniformly (stream ``replay``), with the
+trace's token lengths.
 
 The loops are compiled (numba) and draw from the run's named numpy
 Generators, so runs stay reproducible. Arrival times are kept to the
@@ -27,7 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from sim.agents import Population
-from sim.build import World
+from sim.build import TOKENS_EMPIRICAL, TOKENS_LOGNORMAL, World
 from sim.defaults import HOURS_PER_DAY, SECONDS_PER_DAY, SECONDS_PER_HOUR
 from sim.rng import Streams
 
@@ -56,7 +63,7 @@ class Requests:
 
 
 @nb.njit(cache=True)
-def _sessions(rng, ids, rate, seg, day0, hour_cum, per_session, think_s):
+def _sessions(rng, ids, rate, seg, day0, hour_cum, per_session, think_s, think_cv):
     """Arrival times and subscribers of the day's requests (unsorted)."""
     n = ids.shape[0]
     counts = np.empty(n, dtype=np.int64)
@@ -90,9 +97,15 @@ def _sessions(rng, ids, rate, seg, day0, hour_cum, per_session, think_s):
     r = 0
     for j in range(k):
         x = s_start[j]
+        g = s_seg[j]
+        cv = think_cv[g]
+        shape = 1.0 / (cv * cv)
         for q in range(s_n[j]):
             if q > 0:
-                x += rng.exponential(think_s[s_seg[j]])
+                if cv == 1.0:  # the exponential draw, as before Gamma gaps existed
+                    x += rng.exponential(think_s[g])
+                else:
+                    x += rng.gamma(shape, think_s[g] / shape)
             t[r] = x
             sub[r] = s_sub[j]
             r += 1
@@ -100,24 +113,62 @@ def _sessions(rng, ids, rate, seg, day0, hour_cum, per_session, think_s):
 
 
 @nb.njit(cache=True)
+def _inverse_cdf(u, p, q, m):
+    """Length at cumulative probability ``u`` of a table (p, q) of ``m`` points, linear."""
+    lo = 0
+    hi = m - 1
+    while hi - lo > 1:  # p[lo] <= u < p[hi]
+        mid = (lo + hi) // 2
+        if p[mid] <= u:
+            lo = mid
+        else:
+            hi = mid
+    dp = p[hi] - p[lo]
+    return q[lo] + (q[hi] - q[lo]) * ((u - p[lo]) / dp if dp > 0 else 0.0)
+
+
+@nb.njit(cache=True)
+def _length(rng, kind, mu, sigma, tp, tq, tn):
+    """One token length draw (before rounding and capping)."""
+    if kind == TOKENS_LOGNORMAL:
+        return np.exp(mu + sigma * rng.standard_normal())
+    if kind == TOKENS_EMPIRICAL:
+        return _inverse_cdf(rng.random(), tp, tq, tn)
+    return 1.0  # replayed requests carry their lengths; never reached for them
+
+
+@nb.njit(cache=True)
 def _tokens_and_models(
     rng_tokens, rng_models, sub, sub_seg, sub_plan, in_mu, in_sigma, in_max, out_mu, out_sigma,
-    out_max, cache_hit, model_cum,
+    out_max, in_kind, out_kind, in_tp, in_tq, in_tn, out_tp, out_tq, out_tn, fixed_in,
+    fixed_out, cache_hit, model_cum,
 ):  # fmt: skip
-    """Lognormal token lengths, cached input and model of each request."""
+    """Token lengths, cached input and model of each request.
+
+    Lengths are lognormal, empirical, or fixed by a replayed trace where ``fixed_in`` >= 0.
+    """
     n = sub.shape[0]
     inp = np.empty(n)
     cached = np.empty(n)
     out = np.empty(n)
     model = np.zeros(n, dtype=np.int64)
     n_models = model_cum.shape[2]
+    has_fixed = fixed_in.shape[0] > 0
     for i in range(n):
         g = sub_seg[sub[i]]
-        x = np.exp(in_mu[g] + in_sigma[g] * rng_tokens.standard_normal())
-        x = min(max(np.rint(x), 1.0), in_max[g])
-        y = np.exp(out_mu[g] + out_sigma[g] * rng_tokens.standard_normal())
-        inp[i] = x
-        out[i] = min(max(np.rint(y), 1.0), out_max[g])
+        if has_fixed and fixed_in[i] >= 0:
+            x = fixed_in[i]
+            y = fixed_out[i]
+            inp[i] = x
+            out[i] = y
+        else:
+            x = _length(rng_tokens, in_kind[g], in_mu[g], in_sigma[g], in_tp[g], in_tq[g],
+                        in_tn[g])  # fmt: skip
+            x = min(max(np.rint(x), 1.0), in_max[g])
+            y = _length(rng_tokens, out_kind[g], out_mu[g], out_sigma[g], out_tp[g], out_tq[g],
+                        out_tn[g])  # fmt: skip
+            inp[i] = x
+            out[i] = min(max(np.rint(y), 1.0), out_max[g])
         cached[i] = np.rint(x * cache_hit[g])
         if n_models > 1:
             p = sub_plan[sub[i]]
@@ -154,6 +205,7 @@ class DemandGenerator:
         self.carry_sub = np.zeros(0, dtype=np.int64)
         cum = np.cumsum(world.seg.hour_weight, axis=1)
         self._hour_cum = cum / cum[:, -1:]
+        self._replay_segments = [g for g, r in enumerate(world.seg.replay) if r is not None]
 
     def day(self, pop: Population, day: int) -> Requests:
         """Requests arriving on ``day`` (including carried ones), sorted by time."""
@@ -170,18 +222,61 @@ class DemandGenerator:
         day0 = day * SECONDS_PER_DAY
         t, sub = _sessions(
             self.s["arrivals"], ids, rate, seg, day0, self._hour_cum, sp.requests_per_session,
-            sp.think_time_s,
+            sp.think_time_s, sp.think_time_cv,
         )  # fmt: skip
         if len(self.carry_t):
             alive = pop.active[self.carry_sub]  # a subscriber who left today drops them
             t = np.concatenate([self.carry_t[alive], t])
             sub = np.concatenate([self.carry_sub[alive], sub])
-        t, sub = sort_by_time(t, sub, day0)
+        if self._replay_segments:
+            t, sub, fixed_in, fixed_out = self._with_replay(t, sub, ids, seg, day, day0)
+        else:
+            t, sub = sort_by_time(t, sub, day0)
+            fixed_in = fixed_out = np.zeros(0)
         cut = int(np.searchsorted(t, day0 + SECONDS_PER_DAY, side="left"))
         self.carry_t, self.carry_sub = t[cut:], sub[cut:]
         t, sub = t[:cut], sub[:cut]
+        if len(fixed_in):
+            fixed_in, fixed_out = fixed_in[:cut], fixed_out[:cut]
         inp, cached, out, model = _tokens_and_models(
             self.s["tokens"], self.s["models"], sub, pop.seg, pop.plan, sp.in_mu, sp.in_sigma,
-            sp.in_max, sp.out_mu, sp.out_sigma, sp.out_max, sp.cache_hit, sp.model_cum,
+            sp.in_max, sp.out_mu, sp.out_sigma, sp.out_max, sp.in_kind, sp.out_kind,
+            sp.in_table_p, sp.in_table_q, sp.in_table_n, sp.out_table_p, sp.out_table_q,
+            sp.out_table_n, fixed_in, fixed_out, sp.cache_hit, sp.model_cum,
         )  # fmt: skip
         return Requests(t, sub, model, inp, cached, out)
+
+    def _with_replay(
+        self,
+        t: NDArray[np.float64],
+        sub: NDArray[np.int64],
+        ids: NDArray[np.int64],
+        seg: NDArray[np.int64],
+        day: int,
+        day0: float,
+    ) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]:
+        """Add the replayed trace requests of ``day`` and sort all by time (ties by subscriber).
+
+        Returns times, subscribers, and the fixed input/output lengths (-1: drawn later).
+        """
+        parts_t, parts_sub = [t], [sub]
+        parts_in, parts_out = [np.full(len(t), -1.0)], [np.full(len(t), -1.0)]
+        rng = self.s["replay"]
+        for g in self._replay_segments:
+            tr = self.w.seg.replay[g]
+            assert tr is not None
+            members = ids[seg == g]
+            rows = tr.day(day)
+            n = rows.stop - rows.start
+            if len(members) == 0 or n == 0:
+                continue  # nobody to send them: the day's trace requests are not made
+            parts_sub.append(members[rng.integers(0, len(members), size=n)])
+            parts_t.append(day0 + tr.tod[rows])
+            parts_in.append(tr.input[rows])
+            parts_out.append(tr.output[rows])
+        t_all, sub_all = np.concatenate(parts_t), np.concatenate(parts_sub)
+        fin, fout = np.concatenate(parts_in), np.concatenate(parts_out)
+        ticks = np.rint((t_all - day0) / TIME_RESOLUTION_S)
+        order = np.lexsort((sub_all, ticks))
+        t_out = ticks[order] * TIME_RESOLUTION_S + day0
+        return t_out, sub_all[order], fin[order], fout[order]

@@ -1,0 +1,106 @@
+"""Demand kernels: Gamma think times, empirical token tables, and unchanged legacy draws."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+from conftest import small_dict, small_scenario
+
+from sim.build import build
+from sim.engine import run_replication
+from sim.scenario import ScenarioError, validate_data
+from sim.workload import _inverse_cdf, _sessions, _tokens_and_models
+
+
+def test_existing_scenarios_draw_exactly_what_they_drew_before_gamma_and_empirical():
+    # digest of the small scenario's requests recorded before think_time_cv, empirical tables
+    # and replay existed: the exponential/lognormal paths must consume the same draws
+    r = run_replication(build(small_scenario(horizon_months=1)), seed=3, export_days=(0, 30))
+    e = r.requests_export
+    cols = e[["timestamp_s", "input_tokens", "output_tokens", "cached_tokens"]].to_numpy()
+    assert len(e) == 70506
+    assert hashlib.sha256(cols.tobytes()).hexdigest()[:16] == "39bb3164cac6af39"
+
+
+def _gaps(cv: float) -> np.ndarray:
+    rng = np.random.Generator(np.random.PCG64(5))
+    hour_cum = np.cumsum(np.ones((1, 24)), axis=1) / 24
+    t, _ = _sessions(
+        rng, np.array([0]), np.array([3.0]), np.array([0]), 0.0, hour_cum,
+        np.array([20_000.0]), np.array([2.0]), np.array([cv]),
+    )  # fmt: skip
+    # sessions are laid out one after the other: drop the few gaps between two sessions
+    g = np.diff(t)
+    return g[(g > 0) & (g < 1000)]
+
+
+@pytest.mark.parametrize("cv", [0.5, 1.0, 3.0])
+def test_think_times_have_the_requested_mean_and_cv(cv):
+    g = _gaps(cv)
+    assert len(g) > 10_000
+    assert g.mean() == pytest.approx(2.0, rel=0.05 * max(cv, 1))
+    assert g.std() / g.mean() == pytest.approx(cv, rel=0.08)
+
+
+def test_inverse_cdf_interpolates_the_table():
+    p = np.array([0.0, 0.5, 0.9, 1.0])
+    q = np.array([10.0, 100.0, 1000.0, 2000.0])
+    assert _inverse_cdf(0.0, p, q, 4) == 10.0
+    assert _inverse_cdf(0.25, p, q, 4) == pytest.approx(55.0)
+    assert _inverse_cdf(0.5, p, q, 4) == pytest.approx(100.0)
+    assert _inverse_cdf(0.95, p, q, 4) == pytest.approx(1500.0)
+
+
+def test_empirical_sampler_reproduces_the_table_quantiles():
+    probs = [0.0, 0.1, 0.5, 0.9, 0.99, 1.0]
+    quant = [5.0, 40.0, 800.0, 5000.0, 20000.0, 60000.0]
+    d = small_dict()
+    for g in d["segments"]:
+        g["input_tokens"] = {"dist": "empirical", "quantiles": quant, "probs": probs}
+        g["output_tokens"] = {"dist": "empirical", "quantiles": [1, 100, 300]}  # equally spaced
+    w = build(validate_data(d))
+    sp = w.seg
+    n = 200_000
+    sub = np.zeros(n, dtype=np.int64)
+    rng = np.random.Generator(np.random.PCG64(1))
+    inp, _, out, _ = _tokens_and_models(
+        rng, np.random.Generator(np.random.PCG64(2)), sub, np.zeros(1, dtype=np.int64),
+        np.zeros(1, dtype=np.int64), sp.in_mu, sp.in_sigma, sp.in_max, sp.out_mu, sp.out_sigma,
+        sp.out_max, sp.in_kind, sp.out_kind, sp.in_table_p, sp.in_table_q, sp.in_table_n,
+        sp.out_table_p, sp.out_table_q, sp.out_table_n, np.zeros(0), np.zeros(0), sp.cache_hit,
+        sp.model_cum,
+    )  # fmt: skip
+    for pr, qv in zip(probs[1:-1], quant[1:-1], strict=True):
+        assert np.quantile(inp, pr) == pytest.approx(qv, rel=0.03)
+    assert np.median(out) == pytest.approx(100, rel=0.03)
+    assert inp.mean() == pytest.approx(sp.in_mean[0], rel=0.02)  # the table's mean
+    assert inp.min() >= 5 and inp.max() <= 60000
+
+
+def _problems(**seg) -> list[tuple[str, str]]:
+    d = small_dict()
+    d["segments"][0].update(seg)
+    with pytest.raises(ScenarioError) as e:
+        validate_data(d)
+    return e.value.problems
+
+
+def test_bad_empirical_tables_and_cv_are_named():
+    probs = _problems(input_tokens={"dist": "empirical", "quantiles": [3, 2, 5]})
+    assert probs == [("segments[0].input_tokens", "quantiles must be non-decreasing")]
+    probs = _problems(input_tokens={"dist": "empirical", "quantiles": [1, 2], "probs": [0.1, 1]})
+    assert probs == [("segments[0].input_tokens", "probs must start at 0 and end at 1")]
+    probs = _problems(output_tokens={"dist": "gamma", "median": 3})
+    assert probs[0][0] == "segments[0].output_tokens"
+    probs = _problems(think_time_cv=0)
+    assert probs[0][0] == "segments[0].think_time_cv"
+
+
+def test_demand_fields_are_required_without_replay():
+    d = small_dict()
+    del d["segments"][0]["sessions_per_day"]
+    with pytest.raises(ScenarioError) as e:
+        validate_data(d)
+    assert e.value.problems == [("segments[0]", "sessions_per_day: required unless replay is set")]
