@@ -230,6 +230,27 @@ def cmd_schema(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(a: argparse.Namespace) -> int:
+    """Fit workload presets on trace files; write them (and the validation report)."""
+    from sim.calibrate import CalibrationError, calibrate, data_files, write_presets
+
+    try:
+        presets = calibrate([Path(f) for f in a.files])
+    except CalibrationError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for path in write_presets(presets, Path(a.out)):
+        print(f"wrote {path}")
+    if a.report:
+        from sim.validation import write_report
+
+        files = " ".join(Path(f).as_posix() for f in data_files([Path(f) for f in a.files]))
+        command = f"tokensim calibrate {files} --out {Path(a.out).as_posix()} --report {a.report}"
+        write_report(presets, Path(a.report), command)
+        print(f"wrote {a.report}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of ``tokensim``."""
     p = argparse.ArgumentParser(prog="tokensim", description=__doc__.splitlines()[0])
@@ -325,6 +346,25 @@ def parser() -> argparse.ArgumentParser:
     )
     fc.add_argument("--quiet", "-q", action="store_true", help="no per-iteration log")
     fc.set_defaults(fn=cmd_fit_churn)
+    ca = sub.add_parser(
+        "calibrate",
+        help="fit workload presets on real traces; write them as YAML (and a validation report)",
+        description="Fit workload presets (segment fragments) on the trace files given:"
+        " Azure 2023 code/conv CSV, Mooncake JSONL, ServeGen arrivals + token PMF (+ client"
+        " tokens), the digitised Azure 2024 hourly profile, published_aggregates.json"
+        " (recognised by their headers; .gz accepted). See docs/calibration.md.",
+    )
+    ca.add_argument(
+        "files",
+        nargs="+",
+        help="trace and table files (e.g. data/traces/*; files other than .csv, .jsonl, .json,"
+        " optionally .gz, are passed over)",
+    )
+    ca.add_argument("--out", default="scenarios/presets", help="folder of the preset YAML files")
+    ca.add_argument(
+        "--report", help="also simulate every preset and write the validation report here"
+    )
+    ca.set_defaults(fn=cmd_calibrate)
     sc = sub.add_parser("schema", help="print the JSON Schema of scenario files")
     sc.add_argument("--out", help="write it to this file")
     sc.set_defaults(fn=cmd_schema)
