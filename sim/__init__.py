@@ -6,7 +6,9 @@ The public API (imported lazily so that ``tokensim validate`` stays fast):
 * :func:`run_scenario` - run its replications, returning a :class:`RunResult` whose
   methods give pandas DataFrames (``months()``, ``monthly()``, ``hourly()``,
   ``latency()``, ``ledger()``, ``kpis()``) and ``summary()``;
-* :func:`write_run` - write a run folder atomically.
+* :func:`write_run` - write a run folder atomically;
+* :func:`apply_overrides` - a changed copy of a scenario, by dotted paths;
+* :class:`Sweep`, :func:`run_sweep`, :func:`open_client` - sweeps on a dask cluster.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ _API = {
     "run_scenario": "sim.runner",
     "RunResult": "sim.results",
     "write_run": "sim.results",
+    "apply_overrides": "sim.overrides",
+    "Sweep": "sim.scenario",
+    "run_sweep": "sim.sweep",
+    "open_client": "sim.distributed",
 }
 
 __all__ = ["__version__", *_API]

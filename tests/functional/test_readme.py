@@ -31,3 +31,18 @@ def test_readme_api_example_runs(monkeypatch: pytest.MonkeyPatch, capsys):
     assert summary["ci95_low"] <= summary["mean"] <= summary["ci95_high"]
     assert "subscribers_end" in capsys.readouterr().out
     assert os.getcwd() == str(ROOT)
+
+
+@pytest.mark.slow
+def test_readme_sweep_example_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    block = [b for b in _python_blocks() if "sim.run_sweep" in b]
+    assert block, "the README shows a sweep from Python"
+    code = block[0].replace('"results/', f'"{tmp_path}/')
+    monkeypatch.chdir(ROOT)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102
+    t = namespace["sweep"].table
+    assert len(t) == 3 * 2
+    assert namespace["dear"].plans[4].price_per_month == 199
+    fees = t.groupby("plans.dev_70m.price_per_month")["revenue_fees"].mean()
+    assert fees.nunique() == 3  # the swept price reaches the bills
