@@ -77,11 +77,16 @@ def replay_trace(segment: int, r: Replay) -> ReplayTrace:
 
 
 def check_replays(s: Scenario, base: Path) -> None:
-    """Resolve every replay file against ``base`` (the scenario's folder) and read it once."""
+    """Make relative replay files absolute against ``base`` and read each once.
+
+    ``base`` is the scenario file's folder; absolute paths let copies of the scenario (sweep
+    points, the run folder's resolved scenario.yaml) find the trace from anywhere.
+    """
     problems: list[tuple[str, str]] = []
     for k, g in enumerate(s.segments):
         if g.replay is not None:
-            g.replay._base = base
+            if not Path(g.replay.file).is_absolute():
+                g.replay.file = str((base / g.replay.file).resolve())
             try:
                 replay_trace(k, g.replay)
             except ScenarioError as e:

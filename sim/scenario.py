@@ -23,7 +23,6 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
-    PrivateAttr,
     Tag,
     ValidationError,
     model_validator,
@@ -294,7 +293,7 @@ class Replay(Strict):
 
     file: str = Field(
         description="trace file, relative to the scenario file (Python API: to the working"
-        " directory); may be gzip-compressed (.gz)"
+        " directory); may be gzip-compressed (.gz); loading makes it absolute"
     )
     format: Literal["azure", "mooncake"] = Field(
         description="azure: CSV TIMESTAMP (datetime, or s from midnight), ContextTokens,"
@@ -305,12 +304,10 @@ class Replay(Strict):
         description="added to every request's time of day, modulo one day (s); e.g. to move"
         " a trace recorded in UTC to local time",
     )
-    _base: Path | None = PrivateAttr(default=None)
 
     def path(self) -> Path:
-        """The trace file's path, resolved against the scenario file's folder when known."""
-        f = Path(self.file)
-        return f if f.is_absolute() or self._base is None else self._base / f
+        """The trace file's path (``load_scenario`` made a relative one absolute)."""
+        return Path(self.file)
 
 
 class Engagement(Strict):

@@ -12,7 +12,9 @@ import yaml
 from conftest import small_dict
 
 from sim import tracestats as TS
+from sim.build import build
 from sim.cli import main
+from sim.scenario import load_scenario, validate_data
 from sim.traces import read_trace
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,6 +67,16 @@ def test_replayed_azure_trace_exports_back_with_its_statistics(tmp_path: Path):
         assert sim["input_tokens"][k] == real["input_tokens"][k]
         assert sim["output_tokens"][k] == real["output_tokens"][k]
     assert sim["out_in_ratio_of_sums"] == pytest.approx(real["out_in_ratio_of_sums"])
+
+
+def test_a_relative_replay_file_survives_copies_of_the_scenario(tmp_path: Path, monkeypatch):
+    (tmp_path / "traces").mkdir()
+    (tmp_path / "traces" / CODE.name).write_bytes(CODE.read_bytes())
+    s = load_scenario(_scenario(tmp_path, {"file": f"traces/{CODE.name}", "format": "azure"}))
+    monkeypatch.chdir(ROOT)  # elsewhere than the scenario's folder
+    copy = validate_data(s.model_dump(mode="json"))  # as sweeps and run folders copy it
+    assert build(copy).seg.replay[1] is not None
+    assert Path(copy.segments[1].replay.file).is_absolute()  # type: ignore[union-attr]
 
 
 def test_replay_repeats_every_day_at_the_shifted_time_of_day(tmp_path: Path):
