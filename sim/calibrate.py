@@ -275,11 +275,22 @@ class ArrivalFit:
     se: dict[str, float | None]
 
 
+MIN_FIT_REQUESTS = 100
+"""Fewest requests of a trace whose arrivals calibrate fits."""
+MIN_FIT_SPAN_S = 600.0
+"""Shortest span of a trace whose arrivals calibrate fits (s): ten 60-s count windows."""
+
+
 def fit_arrivals(t: NDArray[np.float64], keys: tuple[str, ...], fit_cv: bool = True) -> ArrivalFit:
     """Simulated method of moments for (m, tau, cv) on the trace's arrival times (s)."""
     t = np.sort(np.asarray(t, dtype=float))
     t = t - t[0]
     span = float(t[-1])
+    if len(t) < MIN_FIT_REQUESTS or span < MIN_FIT_SPAN_S:
+        raise CalibrationError(
+            f"{len(t)} requests over {span:.0f} s: fitting arrivals needs at least"
+            f" {MIN_FIT_REQUESTS} requests over {MIN_FIT_SPAN_S:.0f} s"
+        )
     rate = len(t) / span
     real = _moments(t, keys)
     lreal = np.log(real)
@@ -472,7 +483,10 @@ def _trace_preset(
 ) -> Preset:
     src = tr.name
     hours, week, psrc = profile
-    af = fit_arrivals(tr.t, keys, fit_cv)
+    try:
+        af = fit_arrivals(tr.t, keys, fit_cv)
+    except CalibrationError as e:
+        raise CalibrationError(f"{src}: {e}") from None
     fin = _arrival_fits(af, src, requests_per_day)
     inp, out = tr.input.astype(float), tr.output.astype(float)
     fits: dict[str, Fit] = {}
@@ -596,7 +610,10 @@ def presets(inp: Inputs) -> list[Preset]:
     if inp.servegen_arrivals is not None and inp.servegen_pmf is not None:
         out.extend(_servegen_presets(inp, agg))
     if not out:
-        raise CalibrationError("no preset can be fitted from these files (see --help)")
+        raise CalibrationError(
+            "no preset can be fitted from these files: give an Azure code or conversation CSV,"
+            " a Mooncake JSONL, or ServeGen arrivals together with a ServeGen token PMF"
+        )
     return out
 
 

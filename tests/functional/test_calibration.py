@@ -109,6 +109,13 @@ def test_calibrate_refuses_unknown_or_missing_files(tmp_path: Path, capsys):
     assert main(["calibrate", str(odd), "--out", str(tmp_path / "p")]) == 2
     assert "odd.csv: format not recognised" in capsys.readouterr().err
     assert main(["calibrate", str(tmp_path / "none.csv"), "--out", str(tmp_path / "p")]) == 2
+    short = tmp_path / "code_short.csv"
+    short.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n1,10,2\n2,10,3\n")
+    assert main(["calibrate", str(short), "--out", str(tmp_path / "p")]) == 2
+    assert "code_short.csv: 2 requests over 1 s: fitting arrivals needs" in capsys.readouterr().err
+    alone = TRACES / "servegen_arrivals_m-large.csv.gz"
+    assert main(["calibrate", str(alone), "--out", str(tmp_path / "p")]) == 2
+    assert "ServeGen arrivals together with a ServeGen token PMF" in capsys.readouterr().err
     assert not (tmp_path / "p").exists()
 
 
