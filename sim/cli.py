@@ -220,6 +220,19 @@ def cmd_fit_churn(a: argparse.Namespace) -> int:
     return 0 if fit.converged else 1
 
 
+def cmd_report(a: argparse.Namespace) -> int:
+    """Write one self-contained HTML report of a run, a sweep, or several runs compared."""
+    from sim.report import ReportError, write_report
+
+    try:
+        out = write_report([Path(p) for p in a.folders], Path(a.out) if a.out else None)
+    except ReportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"wrote {out}")
+    return 0
+
+
 def cmd_schema(a: argparse.Namespace) -> int:
     """Print (or write) the JSON Schema of scenario files."""
     text = json.dumps(json_schema(), indent=2) + "\n"
@@ -346,6 +359,18 @@ def parser() -> argparse.ArgumentParser:
     )
     fc.add_argument("--quiet", "-q", action="store_true", help="no per-iteration log")
     fc.set_defaults(fn=cmd_fit_churn)
+    rp = sub.add_parser(
+        "report", help="one self-contained HTML report of a run, a sweep, or runs compared"
+    )
+    rp.add_argument(
+        "folders", nargs="+", help="a run folder, a sweep folder, or run folders to compare"
+    )
+    rp.add_argument(
+        "--out",
+        help="HTML file (default: FOLDER/report.html for one folder,"
+        " results/compare-TIMESTAMP.html for a comparison)",
+    )
+    rp.set_defaults(fn=cmd_report)
     ca = sub.add_parser(
         "calibrate",
         help="fit workload presets on real traces; write them as YAML (and a validation report)",
