@@ -676,10 +676,18 @@ def _servegen_presets(inp: Inputs, agg: dict[str, Any]) -> list[Preset]:
             "flat: ServeGen does not publish the weekday of its day 0",
         )  # fmt: skip
         fits["cache_hit_share"] = cache
+        shape, shape_se = intensity_shape_fit(rs["client_requests"])
+        fits["intensity_shape"] = Fit(
+            _sig(shape), "1", asrc,
+            f"Gamma intensity (mean 1) by moments: 1 / CV^2 of the {rs['active_clients']}"
+            " customers' request counts over the period; se by bootstrap over customers",
+            shape_se,
+        )  # fmt: skip
         seg = {
             "kind": "enterprise_bot",
             "sessions_per_day": fits["sessions_per_day"].value,
             "requests_per_session": 1.0,
+            "intensity_shape": fits["intensity_shape"].value,
             "hour_profile": [round(v, 3) for v in rs["hour_of_day_norm"]],
             "weekday_profile": [1.0] * 7,
             "input_tokens": seg_tokens["input_tokens"],
@@ -696,6 +704,32 @@ def _servegen_presets(inp: Inputs, agg: dict[str, Any]) -> list[Preset]:
         out.append(Preset(name, f"API customers, Alibaba Model Studio {model} (ServeGen)", seg,
                           fits, srcs, real, None, lognormal))  # fmt: skip
     return out
+
+
+INTENSITY_BOOTSTRAP = 500
+"""Bootstrap resamples of customers for the standard error of intensity_shape."""
+
+
+def intensity_shape_fit(requests_per_client: NDArray[np.float64]) -> tuple[float, float]:
+    """Gamma shape of the intensity (mean 1) matching the CV of per-customer request counts.
+
+    Returns the shape 1/CV^2 (population CV) and its bootstrap standard error (customers
+    resampled with replacement, seed ``SMM_SEED``).
+    """
+    n = np.asarray(requests_per_client, dtype=float)
+
+    def shape(x: NDArray[np.float64]) -> float:
+        return float((x.mean() / x.std()) ** 2)
+
+    rng = np.random.default_rng(SMM_SEED)
+    boot = [shape(rng.choice(n, len(n))) for _ in range(INTENSITY_BOOTSTRAP)]
+    return shape(n), float(np.std(boot))
+
+
+def top_shares(weights: NDArray[np.float64], ks: tuple[int, ...] = (1, 5, 10)) -> list[float]:
+    """Shares of the total held by the largest 1, 5 and 10 weights (e.g. customers' requests)."""
+    s = np.sort(np.asarray(weights, dtype=float))[::-1] / float(np.sum(weights))
+    return [float(s[:k].sum()) for k in ks]
 
 
 def write_presets(ps: list[Preset], out_dir: Path) -> list[Path]:

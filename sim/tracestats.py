@@ -176,7 +176,13 @@ def servegen_rates(arrivals: pd.DataFrame, model: str) -> dict[str, Any]:
     hourly = pd.Series(agg[ok]).groupby(hod[ok]).mean().reindex(range(24)).to_numpy()
     daily = pd.Series(agg[ok]).groupby((grid // 86400)[ok]).mean().to_numpy()
     clients = int(x["client"].nunique())
+    per_client = reqs.groupby(x["client"]).sum().sort_values(ascending=False).to_numpy()
+    share = per_client / per_client.sum()
     return {
+        "client_requests": per_client,
+        "top1_client_share": float(share[:1].sum()),
+        "top5_client_share": float(share[:5].sum()),
+        "top10_client_share": float(share[:10].sum()),
         "days": int(ndays),
         "active_clients": clients,
         "total_requests": float(reqs.sum()),
