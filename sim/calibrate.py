@@ -770,6 +770,38 @@ def load_preset(path: Path) -> dict[str, Any]:
     return dict(data[f"x-{name}"])
 
 
+def use_presets(ps: list[Preset], folder: Path) -> list[Preset]:
+    """Replace the fitted segments of ``ps`` by the presets of the same name in ``folder``.
+
+    The real statistics stay those of the traces just read, so the validation report then
+    compares presets fitted elsewhere (e.g. the shipped ones) with these traces: an
+    out-of-sample check. Presets without a file in ``folder`` are left out.
+    """
+    out = []
+    for p in ps:
+        path = folder / f"{p.name}.yaml"
+        if not path.is_file():
+            continue
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            segment = dict(data[f"x-{p.name}"])
+            fits = data.get(f"x-fit-{p.name}", {})
+            lognormal = {
+                fld: (
+                    math.log(float(fits[f"{fld}.lognormal_median"]["value"])),
+                    float(fits[f"{fld}.lognormal_sigma"]["value"]),
+                )
+                for fld in ("input_tokens", "output_tokens")
+            }
+        except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as e:
+            raise CalibrationError(f"{path}: not a preset file ({e})") from None
+        desc = f"{p.description}; preset from {folder.as_posix()}/{path.name}"
+        out.append(Preset(p.name, desc, segment, p.fits, p.sources, p.real, p.window, lognormal))
+    if not out:
+        raise CalibrationError(f"{folder}: no preset file matches the presets these traces give")
+    return out
+
+
 def preset_frame(ps: list[Preset]) -> pd.DataFrame:
     """Fitted parameters of every preset as a table (for docs and tests)."""
     rows = [

@@ -245,21 +245,28 @@ def cmd_schema(a: argparse.Namespace) -> int:
 
 def cmd_calibrate(a: argparse.Namespace) -> int:
     """Fit workload presets on trace files; write them (and the validation report)."""
-    from sim.calibrate import CalibrationError, calibrate, data_files, write_presets
+    from sim.calibrate import CalibrationError, calibrate, data_files, use_presets, write_presets
 
+    if a.presets and not a.report:
+        print("error: --presets compares presets with traces: give --report FILE", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         presets = calibrate([Path(f) for f in a.files])
+        if a.presets:
+            presets = use_presets(presets, Path(a.presets))
     except CalibrationError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    for path in write_presets(presets, Path(a.out)):
-        print(f"wrote {path}")
+    files = " ".join(Path(f).as_posix() for f in data_files([Path(f) for f in a.files]))
+    if not a.presets:
+        for path in write_presets(presets, Path(a.out)):
+            print(f"wrote {path}")
     if a.report:
         from sim.validation import write_report
 
-        files = " ".join(Path(f).as_posix() for f in data_files([Path(f) for f in a.files]))
-        command = f"tokensim calibrate {files} --out {Path(a.out).as_posix()} --report {a.report}"
-        write_report(presets, Path(a.report), command)
+        target = f"--presets {a.presets}" if a.presets else f"--out {Path(a.out).as_posix()}"
+        command = f"tokensim calibrate {files} {target} --report {a.report}"
+        write_report(presets, Path(a.report), command, fitted_here=not a.presets)
         print(f"wrote {a.report}")
     return 0
 
@@ -388,6 +395,12 @@ def parser() -> argparse.ArgumentParser:
     ca.add_argument("--out", default="scenarios/presets", help="folder of the preset YAML files")
     ca.add_argument(
         "--report", help="also simulate every preset and write the validation report here"
+    )
+    ca.add_argument(
+        "--presets",
+        metavar="DIR",
+        help="out-of-sample check: simulate the presets already in DIR (not new fits) against"
+        " these traces; writes only the report",
     )
     ca.set_defaults(fn=cmd_calibrate)
     sc = sub.add_parser("schema", help="print the JSON Schema of scenario files")

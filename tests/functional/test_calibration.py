@@ -206,3 +206,22 @@ def test_every_number_of_a_preset_names_its_source(preset: str):
             assert fits[k]["source"] and fits[k]["method"] and fits[k]["unit"], k
     for fld in ("input_tokens", "output_tokens"):  # the lognormal alternative, with its error
         assert fits[f"{fld}.lognormal_sigma"]["se"] > 0
+
+
+def test_shipped_presets_can_be_checked_against_other_traces(tmp_path: Path):
+    # stand-in for a held-out period: the code trace's second half, as its own file
+    with gzip.open(TRACES / "azure2023_code_calib.csv.gz", "rt") as fh:
+        lines = fh.read().splitlines()
+    half = tmp_path / "held_out_code.csv"
+    half.write_text("\n".join([lines[0], *lines[len(lines) // 2 :]]) + "\n")
+    rep = tmp_path / "oos.md"
+    shipped = (PRESETS / "coder_azure_code.yaml").stat().st_mtime_ns
+    args = ["calibrate", str(half), str(CODER_FILES[1]), str(CODER_FILES[2])]
+    assert main([*args, "--presets", str(PRESETS), "--report", str(rep)]) == 0
+    text = rep.read_text()
+    assert "out-of-sample" in text and "preset from" in text
+    table = {r["statistic"]: r for r in parse_report(text)}
+    assert table["input tokens p50"]["real"] != pytest.approx(1462.5)  # the second half's
+    assert abs(table["input tokens p50"]["simulated"] / 1462.5 - 1) < 0.01  # the preset's
+    assert main([*args, "--presets", str(PRESETS)]) == 2  # needs --report
+    assert (PRESETS / "coder_azure_code.yaml").stat().st_mtime_ns == shipped  # not rewritten
