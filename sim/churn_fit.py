@@ -14,9 +14,10 @@ with ``slope[0] = 1`` (the observed churn moves by less than the intercept on th
 the other churn terms spread the subscribers' probabilities, and churners leave the book) and
 ``slope[k]`` the secant estimate of d logit(observed) / d b from the last two iterations when
 it lies in [``SLOPE_MIN``, ``SLOPE_MAX``] (outside, noise dominated the difference, e.g. a
-segment of few subscribers whose intercept barely moved, and the last slope is kept). Every iteration runs the scenario with
-the same seed and replications (common random numbers, :mod:`sim.rng`), so the observed churn
-is a nearly deterministic function of the intercepts and the iteration converges in a few runs.
+segment of few subscribers whose intercept barely moved, and the last slope is kept). Every
+iteration runs the scenario with the same seed and replications (common random numbers,
+:mod:`sim.rng`), so the observed churn is a nearly deterministic function of the intercepts and
+the iteration converges in a few runs.
 Segments interact only weakly (through the shared cluster's congestion), so each segment takes
 its own step from the same run.
 """
