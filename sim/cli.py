@@ -145,7 +145,7 @@ def cmd_sweep(a: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     with (
         _maybe_client(True, a.scheduler, a.workers) as client,
-        tqdm(total=len(pts) * reps, unit="run", desc=f"{s.name} sweep",
+        tqdm(total=len(pts), unit="point", desc=f"{s.name} sweep",
              disable=a.quiet or None, file=sys.stderr) as bar,
     ):  # fmt: skip
         try:

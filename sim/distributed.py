@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import dask
-from distributed import Client, LocalCluster, as_completed
+from distributed import Client, Future, LocalCluster, as_completed
 
 T = TypeVar("T")
 
@@ -85,6 +85,18 @@ def open_client(scheduler: str | None = None, workers: int | None = None) -> Ite
         yield client
 
 
+def as_finished(client: Client, futures: Sequence[Future]) -> Iterator[tuple[Future, Any]]:
+    """Yield (future, result) as each future finishes, releasing it from the cluster."""
+    try:
+        for fut in as_completed(futures, loop=client.loop):
+            result = fut.result()
+            fut.release()
+            yield fut, result
+    finally:
+        for fut in futures:
+            fut.cancel()
+
+
 def map_unordered(
     client: Client,
     fn: Callable[..., T],
@@ -104,11 +116,5 @@ def map_unordered(
         fut = client.submit(fn, *a, key=key, pure=False, retries=TASK_RETRIES)
         index[fut.key] = i
         futures.append(fut)
-    try:
-        for fut in as_completed(futures, loop=client.loop):
-            result = fut.result()
-            fut.release()
-            yield index[fut.key], result
-    finally:
-        for fut in futures:
-            fut.cancel()
+    for fut, result in as_finished(client, futures):
+        yield index[fut.key], result

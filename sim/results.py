@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -270,14 +272,45 @@ def replication_kpis(r: ReplicationResult) -> dict[str, float]:
 
 def write_run(result: RunResult, out_dir: Path, seed: int, plots: bool = True) -> Path:
     """Write the run folder atomically: build it beside ``out_dir``, then move it into place."""
-    out_dir = Path(out_dir)
+    return _atomic_folder(Path(out_dir), lambda stage: _write_contents(result, stage, seed, plots))
+
+
+def render_run(result: RunResult, seed: int, plots: bool = True) -> dict[str, bytes]:
+    """Every file of the run folder, by relative path, built in memory.
+
+    For cluster workers: the tables and plots are computed where the replications
+    are, and only these bytes travel to the process that writes the folder
+    (:func:`write_files`).
+    """
+    with tempfile.TemporaryDirectory(prefix="tokensim-render-") as tmp:
+        d = Path(tmp)
+        _write_contents(result, d, seed, plots)
+        return {
+            f.relative_to(d).as_posix(): f.read_bytes() for f in sorted(d.rglob("*")) if f.is_file()
+        }
+
+
+def write_files(files: dict[str, bytes], out_dir: Path) -> Path:
+    """Write a rendered run folder (:func:`render_run`) atomically to ``out_dir``."""
+
+    def fill(stage: Path) -> None:
+        for rel, data in files.items():
+            f = stage / rel
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_bytes(data)
+
+    return _atomic_folder(Path(out_dir), fill)
+
+
+def _atomic_folder(out_dir: Path, fill: Callable[[Path], None]) -> Path:
+    """Fill a staging folder beside ``out_dir``, then move it into place (replacing it)."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     stage = out_dir.parent / f".{out_dir.name}.staging-{os.getpid()}"
     if stage.exists():
         shutil.rmtree(stage)
     stage.mkdir()
     try:
-        _write_contents(result, stage, seed, plots)
+        fill(stage)
         if out_dir.exists():
             old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
             os.replace(out_dir, old)

@@ -13,14 +13,16 @@ The sweep folder::
     points.csv       tidy table: point, replication, one column per swept path, every KPI
     points/<id>/     a normal run folder per point (as ``tokensim run`` writes)
 
-Each (point, replication) is one dask task. When a point's replications are
-all in, its run folder is written atomically and ``points.csv`` is rewritten,
+Each (point, replication) is one dask task, and each point one more task that
+builds the point's folder (tables, plots) from its replications on a worker.
+When it is done, the client writes the folder atomically and rewrites ``points.csv``,
 so an interrupted sweep loses only unfinished points; ``resume=True`` reuses
 every point folder already complete and runs the rest.
 """
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import os
@@ -35,8 +37,9 @@ import pandas as pd
 from scipy.stats import qmc
 
 from sim import __version__
+from sim.distributed import TASK_RETRIES
 from sim.overrides import apply_overrides
-from sim.results import RunResult, write_run
+from sim.results import RunResult, render_run, write_files
 from sim.scenario import Range, Scenario, ScenarioError, Sweep, SweepValue
 
 if TYPE_CHECKING:
@@ -229,27 +232,29 @@ def _point_done(folder: Path, point: Point, seed: int, reps: int) -> bool:
     )
 
 
-def tidy_table(out: Path, pts: list[Point]) -> pd.DataFrame:
-    """points.csv: one row per finished (point, replication), swept paths as columns."""
-    frames = []
-    for p in pts:
-        f = out / "points" / p.id / "kpis_by_replication.csv"
-        if not f.exists():
-            continue
-        k = pd.read_csv(f)
-        head = pd.DataFrame({"point": p.id, **{path: [v] * len(k) for path, v in p.params.items()}})
-        frames.append(pd.concat([head, k], axis=1))
-    if not frames:
-        return pd.DataFrame()
-    return pd.concat(frames, ignore_index=True)
+def _point_rows(point: Point, kpis: pd.DataFrame) -> pd.DataFrame:
+    head = pd.DataFrame(
+        {"point": point.id, **{k: [v] * len(kpis) for k, v in point.params.items()}}
+    )
+    return pd.concat([head, kpis.reset_index(drop=True)], axis=1)
 
 
-def _write_table(out: Path, pts: list[Point]) -> pd.DataFrame:
-    table = tidy_table(out, pts)
+def _write_table(out: Path, rows: Mapping[str, pd.DataFrame], pts: list[Point]) -> pd.DataFrame:
+    frames = [rows[p.id] for p in pts if p.id in rows]  # in point order
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     tmp = out / f".points.csv.tmp-{os.getpid()}"
     table.to_csv(tmp, index=False)
     os.replace(tmp, out / "points.csv")
     return table
+
+
+def render_point(
+    scenario: Scenario, seed: int, plots: bool, *reps: ReplicationResult
+) -> dict[str, bytes]:
+    """A point's run folder as bytes, from its replications (runs on a worker)."""
+    result = RunResult(scenario=scenario, replications=list(reps), wall_s=0.0)
+    result.wall_s = sum(r.engine_s for r in reps)
+    return render_run(result, seed, plots)
 
 
 @dataclass
@@ -272,16 +277,14 @@ def run_sweep(
     replications: int | None = None,
     resume: bool = False,
     plots: bool = False,
-    on_task: Callable[[], object] | None = None,
+    on_point: Callable[[], object] | None = None,
 ) -> SweepResult:
     """Run every point of ``spec`` (each replication a dask task) into the sweep folder ``out``.
 
     ``resume``: reuse the point folders that are complete for the same scenario,
     seed and replications; without it, ``out`` must not exist or be empty.
-    ``on_task`` is called after each finished replication (progress bars).
+    ``on_point`` is called after each finished point (progress bars).
     """
-    from sim.distributed import map_unordered
-
     t0 = time.perf_counter()
     seed = base.seed if seed is None else seed
     reps = base.replications if replications is None else replications
@@ -293,28 +296,38 @@ def run_sweep(
     _write_json(out / "sweep.json", manifest)
     todo = [p for p in pts if not (resume and _point_done(out / "points" / p.id, p, seed, reps))]
     reused = [p.id for p in pts if p not in todo]
-    args = [(p.scenario, seed, r, None) for p in todo for r in range(reps)]
-    keys = [f"{p.id}-{p.scenario.digest()[:10]}-s{seed}-r{r}" for p in todo for r in range(reps)]
-    pending: dict[str, dict[int, ReplicationResult]] = {p.id: {} for p in todo}
-    by_id = {p.id: p for p in todo}
+    rows = {
+        p.id: _point_rows(p, pd.read_csv(out / "points" / p.id / "kpis_by_replication.csv"))
+        for p in pts
+        if p.id in reused
+    }
+    from sim.distributed import as_finished
     from sim.runner import replicate
 
-    started = {p.id: time.perf_counter() for p in todo}
-    for i, res in map_unordered(client, replicate, args, keys=keys):
-        p = todo[i // reps]
-        pending[p.id][res.replication] = res
-        if on_task is not None:
-            on_task()
-        if len(pending[p.id]) == reps:
-            done = pending.pop(p.id)
-            result = RunResult(
-                scenario=by_id[p.id].scenario,
-                replications=[done[r] for r in range(reps)],
-                wall_s=time.perf_counter() - started[p.id],
-            )
-            write_run(result, out / "points" / p.id, seed, plots=plots)
-            _write_table(out, pts)
-    table = _write_table(out, pts)
+    # one task per replication, then one per point that builds its folder's files from them
+    # on a worker: the client only writes bytes, so it takes no CPU from the workers
+    folders = {}
+    for p in todo:
+        tag = f"{p.id}-{p.scenario.digest()[:10]}-s{seed}"
+        rep_futs = [
+            client.submit(replicate, p.scenario, seed, r, None, key=f"{tag}-r{r}", pure=False,
+                          retries=TASK_RETRIES)
+            for r in range(reps)
+        ]  # fmt: skip
+        folders[p.id] = client.submit(
+            render_point, p.scenario, seed, plots, *rep_futs, key=f"{tag}-folder", pure=False,
+            retries=TASK_RETRIES,
+        )  # fmt: skip
+    by_key = {f.key: pid for pid, f in folders.items()}
+    by_id = {p.id: p for p in todo}
+    for fut, files in as_finished(client, list(folders.values())):
+        p = by_id[by_key[fut.key]]
+        write_files(files, out / "points" / p.id)
+        rows[p.id] = _point_rows(p, pd.read_csv(io.BytesIO(files["kpis_by_replication.csv"])))
+        _write_table(out, rows, pts)
+        if on_point is not None:
+            on_point()
+    table = _write_table(out, rows, pts)
     manifest["status"] = "complete"
     manifest["wall_s"] = round(time.perf_counter() - t0, 3)
     _write_json(out / "sweep.json", manifest)
