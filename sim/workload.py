@@ -113,28 +113,53 @@ def _sessions(rng, ids, rate, seg, day0, hour_cum, per_session, think_s, think_c
 
 
 @nb.njit(cache=True)
-def _inverse_cdf(u, p, q, m):
-    """Length at cumulative probability ``u`` of a table (p, q) of ``m`` points, linear."""
+def _inverse_cdf(u, p, q, g, m):
+    """Length at cumulative probability ``u`` of row ``g`` of a table (p, q) of ``m`` points."""
     lo = 0
     hi = m - 1
-    while hi - lo > 1:  # p[lo] <= u < p[hi]
+    while hi - lo > 1:  # p[g, lo] <= u < p[g, hi]
         mid = (lo + hi) // 2
-        if p[mid] <= u:
+        if p[g, mid] <= u:
             lo = mid
         else:
             hi = mid
-    dp = p[hi] - p[lo]
-    return q[lo] + (q[hi] - q[lo]) * ((u - p[lo]) / dp if dp > 0 else 0.0)
+    dp = p[g, hi] - p[g, lo]
+    return q[g, lo] + (q[g, hi] - q[g, lo]) * ((u - p[g, lo]) / dp if dp > 0 else 0.0)
 
 
 @nb.njit(cache=True)
-def _length(rng, kind, mu, sigma, tp, tq, tn):
-    """One token length draw (before rounding and capping)."""
-    if kind == TOKENS_LOGNORMAL:
-        return np.exp(mu + sigma * rng.standard_normal())
-    if kind == TOKENS_EMPIRICAL:
-        return _inverse_cdf(rng.random(), tp, tq, tn)
-    return 1.0  # replayed requests carry their lengths; never reached for them
+def _tokens_lognormal(
+    rng_tokens, rng_models, sub, sub_seg, sub_plan, in_mu, in_sigma, in_max, out_mu, out_sigma,
+    out_max, cache_hit, model_cum,
+):  # fmt: skip
+    """:func:`_tokens_and_models` when every segment is lognormal and nothing is replayed.
+
+    The same draws in the same order (a test checks equal outputs), without the
+    per-request branches of the general kernel, which measured about 1.3-2x slower
+    on TPD's lognormal-only workload.
+    """
+    n = sub.shape[0]
+    inp = np.empty(n)
+    cached = np.empty(n)
+    out = np.empty(n)
+    model = np.zeros(n, dtype=np.int64)
+    n_models = model_cum.shape[2]
+    for i in range(n):
+        g = sub_seg[sub[i]]
+        x = np.exp(in_mu[g] + in_sigma[g] * rng_tokens.standard_normal())
+        x = min(max(np.rint(x), 1.0), in_max[g])
+        y = np.exp(out_mu[g] + out_sigma[g] * rng_tokens.standard_normal())
+        inp[i] = x
+        out[i] = min(max(np.rint(y), 1.0), out_max[g])
+        cached[i] = np.rint(x * cache_hit[g])
+        if n_models > 1:
+            p = sub_plan[sub[i]]
+            u = rng_models.random()
+            m = 0
+            while m < n_models - 1 and u >= model_cum[g, p, m]:
+                m += 1
+            model[i] = m
+    return inp, cached, out, model
 
 
 @nb.njit(cache=True)
@@ -162,11 +187,15 @@ def _tokens_and_models(
             inp[i] = x
             out[i] = y
         else:
-            x = _length(rng_tokens, in_kind[g], in_mu[g], in_sigma[g], in_tp[g], in_tq[g],
-                        in_tn[g])  # fmt: skip
+            if in_kind[g] == TOKENS_EMPIRICAL:
+                x = _inverse_cdf(rng_tokens.random(), in_tp, in_tq, g, in_tn[g])
+            else:
+                x = np.exp(in_mu[g] + in_sigma[g] * rng_tokens.standard_normal())
             x = min(max(np.rint(x), 1.0), in_max[g])
-            y = _length(rng_tokens, out_kind[g], out_mu[g], out_sigma[g], out_tp[g], out_tq[g],
-                        out_tn[g])  # fmt: skip
+            if out_kind[g] == TOKENS_EMPIRICAL:
+                y = _inverse_cdf(rng_tokens.random(), out_tp, out_tq, g, out_tn[g])
+            else:
+                y = np.exp(out_mu[g] + out_sigma[g] * rng_tokens.standard_normal())
             inp[i] = x
             out[i] = min(max(np.rint(y), 1.0), out_max[g])
         cached[i] = np.rint(x * cache_hit[g])
@@ -206,6 +235,10 @@ class DemandGenerator:
         cum = np.cumsum(world.seg.hour_weight, axis=1)
         self._hour_cum = cum / cum[:, -1:]
         self._replay_segments = [g for g, r in enumerate(world.seg.replay) if r is not None]
+        self._lognormal_only = bool(
+            np.all(world.seg.in_kind == TOKENS_LOGNORMAL)
+            and np.all(world.seg.out_kind == TOKENS_LOGNORMAL)
+        )
 
     def day(self, pop: Population, day: int) -> Requests:
         """Requests arriving on ``day`` (including carried ones), sorted by time."""
@@ -238,12 +271,19 @@ class DemandGenerator:
         t, sub = t[:cut], sub[:cut]
         if len(fixed_in):
             fixed_in, fixed_out = fixed_in[:cut], fixed_out[:cut]
-        inp, cached, out, model = _tokens_and_models(
-            self.s["tokens"], self.s["models"], sub, pop.seg, pop.plan, sp.in_mu, sp.in_sigma,
-            sp.in_max, sp.out_mu, sp.out_sigma, sp.out_max, sp.in_kind, sp.out_kind,
-            sp.in_table_p, sp.in_table_q, sp.in_table_n, sp.out_table_p, sp.out_table_q,
-            sp.out_table_n, fixed_in, fixed_out, sp.cache_hit, sp.model_cum,
-        )  # fmt: skip
+        if self._lognormal_only and not len(fixed_in):
+            inp, cached, out, model = _tokens_lognormal(
+                self.s["tokens"], self.s["models"], sub, pop.seg, pop.plan, sp.in_mu,
+                sp.in_sigma, sp.in_max, sp.out_mu, sp.out_sigma, sp.out_max, sp.cache_hit,
+                sp.model_cum,
+            )  # fmt: skip
+        else:
+            inp, cached, out, model = _tokens_and_models(
+                self.s["tokens"], self.s["models"], sub, pop.seg, pop.plan, sp.in_mu,
+                sp.in_sigma, sp.in_max, sp.out_mu, sp.out_sigma, sp.out_max, sp.in_kind,
+                sp.out_kind, sp.in_table_p, sp.in_table_q, sp.in_table_n, sp.out_table_p,
+                sp.out_table_q, sp.out_table_n, fixed_in, fixed_out, sp.cache_hit, sp.model_cum,
+            )  # fmt: skip
         return Requests(t, sub, model, inp, cached, out)
 
     def _with_replay(

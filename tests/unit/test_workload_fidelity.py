@@ -57,12 +57,13 @@ def test_think_times_have_the_requested_mean_and_cv(cv):
 
 
 def test_inverse_cdf_interpolates_the_table():
-    p = np.array([0.0, 0.5, 0.9, 1.0])
-    q = np.array([10.0, 100.0, 1000.0, 2000.0])
-    assert _inverse_cdf(0.0, p, q, 4) == 10.0
-    assert _inverse_cdf(0.25, p, q, 4) == pytest.approx(55.0)
-    assert _inverse_cdf(0.5, p, q, 4) == pytest.approx(100.0)
-    assert _inverse_cdf(0.95, p, q, 4) == pytest.approx(1500.0)
+    # row 1 of a two-row table (one row per segment); row 0 must not be read
+    p = np.array([[0.0, 1.0, 1.0, 1.0], [0.0, 0.5, 0.9, 1.0]])
+    q = np.array([[7.0, 7.0, 7.0, 7.0], [10.0, 100.0, 1000.0, 2000.0]])
+    assert _inverse_cdf(0.0, p, q, 1, 4) == 10.0
+    assert _inverse_cdf(0.25, p, q, 1, 4) == pytest.approx(55.0)
+    assert _inverse_cdf(0.5, p, q, 1, 4) == pytest.approx(100.0)
+    assert _inverse_cdf(0.95, p, q, 1, 4) == pytest.approx(1500.0)
 
 
 def test_empirical_sampler_reproduces_the_table_quantiles():
@@ -116,3 +117,37 @@ def test_demand_fields_are_required_without_replay():
     with pytest.raises(ScenarioError) as e:
         validate_data(d)
     assert e.value.problems == [("segments[0]", "sessions_per_day: required unless replay is set")]
+
+
+def test_lognormal_fast_path_draws_exactly_what_the_general_kernel_draws():
+    """The lognormal-only kernel is a speed path: same draws, same order, same outputs."""
+    import numpy as np
+
+    from sim import workload as W
+    from sim.build import build
+
+    w = build(small_scenario())
+    sp = w.seg
+    n_sub = 500
+    rng = np.random.default_rng(3)
+    sub = np.sort(rng.integers(0, n_sub, 20_000))
+    sub_seg = rng.integers(0, len(sp.in_mu), n_sub)
+    sub_plan = rng.integers(0, sp.model_cum.shape[1], n_sub)
+
+    def fast():
+        return W._tokens_lognormal(
+            np.random.default_rng(1), np.random.default_rng(2), sub, sub_seg, sub_plan,
+            sp.in_mu, sp.in_sigma, sp.in_max, sp.out_mu, sp.out_sigma, sp.out_max, sp.cache_hit,
+            sp.model_cum,
+        )  # fmt: skip
+
+    def general():
+        return W._tokens_and_models(
+            np.random.default_rng(1), np.random.default_rng(2), sub, sub_seg, sub_plan,
+            sp.in_mu, sp.in_sigma, sp.in_max, sp.out_mu, sp.out_sigma, sp.out_max, sp.in_kind,
+            sp.out_kind, sp.in_table_p, sp.in_table_q, sp.in_table_n, sp.out_table_p,
+            sp.out_table_q, sp.out_table_n, np.zeros(0), np.zeros(0), sp.cache_hit, sp.model_cum,
+        )  # fmt: skip
+
+    for a, b in zip(fast(), general(), strict=True):
+        np.testing.assert_array_equal(a, b)
