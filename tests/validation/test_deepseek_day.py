@@ -60,9 +60,13 @@ def test_revenue_at_list_prices_billed_from_simulated_requests(run):
 
 
 def test_tokens_of_the_day_by_class(run):
-    m = run.monthly().groupby("replication")[
-        ["input_miss_tokens", "input_hit_tokens", "output_tokens", "requests", "served"]
-    ].sum()
+    m = (
+        run.monthly()
+        .groupby("replication")[
+            ["input_miss_tokens", "input_hit_tokens", "output_tokens", "requests", "served"]
+        ]
+        .sum()
+    )
     assert (m["served"] == m["requests"]).all()  # nothing refused: every token is billed
     inp = (m["input_miss_tokens"] + m["input_hit_tokens"]).mean() * NODES_AVG
     assert inp == pytest.approx(INPUT_TOKENS, rel=REL_TOL)
