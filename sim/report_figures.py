@@ -1,6 +1,6 @@
 """Figures of the HTML report, as matplotlib Figures and as self-contained SVG data URIs.
 
-Every function takes tidy tables already reduced by ``sim.report`` (means over
+Every function takes tidy tables already reduced by ``sim.report_data`` (means over
 replications, 95% confidence intervals) and returns a ``matplotlib.figure.Figure``
 with a title, axis labels with units and a legend. ``svg_data_uri`` turns a figure
 into a ``data:image/svg+xml;base64,...`` URI: text is drawn as paths (no fonts
@@ -276,7 +276,7 @@ def sweep_response(
 ) -> Figure:
     """Mean and 95% CI of each KPI against one swept parameter's values (small multiples).
 
-    ``resp``: rows of ``sim.report.sweep_response`` for this parameter (columns value, kpi,
+    ``resp``: rows of ``sim.report_data.sweep_response`` for this parameter (columns value, kpi,
     mean, ci95_low, ci95_high). Numeric values get a numeric x axis; others are categories.
     """
     ncols = 4
