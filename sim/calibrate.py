@@ -27,22 +27,49 @@ and standard error. ``docs/calibration.md`` explains every step; in short:
   share and DeepSeek's on-disk cache share (``published_aggregates.json``);
 * **requests per subscriber per day** (not identifiable from an aggregate trace): named
   assumptions below, except ServeGen (mean rate per active customer).
+
+The work is split by concept: ``sim.calibrate_fit`` holds the statistics (token tables and
+lognormal fits, the arrival fit, the intensity shape) and ``sim.presets`` the preset file
+(``Preset``, writing and reading presets). This module recognises the input files and
+assembles the presets from them; it re-exports the public names of the other two so that
+``from sim.calibrate import ...`` keeps working.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-import yaml
-from numpy.typing import NDArray
-
 from sim import tracestats as TS
+from sim.calibrate_fit import (
+    CV_GRID,
+    INTENSITY_BOOTSTRAP,
+    M_GRID,
+    MIN_FIT_REQUESTS,
+    MIN_FIT_SPAN_S,
+    SMM_BOOTSTRAP,
+    SMM_REPLICATIONS,
+    SMM_SEED,
+    SMM_WEIGHTS,
+    TABLE_PROBS,
+    TAU_GRID,
+    ArrivalFit,
+    CalibrationError,
+    Fit,
+    arrival_fits,
+    fit_arrivals,
+    intensity_shape_fit,
+    lognormal_fit,
+    pmf_table,
+    round_sig,
+    simulate_cluster,
+    token_fits,
+    token_table,
+    top_shares,
+)
+from sim.presets import Preset, load_preset, preset_frame, use_presets, write_presets
 from sim.traces import (
     Trace,
     TraceError,
@@ -53,25 +80,43 @@ from sim.traces import (
     read_trace,
 )
 
-TABLE_PROBS: tuple[float, ...] = tuple(k / 50 for k in range(50)) + (0.99, 0.995, 0.999, 1.0)
-"""Cumulative probabilities of the empirical token tables: every 2% plus the upper tail."""
-SMM_SEED = 20231116
-"""Seed of the simulated method of moments (fixed: the presets are reproducible byte for
-byte); the date of the Azure 2023 traces."""
-SMM_REPLICATIONS = 3
-"""Simulated traces averaged per candidate parameter set (common random numbers)."""
-SMM_BOOTSTRAP = 30
-"""Parametric-bootstrap traces for the covariance of the moments (standard errors)."""
-SMM_WEIGHTS = {"iat_cv": 3.0, "idc_60s": 3.0}
-"""Weights of the squared log differences (others 1): the headline burstiness statistics, the
-inter-arrival CV and the dispersion of counts per minute, count three times as much as the
-short-window dispersions that pin the think time down."""
-M_GRID = (1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 12.0, 20.0, 30.0, 50.0, 80.0, 120.0, 200.0, 300.0)
-"""Coarse grid of requests per session."""
-TAU_GRID = tuple(float(10**e) for e in np.linspace(-2.0, 2.5, 10))
-"""Coarse grid of mean think times (s): 0.01 to 316 s, log-spaced."""
-CV_GRID = (0.5, 1.0, 2.0, 4.0)
-"""Coarse grid of think-time CVs."""
+__all__ = [
+    "CHAT_CACHE_HIT_DEFAULT",
+    "CHAT_REQUESTS_PER_DAY",
+    "CODER_REQUESTS_PER_DAY_DEFAULT",
+    "CV_GRID",
+    "DATA_SUFFIXES",
+    "INTENSITY_BOOTSTRAP",
+    "MIN_FIT_REQUESTS",
+    "MIN_FIT_SPAN_S",
+    "MOONCAKE_WINDOW_START_S",
+    "M_GRID",
+    "SMM_BOOTSTRAP",
+    "SMM_REPLICATIONS",
+    "SMM_SEED",
+    "SMM_WEIGHTS",
+    "TABLE_PROBS",
+    "TAU_GRID",
+    "ArrivalFit",
+    "CalibrationError",
+    "Fit",
+    "Inputs",
+    "Preset",
+    "calibrate",
+    "data_files",
+    "fit_arrivals",
+    "intensity_shape_fit",
+    "lognormal_fit",
+    "load_preset",
+    "pmf_table",
+    "preset_frame",
+    "presets",
+    "simulate_cluster",
+    "token_table",
+    "top_shares",
+    "use_presets",
+    "write_presets",
+]
 
 CHAT_REQUESTS_PER_DAY = 4.5
 """Requests per chat subscriber per day (requests/day). Assumption: the baseline chat
@@ -86,338 +131,6 @@ ratio (shared/data README, section 2)."""
 MOONCAKE_WINDOW_START_S = 12 * 3600.0
 """Time of day at which the validation compares the Mooncake trace's window (s): the trace
 has no clock; noon is an arbitrary, documented choice."""
-
-
-class CalibrationError(ValueError):
-    """Missing or unusable calibration input; the message says which file or preset."""
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _sig(x: float, digits: int = 4) -> float:
-    """``x`` rounded to ``digits`` significant digits (stable YAML)."""
-    if x == 0 or not math.isfinite(x):
-        return float(x)
-    return float(f"{x:.{digits}g}")
-
-
-@dataclass
-class Fit:
-    """One fitted parameter: value, unit, source, method, standard error (None: not fitted)."""
-
-    value: Any
-    unit: str
-    source: str
-    method: str
-    se: float | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """YAML form."""
-        d: dict[str, Any] = {"value": self.value, "unit": self.unit, "source": self.source,
-                             "method": self.method}  # fmt: skip
-        if self.se is not None:
-            d["se"] = _sig(self.se, 3)
-        return d
-
-
-@dataclass
-class Preset:
-    """A fitted demand preset: the segment fragment, its fits and its validation targets."""
-
-    name: str
-    description: str
-    segment: dict[str, Any]
-    fits: dict[str, Fit]
-    sources: list[str]
-    real: dict[str, Any] = field(default_factory=dict)  # real statistics for validation
-    window: tuple[float, float] | None = None  # time of day (s) of the real arrival window
-    lognormal: dict[str, tuple[float, float]] = field(default_factory=dict)  # mu, sigma
-
-    def yaml(self) -> str:
-        """The preset file's text: header comments, the anchored fragment, the fits."""
-        head = [
-            f"# tokensim workload preset '{self.name}': {self.description}",
-            "# Generated by `tokensim calibrate` from: " + ", ".join(self.sources),
-            "# Do not edit: re-run the command (docs/calibration.md). Use: paste this file at",
-            "# the top of a scenario, then in `segments:` write a segment as",
-            f"#   - <<: *{self.name}",
-            "#     name: ..., plans: [...], initial_subscribers: ..., model_preference: {...},",
-            "#     value_per_mtok: ..., churn_intercept: ...",
-            "# `x-` keys are ignored by the schema; x-fit lists each parameter's source and fit.",
-        ]
-        body = yaml.safe_dump(self.segment, sort_keys=False, default_flow_style=None, width=96)
-        fits = yaml.safe_dump(
-            {k: f.as_dict() for k, f in self.fits.items()}, sort_keys=False, width=96
-        )
-        return (
-            "\n".join(
-                head
-                + [f"x-{self.name}: &{self.name}"]
-                + ["  " + line for line in body.rstrip().splitlines()]
-                + [f"x-fit-{self.name}:"]
-                + ["  " + line for line in fits.rstrip().splitlines()]
-            )
-            + "\n"
-        )
-
-
-# --------------------------------------------------------------------------- token lengths
-
-
-def token_table(x: NDArray[np.float64]) -> dict[str, Any]:
-    """An empirical token-length field from a sample (linear percentiles at TABLE_PROBS)."""
-    q = np.percentile(np.asarray(x, dtype=float), [100 * p for p in TABLE_PROBS])
-    q = np.maximum.accumulate(np.round(q, 1))
-    return {"dist": "empirical", "quantiles": [float(v) for v in q], "probs": list(TABLE_PROBS)}
-
-
-def pmf_table(values: NDArray[np.float64], probs: NDArray[np.float64]) -> dict[str, Any]:
-    """An empirical token-length field from a value/probability table.
-
-    A quantile is the first value whose cumulative probability reaches p (stats.py's PMF rule).
-    """
-    o = np.argsort(values, kind="stable")
-    v, c = values[o], np.cumsum(probs[o] / probs.sum())
-    q = [float(v[min(int(np.searchsorted(c, p - 1e-12)), len(v) - 1)]) for p in TABLE_PROBS]
-    q[0] = float(v[0])
-    return {"dist": "empirical", "quantiles": q, "probs": list(TABLE_PROBS)}
-
-
-def lognormal_fit(
-    x: NDArray[np.float64], n: float | None = None, probs: NDArray[np.float64] | None = None
-) -> tuple[float, float, float, float]:
-    """Lognormal ML fit: mu, sigma (of ln tokens) and their standard errors.
-
-    The errors are sigma/sqrt(n) and sigma/sqrt(2n); ``probs`` weights a PMF's values (then
-    ``n`` is the sample size behind it).
-    """
-    x = np.asarray(x, dtype=float)
-    w = np.ones_like(x) if probs is None else np.asarray(probs, dtype=float)
-    pos = x > 0
-    lx, w = np.log(x[pos]), w[pos] / w[pos].sum()
-    mu = float((w * lx).sum())
-    sigma = float(np.sqrt((w * (lx - mu) ** 2).sum()))
-    n_eff = float(pos.sum()) if n is None else n
-    return mu, sigma, sigma / math.sqrt(n_eff), sigma / math.sqrt(2 * n_eff)
-
-
-def _token_fits(
-    name: str, mu: float, sigma: float, se_mu: float, se_sigma: float, src: str, n: float
-) -> dict[str, Fit]:
-    how = f"lognormal maximum likelihood on {int(n):,} requests: mu, sigma = mean, sd of ln x"
-    return {
-        f"{name}.lognormal_median": Fit(
-            _sig(math.exp(mu)), "tokens", src, how + "; median = exp(mu)", math.exp(mu) * se_mu
-        ),
-        f"{name}.lognormal_sigma": Fit(_sig(sigma), "ln tokens", src, how, se_sigma),
-        f"{name}.quantiles": Fit(
-            "table above",
-            "tokens",
-            src,
-            "empirical quantile table (linear percentiles at `probs`), sampled by inverse CDF",
-        ),  # fmt: skip
-    }
-
-
-# --------------------------------------------------------------------------- arrivals
-
-
-def _moments(t: NDArray[np.float64], keys: tuple[str, ...]) -> NDArray[np.float64]:
-    """The named arrival statistics of sorted times ``t`` (stats.py definitions)."""
-    out = np.empty(len(keys))
-    gaps = np.diff(t)
-    for k, key in enumerate(keys):
-        if key == "iat_cv":
-            out[k] = gaps.std() / gaps.mean()
-        else:  # idc_Ws
-            w = float(key[4:-1])
-            c = TS.counts_in_windows(t, w)
-            out[k] = c.var() / c.mean() if c is not None and c.mean() > 0 else np.nan
-    return out
-
-
-def simulate_cluster(
-    rng: np.random.Generator, rate: float, m: float, tau: float, cv: float, span: float
-) -> NDArray[np.float64]:
-    """Sorted arrival times (s) in [0, span) of a stationary cluster process.
-
-    Poisson sessions at rate/m per s, Geometric(mean m) requests each, Gamma(mean tau, CV cv)
-    gaps: the law of ``sim.workload._sessions`` within one hour of constant rate.
-    """
-    pad = min(4.0 * tau * max(m - 1.0, 0.0), 4.0 * span)
-    n_s = int(rng.poisson(rate / m * (span + pad)))
-    starts = rng.uniform(-pad, span, n_s)
-    sizes = np.ones(n_s, dtype=np.int64) if m <= 1.0 else rng.geometric(1.0 / m, n_s)
-    total = int(sizes.sum())
-    shape = 1.0 / (cv * cv)
-    gaps = rng.exponential(tau, total) if cv == 1.0 else rng.gamma(shape, tau / shape, total)
-    first = np.cumsum(sizes) - sizes
-    gaps[first] = 0.0
-    cs = np.cumsum(gaps)
-    sid = np.repeat(np.arange(n_s), sizes)
-    t = starts[sid] + cs - cs[first][sid]
-    t = np.sort(t[(t >= 0) & (t < span)])
-    return t
-
-
-@dataclass
-class ArrivalFit:
-    """Fitted cluster process and how well it reproduces the trace's moments."""
-
-    m: float
-    tau: float
-    cv: float
-    rate: float
-    keys: tuple[str, ...]
-    real: NDArray[np.float64]
-    fitted: NDArray[np.float64]
-    se: dict[str, float | None]
-
-
-MIN_FIT_REQUESTS = 100
-"""Fewest requests of a trace whose arrivals calibrate fits."""
-MIN_FIT_SPAN_S = 600.0
-"""Shortest span of a trace whose arrivals calibrate fits (s): ten 60-s count windows."""
-
-
-def fit_arrivals(t: NDArray[np.float64], keys: tuple[str, ...], fit_cv: bool = True) -> ArrivalFit:
-    """Simulated method of moments for (m, tau, cv) on the trace's arrival times (s)."""
-    t = np.sort(np.asarray(t, dtype=float))
-    t = t - t[0]
-    span = float(t[-1])
-    if len(t) < MIN_FIT_REQUESTS or span < MIN_FIT_SPAN_S:
-        raise CalibrationError(
-            f"{len(t)} requests over {span:.0f} s: fitting arrivals needs at least"
-            f" {MIN_FIT_REQUESTS} requests over {MIN_FIT_SPAN_S:.0f} s"
-        )
-    rate = len(t) / span
-    real = _moments(t, keys)
-    lreal = np.log(real)
-    weights = np.array([SMM_WEIGHTS.get(k, 1.0) for k in keys])
-    ss = np.random.SeedSequence(SMM_SEED)
-    seeds = ss.spawn(SMM_REPLICATIONS + SMM_BOOTSTRAP)
-
-    def model(m: float, tau: float, cv: float, which: range) -> NDArray[np.float64]:
-        sims = [
-            _moments(
-                simulate_cluster(np.random.default_rng(seeds[i]), rate, m, tau, cv, span), keys
-            )  # fmt: skip
-            for i in which
-        ]
-        return np.asarray(sims)
-
-    reps = range(SMM_REPLICATIONS)
-
-    def loss(m: float, tau: float, cv: float) -> float:
-        mom = model(m, tau, cv, reps).mean(axis=0)
-        if not np.all(np.isfinite(mom)) or np.any(mom <= 0):
-            return np.inf
-        return float((weights * (np.log(mom) - lreal) ** 2).sum())
-
-    cvs = CV_GRID if fit_cv else (1.0,)
-    best = (loss(1.0, 1.0, 1.0), 1.0, 1.0, 1.0)
-    for m in M_GRID[1:]:
-        for tau in TAU_GRID:
-            for cv in cvs:
-                v = loss(m, tau, cv)
-                if v < best[0]:
-                    best = (v, m, tau, cv)
-    step = (1.5, 10 ** (4.5 / 9 / 2), 1.41)  # half the coarse grid's ratios
-    for _ in range(2):
-        _, m0, t0, c0 = best
-        if m0 == 1.0:
-            break
-        for fm in (1 / step[0], 1.0, step[0]):
-            for ft in (1 / step[1], 1.0, step[1]):
-                for fc in (1 / step[2], 1.0, step[2]) if fit_cv else (1.0,):
-                    m, tau, cv = max(m0 * fm, 1.0), t0 * ft, c0 * fc
-                    v = loss(m, tau, cv)
-                    if v < best[0]:
-                        best = (v, m, tau, cv)
-        step = tuple(math.sqrt(s) for s in step)  # type: ignore[assignment]
-    _, m, tau, cv = best
-    fitted = model(m, tau, cv, reps).mean(axis=0)
-    se = _smm_se(model, m, tau, cv, fit_cv, range(SMM_REPLICATIONS, len(seeds)), reps)
-    se["rate"] = _rate_se(t, rate)
-    return ArrivalFit(m, tau, cv, rate, keys, real, fitted, se)
-
-
-def _rate_se(t: NDArray[np.float64], rate: float) -> float:
-    """Standard error of the request rate from the dispersion of counts per 60 s (1/s)."""
-    c = TS.counts_in_windows(t, 60.0)
-    if c is None:
-        return rate / math.sqrt(len(t))
-    return float(math.sqrt(c.var() * len(c)) / (len(c) * 60.0))
-
-
-def _smm_se(
-    model: Callable[[float, float, float, range], NDArray[np.float64]],
-    m: float,
-    tau: float,
-    cv: float,
-    fit_cv: bool,
-    boot: range,
-    reps: range,
-) -> dict[str, float | None]:
-    """Delta-method standard errors of (m, tau, cv) (None where not identified)."""
-    if m <= 1.0:
-        return {"m": None, "tau": None, "cv": None}
-    names = ["m", "tau", "cv"] if fit_cv else ["m", "tau"]
-    theta = np.log([m, tau, cv][: len(names)])
-    sims = np.log(model(m, tau, cv, boot))
-    cov = np.cov(sims[np.all(np.isfinite(sims), axis=1)].T)
-    h = 0.1
-    jac = []
-    for k in range(len(names)):
-        up, dn = theta.copy(), theta.copy()
-        up[k] += h
-        dn[k] -= h
-        pu, pd_ = [*np.exp(up), 1.0][:3], [*np.exp(dn), 1.0][:3]
-        mu_up = np.log(model(max(pu[0], 1.0), pu[1], pu[2], reps).mean(axis=0))
-        mu_dn = np.log(model(max(pd_[0], 1.0), pd_[1], pd_[2], reps).mean(axis=0))
-        jac.append((mu_up - mu_dn) / (2 * h))
-    J = np.array(jac).T
-    try:
-        bread = np.linalg.inv(J.T @ J)
-    except np.linalg.LinAlgError:
-        return dict.fromkeys(["m", "tau", "cv"], None)
-    var = np.diag(bread @ J.T @ cov @ J @ bread)
-    out: dict[str, float | None] = {"cv": None}
-    for k, nm in enumerate(names):
-        out[nm] = float(math.exp(theta[k]) * math.sqrt(var[k])) if var[k] >= 0 else None
-    return out
-
-
-def _arrival_fits(a: ArrivalFit, src: str, requests_per_day: Fit) -> dict[str, Fit]:
-    moments = ", ".join(
-        f"{k} {r:.3g} (model {f:.3g})" for k, r, f in zip(a.keys, a.real, a.fitted, strict=True)
-    )
-    how = f"simulated method of moments on {moments}"
-    sessions = requests_per_day.value / a.m
-    return {
-        "requests_per_session": Fit(_sig(a.m), "requests", src, how, a.se["m"]),
-        "think_time_s": Fit(_sig(a.tau), "s", src, how, a.se["tau"]),
-        "think_time_cv": Fit(
-            _sig(a.cv),
-            "1",
-            src,
-            how
-            if "cv" in a.se and a.se["cv"] is not None or a.cv != 1
-            else "fixed at 1 (exponential): not identified by the moments used",
-            a.se["cv"],
-        ),  # fmt: skip
-        "sessions_per_day": Fit(
-            _sig(sessions),
-            "sessions/day",
-            src,
-            "requests per subscriber per day / requests_per_session",
-        ),  # fmt: skip
-        "requests_per_subscriber_per_day": requests_per_day,
-        "trace_request_rate": Fit(
-            _sig(a.rate), "requests/s", src, "requests / span of the trace", a.se["rate"]
-        ),
-    }
 
 
 # --------------------------------------------------------------------------- inputs
@@ -487,13 +200,13 @@ def _trace_preset(
         af = fit_arrivals(tr.t, keys, fit_cv)
     except CalibrationError as e:
         raise CalibrationError(f"{src}: {e}") from None
-    fin = _arrival_fits(af, src, requests_per_day)
+    fin = arrival_fits(af, src, requests_per_day)
     inp, out = tr.input.astype(float), tr.output.astype(float)
     fits: dict[str, Fit] = {}
     lognormal = {}
     for fld, x in (("input_tokens", inp), ("output_tokens", out)):
         mu, sg, se_mu, se_sg = lognormal_fit(x)
-        fits.update(_token_fits(fld, mu, sg, se_mu, se_sg, src, len(x)))
+        fits.update(token_fits(fld, mu, sg, se_mu, se_sg, src, len(x)))
         lognormal[fld] = (mu, sg)
     fits.update(fin)
     fits["hour_profile"] = Fit(
@@ -539,7 +252,7 @@ def presets(inp: Inputs) -> list[Preset]:
     if mooncake is not None and mooncake.hash_ids is not None:
         hit = TS.prefix_cache_hit_ratio(mooncake.hash_ids, mooncake.input)
         chat_cache = Fit(
-            _sig(hit, 3), "share", mooncake.name,
+            round_sig(hit, 3), "share", mooncake.name,
             "prefix hashes, unbounded cache empty at the first request: hit tokens / input",
         )  # fmt: skip
     chat_rpd = Fit(CHAT_REQUESTS_PER_DAY, "requests/day", "assumption (sim/calibrate.py)",
@@ -549,13 +262,13 @@ def presets(inp: Inputs) -> list[Preset]:
         cop = agg.get("github_copilot_coding_agent_2026", {})
         asrc = inp.aggregates.name if inp.aggregates else "sim/calibrate.py"
         rpd = Fit(
-            _sig(float(cop.get("llm_calls_per_session_derived",
-                               CODER_REQUESTS_PER_DAY_DEFAULT))), "requests/day", asrc,
+            round_sig(float(cop.get("llm_calls_per_session_derived",
+                                    CODER_REQUESTS_PER_DAY_DEFAULT))), "requests/day", asrc,
             "GitHub Copilot coding agent LLM calls per session, one session per day"
             " (assumption)",
         )  # fmt: skip
         if "cached_prompt_share_derived" in cop:
-            cache = Fit(_sig(float(cop["cached_prompt_share_derived"]), 3), "share", asrc,
+            cache = Fit(round_sig(float(cop["cached_prompt_share_derived"]), 3), "share", asrc,
                         "GitHub Copilot coding agent: cached / all prompt tokens")  # fmt: skip
         else:
             cache = Fit(0.0, "share", "none given", "no cache data for coders")
@@ -626,7 +339,7 @@ def _servegen_presets(inp: Inputs, agg: dict[str, Any]) -> list[Preset]:
     ds = agg.get("deepseek_v3_r1_online_service_24h", {})
     if "input_cache_hit_share" in ds:
         assert inp.aggregates is not None
-        cache = Fit(_sig(float(ds["input_cache_hit_share"]), 3), "share", inp.aggregates.name,
+        cache = Fit(round_sig(float(ds["input_cache_hit_share"]), 3), "share", inp.aggregates.name,
                     "DeepSeek online service, 24 h of Feb 2025: cache-hit input / all input"
                     " (whole platform; ServeGen publishes no cache data)")  # fmt: skip
     else:
@@ -653,7 +366,7 @@ def _servegen_presets(inp: Inputs, agg: dict[str, Any]) -> list[Preset]:
             mu, sg, se_mu, se_sg = lognormal_fit(v, n, p)
             if not math.isfinite(n_req):
                 se_mu = se_sg = float("nan")
-            fits.update(_token_fits(fld, mu, sg, se_mu, se_sg, psrc, n))
+            fits.update(token_fits(fld, mu, sg, se_mu, se_sg, psrc, n))
             lognormal[fld] = (mu, sg)
             real[fld] = TS.pmf_stats(v, p)
         fits["requests_per_session"] = Fit(
@@ -662,7 +375,7 @@ def _servegen_presets(inp: Inputs, agg: dict[str, Any]) -> list[Preset]:
             " inter-arrival CV is near 1)",
         )  # fmt: skip
         fits["sessions_per_day"] = Fit(
-            _sig(per_client_day), "requests/day", asrc,
+            round_sig(per_client_day), "requests/day", asrc,
             "mean request rate / active customers x 86,400 (10-min windows, gaps left out)",
         )  # fmt: skip
         fits["hour_profile"] = Fit(
@@ -678,7 +391,7 @@ def _servegen_presets(inp: Inputs, agg: dict[str, Any]) -> list[Preset]:
         fits["cache_hit_share"] = cache
         shape, shape_se = intensity_shape_fit(rs["client_requests"])
         fits["intensity_shape"] = Fit(
-            _sig(shape), "1", asrc,
+            round_sig(shape), "1", asrc,
             f"Gamma intensity (mean 1) by moments: 1 / CV^2 of the {rs['active_clients']}"
             " customers' request counts over the period; se by bootstrap over customers",
             shape_se,
@@ -706,43 +419,6 @@ def _servegen_presets(inp: Inputs, agg: dict[str, Any]) -> list[Preset]:
     return out
 
 
-INTENSITY_BOOTSTRAP = 500
-"""Bootstrap resamples of customers for the standard error of intensity_shape."""
-
-
-def intensity_shape_fit(requests_per_client: NDArray[np.float64]) -> tuple[float, float]:
-    """Gamma shape of the intensity (mean 1) matching the CV of per-customer request counts.
-
-    Returns the shape 1/CV^2 (population CV) and its bootstrap standard error (customers
-    resampled with replacement, seed ``SMM_SEED``).
-    """
-    n = np.asarray(requests_per_client, dtype=float)
-
-    def shape(x: NDArray[np.float64]) -> float:
-        return float((x.mean() / x.std()) ** 2)
-
-    rng = np.random.default_rng(SMM_SEED)
-    boot = [shape(rng.choice(n, len(n))) for _ in range(INTENSITY_BOOTSTRAP)]
-    return shape(n), float(np.std(boot))
-
-
-def top_shares(weights: NDArray[np.float64], ks: tuple[int, ...] = (1, 5, 10)) -> list[float]:
-    """Shares of the total held by the largest 1, 5 and 10 weights (e.g. customers' requests)."""
-    s = np.sort(np.asarray(weights, dtype=float))[::-1] / float(np.sum(weights))
-    return [float(s[:k].sum()) for k in ks]
-
-
-def write_presets(ps: list[Preset], out_dir: Path) -> list[Path]:
-    """Write one YAML file per preset into ``out_dir``; return their paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for p in ps:
-        path = out_dir / f"{p.name}.yaml"
-        path.write_text(p.yaml(), encoding="utf-8")
-        paths.append(path)
-    return paths
-
-
 DATA_SUFFIXES = (".csv", ".jsonl", ".json")
 """File types calibrate reads (optionally .gz); others (a folder's README) are passed over."""
 
@@ -761,59 +437,3 @@ def calibrate(files: list[Path]) -> list[Preset]:
         return presets(Inputs.from_files(data_files(files)))
     except (TraceError, KeyError) as e:
         raise CalibrationError(str(e)) from None
-
-
-def load_preset(path: Path) -> dict[str, Any]:
-    """The segment fragment of a preset file (the mapping under its ``x-NAME`` anchor)."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    name = path.stem
-    return dict(data[f"x-{name}"])
-
-
-def use_presets(ps: list[Preset], folder: Path) -> list[Preset]:
-    """Replace the fitted segments of ``ps`` by the presets of the same name in ``folder``.
-
-    The real statistics stay those of the traces just read, so the validation report then
-    compares presets fitted elsewhere (e.g. the shipped ones) with these traces: an
-    out-of-sample check. Presets without a file in ``folder`` are left out.
-    """
-    out = []
-    for p in ps:
-        path = folder / f"{p.name}.yaml"
-        if not path.is_file():
-            continue
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-            segment = dict(data[f"x-{p.name}"])
-            fits = data.get(f"x-fit-{p.name}", {})
-            lognormal = {
-                fld: (
-                    math.log(float(fits[f"{fld}.lognormal_median"]["value"])),
-                    float(fits[f"{fld}.lognormal_sigma"]["value"]),
-                )
-                for fld in ("input_tokens", "output_tokens")
-            }
-        except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as e:
-            raise CalibrationError(f"{path}: not a preset file ({e})") from None
-        desc = f"{p.description}; preset from {folder.as_posix()}/{path.name}"
-        out.append(Preset(p.name, desc, segment, p.fits, p.sources, p.real, p.window, lognormal))
-    if not out:
-        raise CalibrationError(f"{folder}: no preset file matches the presets these traces give")
-    return out
-
-
-def preset_frame(ps: list[Preset]) -> pd.DataFrame:
-    """Fitted parameters of every preset as a table (for docs and tests)."""
-    rows = [
-        {
-            "preset": p.name,
-            "parameter": k,
-            "value": f.value,
-            "unit": f.unit,
-            "se": f.se,
-            "source": f.source,
-        }  # fmt: skip
-        for p in ps
-        for k, f in p.fits.items()
-    ]
-    return pd.DataFrame(rows)
