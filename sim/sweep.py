@@ -159,9 +159,10 @@ def sweep_spec(
 # ---------------------------------------------------------------------- running
 
 
-def _manifest(
+def sweep_manifest(
     base: Scenario, spec: Sweep, pts: list[Point], seed: int, reps: int
 ) -> dict[str, Any]:
+    """The content of sweep.json (status 'running' until the sweep completes)."""
     return {
         "package": "tokensim",
         "kind": "sweep",
@@ -212,13 +213,6 @@ def check_folder(out: Path, manifest: Mapping[str, Any], resume: bool) -> None:
         )
 
 
-def sweep_manifest(
-    base: Scenario, spec: Sweep, pts: list[Point], seed: int, reps: int
-) -> dict[str, Any]:
-    """The content of sweep.json (status 'running' until the sweep completes)."""
-    return _manifest(base, spec, pts, seed, reps)
-
-
 def _point_done(folder: Path, point: Point, seed: int, reps: int) -> bool:
     try:
         m = json.loads((folder / "manifest.json").read_text())
@@ -252,9 +246,10 @@ def render_point(
     scenario: Scenario, seed: int, plots: bool, *reps: ReplicationResult
 ) -> dict[str, bytes]:
     """A point's run folder as bytes, from its replications (runs on a worker)."""
-    result = RunResult(scenario=scenario, replications=list(reps), wall_s=0.0)
-    result.wall_s = sum(r.engine_s for r in reps)
-    return render_run(result, seed, plots)
+    engine_s = sum(r.engine_s for r in reps)
+    return render_run(
+        RunResult(scenario=scenario, replications=list(reps), wall_s=engine_s), seed, plots
+    )
 
 
 @dataclass
@@ -290,7 +285,7 @@ def run_sweep(
     reps = base.replications if replications is None else replications
     pts = points(base, spec)
     out = Path(out)
-    manifest = _manifest(base, spec, pts, seed, reps)
+    manifest = sweep_manifest(base, spec, pts, seed, reps)
     check_folder(out, manifest, resume)
     (out / "points").mkdir(parents=True, exist_ok=True)
     _write_json(out / "sweep.json", manifest)
