@@ -21,6 +21,7 @@ be started with the same setting (``docs/experiments.md``).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -78,7 +79,7 @@ def open_client(scheduler: str | None = None, workers: int | None = None) -> Ite
             dashboard_address=None,
             # no dashboard, and the scheduler's small HTTP server on a free port (not 8787)
             scheduler_kwargs={"dashboard": False, "dashboard_address": ":0"},
-            silence_logs=40,  # logging.ERROR: keep worker chatter off the user's terminal
+            silence_logs=logging.ERROR,  # keep worker chatter off the user's terminal
         ) as cluster,
         Client(cluster, set_as_default=False) as client,
     ):
