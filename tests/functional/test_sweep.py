@@ -15,7 +15,7 @@ import yaml
 from conftest import small_dict
 
 from sim.cli import main
-from sim.distributed import WORKER_ENV_UNSET, map_unordered, open_client
+from sim.distributed import QUIET_CLUSTER, WORKER_ENV_UNSET, map_unordered, open_client
 from sim.results import KPIS
 from sim.runner import run_scenario
 from sim.scenario import validate_data
@@ -43,6 +43,14 @@ def test_workers_run_without_the_nannys_malloc_trim_setting(client):
     env = client.run(lambda: {k: os.environ.get(k) for k in WORKER_ENV_UNSET})
     assert len(env) == 2
     assert all(v is None for w in env.values() for v in w.values())
+
+
+def test_workers_start_with_the_quiet_loop_settings(client):
+    import dask
+
+    got = client.run(lambda: {k: dask.config.get(k) for k in QUIET_CLUSTER})
+    assert len(got) == 2
+    assert all(cfg == QUIET_CLUSTER for cfg in got.values())
 
 
 def _die_once(marker_dir: str, i: int) -> int:
