@@ -69,6 +69,7 @@ from sim.calibrate_fit import (
     token_table,
     top_shares,
 )
+from sim.defaults import SECONDS_PER_DAY, SECONDS_PER_HOUR
 from sim.presets import Preset, load_preset, preset_frame, use_presets, write_presets
 from sim.traces import (
     Trace,
@@ -128,7 +129,7 @@ session per day (assumption)."""
 CHAT_CACHE_HIT_DEFAULT = 0.358
 """Chat cache-hit share when no Mooncake trace is given: its unbounded prefix-cache token hit
 ratio (shared/data README, section 2)."""
-MOONCAKE_WINDOW_START_S = 12 * 3600.0
+MOONCAKE_WINDOW_START_S = 12 * SECONDS_PER_HOUR
 """Time of day at which the validation compares the Mooncake trace's window (s): the trace
 has no clock; noon is an arbitrary, documented choice."""
 
@@ -238,7 +239,7 @@ def _trace_preset(
 def _window(tr: Trace, start: float | None = None) -> tuple[float, float]:
     """Time of day (s) of the trace's arrivals, or of a same-length window at ``start``."""
     if start is None:
-        return float(tr.t[0] % 86400), float(tr.t[-1] % 86400)
+        return float(tr.t[0] % SECONDS_PER_DAY), float(tr.t[-1] % SECONDS_PER_DAY)
     return start, start + float(tr.t[-1] - tr.t[0])
 
 
@@ -347,7 +348,7 @@ def _servegen_presets(inp: Inputs, agg: dict[str, Any]) -> list[Preset]:
     out = []
     for model in sorted(set(arr["model"]) & set(pmf["model"])):
         rs = TS.servegen_rates(arr, model)
-        per_client_day = rs["mean_rps"] / rs["active_clients"] * 86400.0
+        per_client_day = rs["mean_rps"] / rs["active_clients"] * SECONDS_PER_DAY
         fits: dict[str, Fit] = {}
         seg_tokens: dict[str, Any] = {}
         real: dict[str, Any] = {"servegen": rs}

@@ -33,6 +33,13 @@ def _report(err: ScenarioError, path: str) -> int:
     return EXIT_BAD_INPUT
 
 
+def _refuse(err: ScenarioError) -> int:
+    """Report problems that are not in the scenario file (options, output folder); exit 2."""
+    for where, msg in err.problems:
+        print(f"error: {where}: {msg}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
 def _default_out(s: Scenario, seed: int) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path("results") / f"{s.name}-seed{seed}-{stamp}"
@@ -140,9 +147,7 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     try:  # before starting any cluster
         check_folder(out, sweep_manifest(s, spec, pts, seed, reps), a.resume)
     except ScenarioError as e:
-        for where, msg in e.problems:
-            print(f"error: {where}: {msg}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _refuse(e)
     with (
         _maybe_client(True, a.scheduler, a.workers) as client,
         tqdm(total=len(pts), unit="point", desc=f"{s.name} sweep",
@@ -151,9 +156,7 @@ def cmd_sweep(a: argparse.Namespace) -> int:
         try:
             res = run_sweep(s, spec, out, client, seed, reps, a.resume, a.plots, bar.update)
         except ScenarioError as e:
-            for where, msg in e.problems:
-                print(f"error: {where}: {msg}", file=sys.stderr)
-            return EXIT_BAD_INPUT
+            return _refuse(e)
     if not a.quiet:
         print(f"wrote {out}: {len(pts)} points x {reps} replications"
               f" ({len(res.ran)} run, {len(res.reused)} reused) in {res.wall_s:.1f} s")  # fmt: skip

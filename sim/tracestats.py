@@ -25,11 +25,17 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
+from sim.defaults import HOURS_PER_DAY, SECONDS_PER_DAY, SECONDS_PER_HOUR
+
 BLOCK_TOKENS = 512
 """Tokens per prefix-hash block in the Mooncake FAST'25 traces (their README)."""
 WINDOWS_S = (3, 10, 60)
 """Window lengths of the count-dispersion statistics (s), as in stats.py."""
-MIN_HOURLY_SPAN_S = 2 * 3600.0
+RATE_WINDOW_S = 600
+"""Rate window (s): ServeGen gives one row per client per 10 minutes; stats.py uses the same."""
+DAY_S = int(SECONDS_PER_DAY)
+HOUR_S = int(SECONDS_PER_HOUR)
+MIN_HOURLY_SPAN_S = 2 * SECONDS_PER_HOUR
 """Shortest trace span for which stats.py computes an hour-of-day shape (s)."""
 
 
@@ -82,8 +88,8 @@ def arrival_stats(t: ArrayLike) -> dict[str, Any]:
         out["peak_to_mean_1min"] = float(c.max() / c.mean())
     span = a[-1] - a[0]
     if span >= MIN_HOURLY_SPAN_S:
-        h = ((a % 86400) // 3600).astype(int)
-        days = max(span / 86400.0, 1.0)
+        h = ((a % DAY_S) // HOUR_S).astype(int)
+        days = max(span / SECONDS_PER_DAY, 1.0)
         hc = np.bincount(h, minlength=24) / days
         out["hour_of_day_norm"] = (hc / hc.mean()).tolist()
     return out
@@ -164,17 +170,17 @@ def servegen_rates(arrivals: pd.DataFrame, model: str) -> dict[str, Any]:
     stats.py's definitions: windows without any request are collection gaps, left out.
     """
     x = arrivals[arrivals["model"] == model]
-    reqs = x["rate_rps"] * 600.0
+    reqs = x["rate_rps"] * RATE_WINDOW_S
     t0, t1 = int(x["window_start_s"].min()), int(x["window_start_s"].max())
-    first_day = t0 // 86400
-    ndays = (t1 // 86400) - first_day + 1
-    grid = np.arange(first_day * 86400, (first_day + ndays) * 86400, 600)
+    first_day = t0 // DAY_S
+    ndays = (t1 // DAY_S) - first_day + 1
+    grid = np.arange(first_day * DAY_S, (first_day + ndays) * DAY_S, RATE_WINDOW_S)
     agg = reqs.groupby(x["window_start_s"]).sum().reindex(grid, fill_value=0.0).to_numpy()
     ok = agg > 0
-    rate = agg[ok] / 600.0
-    hod = (grid % 86400) // 3600
-    hourly = pd.Series(agg[ok]).groupby(hod[ok]).mean().reindex(range(24)).to_numpy()
-    daily = pd.Series(agg[ok]).groupby((grid // 86400)[ok]).mean().to_numpy()
+    rate = agg[ok] / RATE_WINDOW_S
+    hod = (grid % DAY_S) // HOUR_S
+    hourly = pd.Series(agg[ok]).groupby(hod[ok]).mean().reindex(range(HOURS_PER_DAY)).to_numpy()
+    daily = pd.Series(agg[ok]).groupby((grid // DAY_S)[ok]).mean().to_numpy()
     clients = int(x["client"].nunique())
     per_client = reqs.groupby(x["client"]).sum().sort_values(ascending=False).to_numpy()
     share = per_client / per_client.sum()
@@ -200,8 +206,8 @@ def rate_10min_cv(t: ArrayLike) -> float:
     Windows start at midnight of day 0; empty ones are kept (a simulation has no gaps).
     """
     a = np.asarray(t, dtype=float)
-    n = int(np.ceil(a.max() / 600.0))
-    c = np.bincount((a // 600).astype(int), minlength=n)[:n].astype(float)
+    n = int(np.ceil(a.max() / RATE_WINDOW_S))
+    c = np.bincount((a // RATE_WINDOW_S).astype(int), minlength=n)[:n].astype(float)
     return float(c.std() / c.mean())
 
 

@@ -37,7 +37,7 @@ import pandas as pd
 from sim import tracestats as TS
 from sim.build import build
 from sim.calibrate import Preset, top_shares
-from sim.defaults import SECONDS_PER_DAY
+from sim.defaults import HOURS_PER_DAY, SECONDS_PER_DAY, SECONDS_PER_HOUR
 from sim.engine import run_replication
 from sim.scenario import validate_data
 
@@ -151,7 +151,7 @@ def _rate_at(p: Preset, start_s: float) -> float:
     s = p.segment
     hours = np.asarray(s["hour_profile"], dtype=float)
     per_day = s["sessions_per_day"] * s.get("requests_per_session", 1.0)
-    h = int(start_s // 3600) % 24
+    h = int(start_s // SECONDS_PER_HOUR) % HOURS_PER_DAY
     return float(per_day * hours[h] / hours.mean() / SECONDS_PER_DAY)
 
 
