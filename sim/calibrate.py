@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from sim import tracestats as TS
+from sim.activity_fit import activity_fit
 from sim.calibrate_fit import (
     CV_GRID,
     INTENSITY_BOOTSTRAP,
@@ -390,6 +391,23 @@ def _servegen_presets(inp: Inputs, agg: dict[str, Any]) -> list[Preset]:
             "flat: ServeGen does not publish the weekday of its day 0",
         )  # fmt: skip
         fits["cache_hit_share"] = cache
+        act = activity_fit(arr[arr["model"] == model])
+        cv_txt = f"{act.cv_after_hour_shape:.3f}"
+        fits["activity_sigma"] = Fit(
+            round_sig(act.sigma, 3), "ln units", asrc,
+            "simulated method of moments with activity_timescale_s (sim.activity_fit): the"
+            f" aggregate 10-min rate's CV after its hour-of-day shape ({cv_txt}) and its"
+            " autocorrelation at lags 10 min-6 h, vs weeks simulated with the trace's"
+            f" {rs['active_clients']} customer shares (HHI {act.hhi:.4f}); se by bootstrap"
+            " over customers",
+            act.sigma_se,
+        )  # fmt: skip
+        fits["activity_timescale_s"] = Fit(
+            round_sig(act.timescale_s, 3), "s", asrc,
+            "fitted jointly with activity_sigma (see there); one time scale, so the fit trades"
+            " a higher autocorrelation than the trace's below 2 h for a lower one beyond",
+            act.timescale_se_s,
+        )  # fmt: skip
         shape, shape_se = intensity_shape_fit(rs["client_requests"])
         fits["intensity_shape"] = Fit(
             round_sig(shape), "1", asrc,
@@ -407,6 +425,8 @@ def _servegen_presets(inp: Inputs, agg: dict[str, Any]) -> list[Preset]:
             "input_tokens": seg_tokens["input_tokens"],
             "output_tokens": seg_tokens["output_tokens"],
             "cache_hit_share": cache.value,
+            "activity_sigma": fits["activity_sigma"].value,
+            "activity_timescale_s": fits["activity_timescale_s"].value,
         }
         real["out_in_ratio_of_means"] = real["output_tokens"]["mean"] / real["input_tokens"]["mean"]
         srcs = (

@@ -31,6 +31,20 @@ INTENSITY_SHAPE = 2.0
 """Gamma shape of the personal intensity multiplier (mean 1), CV = 1/sqrt(2) ~ 0.71.
 Source: TPD benchmark (shared/bench/params.py, GAMMA_SHAPE)."""
 
+ACTIVITY_WINDOW_S = 600.0
+"""Length of the windows over which a subscriber's activity multiplier is constant (s):
+ServeGen's 10-minute rate windows (data/traces/servegen_arrivals_*.csv.gz), on which the
+activity process is fitted."""
+ACTIVITY_SIGMA = 0.0
+"""Spread of the per-subscriber activity process (ln units). 0: no modulation, the model before
+the ServeGen fit (chat and coder traces are reproduced by sessions alone); the API preset sets
+its fitted value."""
+ACTIVITY_TIMESCALE_S = 17_700.0
+"""Correlation time of the activity process (s), used when ``activity_sigma`` > 0. Source:
+ServeGen M-large's aggregate 10-minute rate (its CV after the hour-of-day shape and
+autocorrelation at lags 10 min-6 h), fitted by ``tokensim calibrate`` (sim.activity_fit;
+scenarios/presets/api_servegen_m_large.yaml, se 15,000 s)."""
+
 # --- acquisition (Bass diffusion) ---------------------------------------------------------
 BASS_P = 0.01
 """Innovation coefficient (1/month): ~0.03/year-scale p of Bass (1969) meta-analyses is

@@ -21,7 +21,8 @@ STREAMS: tuple[str, ...] = (
     "buy",  # manual top-up decisions
     "churn",  # renewal decisions and plan switches
     "engagement",  # engagement shocks
-    "replay",  # subscriber of each replayed trace request (append new streams here, never reorder)
+    "replay",  # subscriber of each replayed trace request
+    "activity",  # activity process of modulated segments (append new streams here, never reorder)
 )
 
 

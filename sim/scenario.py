@@ -371,6 +371,18 @@ class Segment(Strict):
         description="coefficient of variation of the gaps within a session (Gamma renewal with"
         " shape 1/cv^2; 1 = exponential, > 1 = bursts of quick requests with long pauses)",
     )
+    activity_sigma: NonNeg = Field(
+        default=D.ACTIVITY_SIGMA,
+        description="spread of each subscriber's activity over 10-minute windows (ln units): the"
+        " rate is multiplied by exp(sigma Z - sigma^2/2), mean 1, with Z a stationary"
+        " Ornstein-Uhlenbeck process per subscriber; 0 = no modulation (Poisson sessions with the"
+        " hour profile); constant over windows of ACTIVITY_WINDOW_S (10 min)",
+    )
+    activity_timescale_s: Pos = Field(
+        default=D.ACTIVITY_TIMESCALE_S,
+        description="correlation time of the activity process Z (s): its correlation after a lag"
+        " L is exp(-L / timescale); used only when activity_sigma > 0",
+    )
     hour_profile: list[NonNeg] | None = Field(
         default=None,
         min_length=24,

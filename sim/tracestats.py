@@ -13,6 +13,9 @@ shipped trace samples when ``stats.py`` is present):
 * peak_to_mean_1min: largest count per whole minute / mean count per minute;
 * hour_of_day_norm: requests per hour of day (t mod 86,400 s) per day present (span / 1 day,
   at least 1), divided by its mean over the 24 hours (only for spans of 2 h or more);
+* rate modulation (the product's own, not in stats.py): the 10-minute counts divided by the
+  mean count of their hour of day (windows without any request are gaps, left out); its CV
+  (``cv_after_hour_shape``) and autocorrelation at 1 h and 6 h (``acf_1h``, ``acf_6h``);
 * prefix cache: a request hits its longest leading run of already-seen hash ids (unbounded
   cache, empty at the first request); hit ratio = sum(min(hits x 512, input)) / sum(input).
 """
@@ -35,6 +38,8 @@ RATE_WINDOW_S = 600
 """Rate window (s): ServeGen gives one row per client per 10 minutes; stats.py uses the same."""
 DAY_S = int(SECONDS_PER_DAY)
 HOUR_S = int(SECONDS_PER_HOUR)
+ACF_LAGS_S = (int(SECONDS_PER_HOUR), int(6 * SECONDS_PER_HOUR))
+"""Lags at which the autocorrelation of the 10-minute rate is reported (s): 1 h and 6 h."""
 MIN_HOURLY_SPAN_S = 2 * SECONDS_PER_HOUR
 """Shortest trace span for which stats.py computes an hour-of-day shape (s)."""
 
@@ -185,6 +190,8 @@ def servegen_rates(arrivals: pd.DataFrame, model: str) -> dict[str, Any]:
     per_client = reqs.groupby(x["client"]).sum().sort_values(ascending=False).to_numpy()
     share = per_client / per_client.sum()
     return {
+        **rate_modulation_stats(agg, grid),
+        "client_hhi": float((share**2).sum()),
         "client_requests": per_client,
         "top1_client_share": float(share[:1].sum()),
         "top5_client_share": float(share[:5].sum()),
@@ -198,6 +205,34 @@ def servegen_rates(arrivals: pd.DataFrame, model: str) -> dict[str, Any]:
         "hour_of_day_norm": (hourly / np.nanmean(hourly)).tolist(),
         "day_norm": (daily / daily.mean()).tolist(),
     }
+
+
+def rate_after_hour_shape(counts: ArrayLike, starts: ArrayLike) -> NDArray[np.float64]:
+    """Counts per rate window / the mean count of their hour of day; NaN for gap windows.
+
+    ``starts`` are the windows' start times (s from midnight of day 0).
+    """
+    c = np.asarray(counts, dtype=float)
+    ok = c > 0
+    hod = (np.asarray(starts, dtype=np.int64) % DAY_S) // HOUR_S
+    hour_mean = pd.Series(np.where(ok, c, np.nan)).groupby(hod).transform("mean").to_numpy()
+    return np.where(ok, c / hour_mean, np.nan)
+
+
+def autocorrelation(x: ArrayLike, lag: int) -> float:
+    """Autocorrelation of a series at ``lag`` steps; pairs with a NaN (a gap) are left out."""
+    a = np.asarray(x, dtype=float)
+    d = a - np.nanmean(a)
+    return float(np.nanmean(d[:-lag] * d[lag:]) / np.nanmean(d * d))
+
+
+def rate_modulation_stats(counts: ArrayLike, starts: ArrayLike) -> dict[str, float]:
+    """CV and autocorrelation (1 h, 6 h) of the 10-minute rate after its hour-of-day shape."""
+    r = rate_after_hour_shape(counts, starts)
+    out = {"cv_after_hour_shape": float(np.nanstd(r) / np.nanmean(r))}
+    for lag in ACF_LAGS_S:
+        out[f"acf_{lag // HOUR_S}h"] = autocorrelation(r, lag // RATE_WINDOW_S)
+    return out
 
 
 def rate_10min_cv(t: ArrayLike) -> float:

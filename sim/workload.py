@@ -18,6 +18,13 @@ day, the trace day's requests at their time of day, each given to one of the
 segment's active subscribers drawn uniformly (stream ``replay``), with the
 trace's token lengths.
 
+A segment with ``activity_sigma`` > 0 modulates each subscriber's session rate
+by an activity multiplier exp(sigma Z - sigma^2/2) (mean 1), constant over
+10-minute windows, where Z is a stationary Ornstein-Uhlenbeck process per
+subscriber with correlation time ``activity_timescale_s`` (stream ``activity``):
+customers' own busy and quiet spells, which make an API platform's aggregate
+10-minute rate far burstier than independent Poisson customers (ServeGen).
+
 The loops are compiled (numba) and draw from the run's named numpy
 Generators, so runs stay reproducible. Arrival times are kept to the
 microsecond: (time, subscriber) pairs are packed into one 64-bit key whose
@@ -35,7 +42,7 @@ from numpy.typing import NDArray
 
 from sim.agents import Population
 from sim.build import TOKENS_EMPIRICAL, TOKENS_LOGNORMAL, World
-from sim.defaults import HOURS_PER_DAY, SECONDS_PER_DAY, SECONDS_PER_HOUR
+from sim.defaults import ACTIVITY_WINDOW_S, HOURS_PER_DAY, SECONDS_PER_DAY, SECONDS_PER_HOUR
 from sim.rng import Streams
 
 TIME_RESOLUTION_S = 1e-6
@@ -72,12 +79,8 @@ def _sessions(rng, ids, rate, seg, day0, hour_cum, per_session, think_s, think_c
         c = rng.poisson(rate[i]) if rate[i] > 0 else 0
         counts[i] = c
         k += c
-    s_sub = np.empty(k, dtype=np.int64)
-    s_seg = np.empty(k, dtype=np.int64)
-    s_start = np.empty(k, dtype=np.float64)
-    s_n = np.empty(k, dtype=np.int64)
+    s_sub, s_seg, s_start, s_n = _session_arrays(k)
     j = 0
-    total = 0
     for i in range(n):
         g = seg[i]
         for _ in range(counts[i]):
@@ -88,14 +91,21 @@ def _sessions(rng, ids, rate, seg, day0, hour_cum, per_session, think_s, think_c
             s_sub[j] = ids[i]
             s_seg[j] = g
             s_start[j] = day0 + (h + rng.random()) * SECONDS_PER_HOUR
-            m = 1 if per_session[g] <= 1.0 else rng.geometric(1.0 / per_session[g])
-            s_n[j] = m
-            total += m
+            s_n[j] = 1 if per_session[g] <= 1.0 else rng.geometric(1.0 / per_session[g])
             j += 1
+    return _session_requests(rng, s_sub, s_seg, s_start, s_n, think_s, think_cv)
+
+
+@nb.njit(cache=True)
+def _session_requests(rng, s_sub, s_seg, s_start, s_n, think_s, think_cv):
+    """Arrival times and subscribers of the requests of sessions (start, size) (unsorted)."""
+    total = 0
+    for j in range(s_n.shape[0]):
+        total += s_n[j]
     t = np.empty(total, dtype=np.float64)
     sub = np.empty(total, dtype=np.int64)
     r = 0
-    for j in range(k):
+    for j in range(s_n.shape[0]):
         x = s_start[j]
         g = s_seg[j]
         cv = think_cv[g]
@@ -110,6 +120,66 @@ def _sessions(rng, ids, rate, seg, day0, hour_cum, per_session, think_s, think_c
             sub[r] = s_sub[j]
             r += 1
     return t, sub
+
+
+@nb.njit(cache=True)
+def _modulated_sessions(
+    rng, rng_act, ids, rate, seg, day0, hour_weight, sigma, phi, z, per_session, think_s,
+    think_cv,
+):  # fmt: skip
+    """:func:`_sessions` for subscribers whose rate is modulated by an activity process.
+
+    Per subscriber, ``z[id]`` (stationary N(0, 1)) steps as an AR(1) with coefficient
+    ``phi[g]`` once per ACTIVITY_WINDOW_S window (stream ``rng_act``) and is kept for the next
+    day; the window's session rate is the day's rate x hour weight x exp(sigma z - sigma^2/2)
+    (mean 1). The day's sessions are Poisson with the summed rate, each placed in a window
+    drawn in proportion to its rate and uniformly within it: the same Poisson process as one
+    count per window, with one Poisson draw per subscriber-day instead of 144.
+    """
+    per_hour = int(SECONDS_PER_HOUR / ACTIVITY_WINDOW_S)
+    windows = HOURS_PER_DAY * per_hour
+    cum = np.empty(windows)
+    n = ids.shape[0]
+    cap = 16
+    s_sub, s_seg, s_start, s_n = _session_arrays(cap)
+    k = 0
+    for i in range(n):
+        g = seg[i]
+        sd = sigma[g]
+        innov = np.sqrt(1.0 - phi[g] * phi[g])
+        zi = z[ids[i]]
+        base = rate[i] / windows
+        total = 0.0
+        for w in range(windows):
+            zi = phi[g] * zi + innov * rng_act.standard_normal()
+            total += base * hour_weight[g, w // per_hour] * np.exp(sd * zi - 0.5 * sd * sd)
+            cum[w] = total
+        z[ids[i]] = zi
+        c = rng.poisson(total) if total > 0 else 0
+        for _ in range(c):
+            if k == cap:
+                cap *= 2
+                b_sub, b_seg, b_start, b_n = _session_arrays(cap)
+                b_sub[:k], b_seg[:k], b_start[:k], b_n[:k] = s_sub, s_seg, s_start, s_n
+                s_sub, s_seg, s_start, s_n = b_sub, b_seg, b_start, b_n
+            w = min(np.searchsorted(cum, rng.random() * total, side="right"), windows - 1)
+            s_sub[k] = ids[i]
+            s_seg[k] = g
+            s_start[k] = day0 + (w + rng.random()) * ACTIVITY_WINDOW_S
+            s_n[k] = 1 if per_session[g] <= 1.0 else rng.geometric(1.0 / per_session[g])
+            k += 1
+    return _session_requests(rng, s_sub[:k], s_seg[:k], s_start[:k], s_n[:k], think_s, think_cv)
+
+
+@nb.njit(cache=True)
+def _session_arrays(k):
+    """Empty session columns of length ``k``: subscriber, segment, start (s), requests."""
+    return (
+        np.empty(k, dtype=np.int64),
+        np.empty(k, dtype=np.int64),
+        np.empty(k, dtype=np.float64),
+        np.empty(k, dtype=np.int64),
+    )
 
 
 @nb.njit(cache=True)
@@ -235,6 +305,9 @@ class DemandGenerator:
         cum = np.cumsum(world.seg.hour_weight, axis=1)
         self._hour_cum = cum / cum[:, -1:]
         self._replay_segments = [g for g, r in enumerate(world.seg.replay) if r is not None]
+        self._modulated = world.seg.activity_sigma > 0
+        self._phi = np.exp(-ACTIVITY_WINDOW_S / world.seg.activity_timescale_s)
+        self._z = np.zeros(0)  # activity state per subscriber id (modulated segments only)
         self._lognormal_only = bool(
             np.all(world.seg.in_kind == TOKENS_LOGNORMAL)
             and np.all(world.seg.out_kind == TOKENS_LOGNORMAL)
@@ -253,10 +326,13 @@ class DemandGenerator:
             * pop.engagement[ids]
         )
         day0 = day * SECONDS_PER_DAY
-        t, sub = _sessions(
-            self.s["arrivals"], ids, rate, seg, day0, self._hour_cum, sp.requests_per_session,
-            sp.think_time_s, sp.think_time_cv,
-        )  # fmt: skip
+        if self._modulated.any():
+            t, sub = self._sessions_modulated(pop, ids, seg, rate, day0)
+        else:
+            t, sub = _sessions(
+                self.s["arrivals"], ids, rate, seg, day0, self._hour_cum, sp.requests_per_session,
+                sp.think_time_s, sp.think_time_cv,
+            )  # fmt: skip
         if len(self.carry_t):
             alive = pop.active[self.carry_sub]  # a subscriber who left today drops them
             t = np.concatenate([self.carry_t[alive], t])
@@ -285,6 +361,35 @@ class DemandGenerator:
                 sp.out_table_q, sp.out_table_n, fixed_in, fixed_out, sp.cache_hit, sp.model_cum,
             )  # fmt: skip
         return Requests(t, sub, model, inp, cached, out)
+
+    def _sessions_modulated(
+        self,
+        pop: Population,
+        ids: NDArray[np.int64],
+        seg: NDArray[np.int64],
+        rate: NDArray[np.float64],
+        day0: float,
+    ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+        """The day's requests when some segments have an activity process (unsorted).
+
+        Unmodulated subscribers draw as in :func:`_sessions`, then modulated ones; a
+        subscriber's activity state starts from the stationary N(0, 1) at its first day.
+        """
+        sp = self.w.seg
+        if len(self._z) < pop.n:
+            fresh = self.s["activity"].standard_normal(pop.n - len(self._z))
+            self._z = np.concatenate([self._z, fresh])
+        mod = self._modulated[seg]
+        t0, sub0 = _sessions(
+            self.s["arrivals"], ids[~mod], rate[~mod], seg[~mod], day0, self._hour_cum,
+            sp.requests_per_session, sp.think_time_s, sp.think_time_cv,
+        )  # fmt: skip
+        t1, sub1 = _modulated_sessions(
+            self.s["arrivals"], self.s["activity"], ids[mod], rate[mod], seg[mod], day0,
+            sp.hour_weight, sp.activity_sigma, self._phi, self._z, sp.requests_per_session,
+            sp.think_time_s, sp.think_time_cv,
+        )  # fmt: skip
+        return np.concatenate([t0, t1]), np.concatenate([sub0, sub1])
 
     def _with_replay(
         self,

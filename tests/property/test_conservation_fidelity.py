@@ -1,5 +1,5 @@
 """The conservation checks on a scenario using the calibration features: Gamma think times,
-empirical token tables and a replayed trace, under two exhaustion rules."""
+activity spells, empirical token tables and a replayed trace, under two exhaustion rules."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ CODE = Path(__file__).resolve().parents[2] / "data" / "traces" / "azure2023_code
 
 
 @pytest.mark.parametrize("rule", [{"rule": "cutoff"}, {"rule": "payg", "price_per_munit": 4.0}])
-def test_invariants_hold_with_gamma_gaps_empirical_tokens_and_replay(rule: dict) -> None:
+def test_invariants_hold_with_gamma_gaps_activity_empirical_tokens_and_replay(rule: dict) -> None:
     d = small_dict(seed=5, horizon_months=1)
     for p in d["plans"]:
         p["quota"]["amount"] = 300_000
@@ -24,6 +24,8 @@ def test_invariants_hold_with_gamma_gaps_empirical_tokens_and_replay(rule: dict)
     chat = d["segments"][0]
     chat.update(
         think_time_cv=3.0,
+        activity_sigma=1.0,  # with sign-ups during the month: new subscribers join the process
+        activity_timescale_s=3600.0,
         requests_per_session=8.0,
         think_time_s=5.0,
         input_tokens={
