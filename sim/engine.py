@@ -167,6 +167,7 @@ class Replication:
                         "cached_tokens": req.cached.astype(np.int64),
                         "model": pd.Categorical.from_codes(req.model, w.model_names),
                         "segment": pd.Categorical.from_codes(pop.seg[req.sub], w.seg.names),
+                        "subscriber": req.sub,
                         "outcome": out["outcome"],
                     }
                 )

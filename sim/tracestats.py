@@ -16,6 +16,10 @@ shipped trace samples when ``stats.py`` is present):
 * rate modulation (the product's own, not in stats.py): the 10-minute counts divided by the
   mean count of their hour of day (windows without any request are gaps, left out); its CV
   (``cv_after_hour_shape``) and autocorrelation at 1 h and 6 h (``acf_1h``, ``acf_6h``);
+* client_window_iat_cv_median: the request-weighted median, over (customer, 10-min window)
+  rows, of the inter-arrival CV within the window (stats.py's
+  ``client_window_iat_cv_median_reqweighted``); simulated customers' windows count when they
+  hold ``SERVEGEN_MIN_WINDOW_REQUESTS`` requests or more, as ServeGen's rows do;
 * prefix cache: a request hits its longest leading run of already-seen hash ids (unbounded
   cache, empty at the first request); hit ratio = sum(min(hits x 512, input)) / sum(input).
 """
@@ -40,6 +44,9 @@ DAY_S = int(SECONDS_PER_DAY)
 HOUR_S = int(SECONDS_PER_HOUR)
 ACF_LAGS_S = (int(SECONDS_PER_HOUR), int(6 * SECONDS_PER_HOUR))
 """Lags at which the autocorrelation of the 10-minute rate is reported (s): 1 h and 6 h."""
+SERVEGEN_MIN_WINDOW_REQUESTS = 10
+"""ServeGen lists a customer's 10-minute window only when it holds at least this many requests
+(calibration data README), so per-window statistics of simulated customers use the same cut."""
 MIN_HOURLY_SPAN_S = 2 * SECONDS_PER_HOUR
 """Shortest trace span for which stats.py computes an hour-of-day shape (s)."""
 
@@ -192,6 +199,7 @@ def servegen_rates(arrivals: pd.DataFrame, model: str) -> dict[str, Any]:
     return {
         **rate_modulation_stats(agg, grid),
         "client_hhi": float((share**2).sum()),
+        "client_window_iat_cv_median": weighted_median(x["iat_cv"], reqs),
         "client_requests": per_client,
         "top1_client_share": float(share[:1].sum()),
         "top5_client_share": float(share[:5].sum()),
@@ -233,6 +241,29 @@ def rate_modulation_stats(counts: ArrayLike, starts: ArrayLike) -> dict[str, flo
     for lag in ACF_LAGS_S:
         out[f"acf_{lag // HOUR_S}h"] = autocorrelation(r, lag // RATE_WINDOW_S)
     return out
+
+
+def weighted_median(values: ArrayLike, weights: ArrayLike) -> float:
+    """The value at which the cumulative weight (values sorted) first reaches half (stats.py)."""
+    v, w = np.asarray(values, dtype=float), np.asarray(weights, dtype=float)
+    o = np.argsort(v, kind="stable")
+    cw = np.cumsum(w[o]) / w.sum()
+    return float(v[o][np.searchsorted(cw, 0.5)])
+
+
+def client_window_iat_cv(t: ArrayLike, client: ArrayLike) -> float:
+    """Request-weighted median inter-arrival CV of customers within their 10-minute windows.
+
+    Windows holding fewer than ``SERVEGEN_MIN_WINDOW_REQUESTS`` requests are left out.
+    """
+    d = pd.DataFrame({"t": np.asarray(t, dtype=float), "c": np.asarray(client)})
+    d["w"] = (d["t"] // RATE_WINDOW_S).astype(np.int64)
+    d = d.sort_values(["c", "w", "t"], kind="stable")
+    d["gap"] = d.groupby(["c", "w"])["t"].diff()
+    g = d.groupby(["c", "w"])
+    st = pd.DataFrame({"n": g.size(), "mean": g["gap"].mean(), "sd": g["gap"].std(ddof=0)})
+    st = st[(st["n"] >= SERVEGEN_MIN_WINDOW_REQUESTS) & (st["mean"] > 0)]
+    return weighted_median(st["sd"] / st["mean"], st["n"])
 
 
 def rate_10min_cv(t: ArrayLike) -> float:

@@ -38,7 +38,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
 
 from sim import tracestats as TS
 from sim.build import build
@@ -192,7 +191,7 @@ def simulate(p: Preset) -> pd.DataFrame:
     return _run(harness(p, API_SIMULATED_CUSTOMERS, API_SIMULATED_RPS))
 
 
-def simulate_rate(p: Preset, replication: int) -> NDArray[np.float64]:
+def simulate_rate(p: Preset, replication: int) -> pd.DataFrame:
     """Arrival times (s) of one week of an API preset as a user runs it.
 
     As many customers as the trace has, with the preset's own intensity spread (so the
@@ -200,8 +199,7 @@ def simulate_rate(p: Preset, replication: int) -> NDArray[np.float64]:
     ``API_SIMULATED_RPS`` in all; each replication draws new intensities.
     """
     n = int(p.real["servegen"]["active_clients"])
-    req = _run(harness(p, n, API_SIMULATED_RPS, own_intensity=True), replication)
-    return req["timestamp_s"].to_numpy(dtype=float)
+    return _run(harness(p, n, API_SIMULATED_RPS, own_intensity=True), replication)
 
 
 def _run(d: dict[str, Any], replication: int = 0) -> pd.DataFrame:
@@ -288,10 +286,13 @@ def _rate_rows(p: Preset) -> list[Row]:
     n = int(VALIDATION_DAYS * SECONDS_PER_DAY // TS.RATE_WINDOW_S)
     runs = []
     for rep in range(RATE_REPLICATIONS):
-        t = simulate_rate(p, rep)
+        req = simulate_rate(p, rep)
+        t = req["timestamp_s"].to_numpy(dtype=float)
         counts = np.bincount((t // TS.RATE_WINDOW_S).astype(np.int64), minlength=n)[:n]
         st = TS.rate_modulation_stats(counts, np.arange(n) * TS.RATE_WINDOW_S)
-        runs.append({**st, "cv_of_10min_rate": TS.rate_10min_cv(t)})
+        runs.append({**st, "cv_of_10min_rate": TS.rate_10min_cv(t),
+                     "client_window_iat_cv_median":
+                         TS.client_window_iat_cv(t, req["subscriber"].to_numpy())})  # fmt: skip
     sim = pd.DataFrame(runs).mean()
     note = (f"mean of {RATE_REPLICATIONS} weeks of {rs['active_clients']} customers with the"
             " preset's intensity spread")  # fmt: skip
@@ -303,6 +304,12 @@ def _rate_rows(p: Preset) -> list[Row]:
             ("cv_after_hour_shape", "CV of the 10-min rate after the hour shape", "rate_cv", ""),
             ("acf_1h", "autocorrelation of that rate at 1 h", "acf_1h", ""),
             ("acf_6h", "autocorrelation of that rate at 6 h", None, gap),
+            (
+                "client_window_iat_cv_median",
+                "inter-arrival CV of a customer in a 10-min window (request-weighted median)",
+                None,
+                "; model gap: Poisson within a window",
+            ),
         )
     ]
 

@@ -150,3 +150,24 @@ def test_the_fit_recovers_the_parameters_of_data_made_by_the_model():
     assert hhi == pytest.approx(1 / 40, rel=0.1)
     assert sigma == pytest.approx(0.9, rel=0.15)
     assert tau == pytest.approx(10_000.0, rel=0.35)
+
+
+def test_client_window_iat_cv_sees_poisson_and_bursty_customers_and_skips_thin_windows():
+    rng = np.random.default_rng(8)
+    day = SECONDS_PER_DAY
+    poisson = np.cumsum(rng.exponential(2.0, 40_000))  # ~300 requests per window
+    bursty = np.cumsum(rng.gamma(0.25, 8.0, 40_000))  # CV 2, same mean gap
+    poisson, bursty = poisson[poisson < day], bursty[bursty < day]
+    thin = np.arange(0, day, 120.0)  # 5 requests per window: below ServeGen's cut of 10
+    t = np.concatenate([poisson, thin])
+    c = np.r_[np.zeros(len(poisson)), np.ones(len(thin))]
+    assert TS.client_window_iat_cv(t, c) == pytest.approx(1.0, abs=0.05)
+    t2 = np.concatenate([bursty, thin])
+    c2 = np.r_[np.zeros(len(bursty)), np.ones(len(thin))]
+    assert TS.client_window_iat_cv(t2, c2) == pytest.approx(2.0, rel=0.15)
+    # request weights: a regular customer (CV 0, 20 per window) outweighs a Poisson one (~12)
+    regular = np.arange(0, day, 30.0)
+    sparse = np.sort(rng.uniform(0, day, 144 * 12))
+    t3 = np.concatenate([regular, sparse])
+    c3 = np.r_[np.zeros(len(regular)), np.ones(len(sparse))]
+    assert TS.client_window_iat_cv(t3, c3) == pytest.approx(0.0, abs=1e-9)
