@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from scipy.optimize import minimize
+from scipy.optimize import brentq, minimize
 from scipy.signal import lfilter
 
 from sim import tracestats as TS
@@ -150,3 +150,66 @@ def activity_fit(arrivals: pd.DataFrame) -> ActivityFit:
         ]
     )
     return ActivityFit(sigma, tau, float(boot[:, 0].std()), float(boot[:, 1].std()), hhi, cv)
+
+
+ARRIVAL_FIT_ROWS = 1000
+"""(customer, window) rows drawn, in proportion to their requests, to simulate the model's
+request-weighted median inter-arrival CV."""
+ARRIVAL_CV_BRACKET = (0.3, 5.0)
+"""Search interval of the renewal CV (1)."""
+
+
+@dataclass(frozen=True)
+class ArrivalCvFit:
+    """The fitted renewal CV of session starts and the statistic it reproduces."""
+
+    cv: float
+    cv_se: float
+    median_iat_cv: float  # the trace's request-weighted median within-window CV
+
+
+def _window_cv(n: int, cv: float, rng: np.random.Generator) -> float:
+    """Sample CV of the gaps of a Gamma renewal (gap CV ``cv``) with n expected points in a window.
+
+    The process starts in equilibrium (a uniform share of a length-biased gap), as a customer
+    already active before the window.
+    """
+    shape, scale = 1.0 / cv**2, cv**2 * TS.RATE_WINDOW_S / n
+    first = rng.random() * rng.gamma(shape + 1.0, scale)
+    m = int(n + 6 * np.sqrt(n) * cv + 20)
+    t = first + np.concatenate([[0.0], np.cumsum(rng.gamma(shape, scale, m))])
+    g = np.diff(t[t < TS.RATE_WINDOW_S])
+    return float(g.std() / g.mean()) if len(g) >= 2 and g.mean() > 0 else float("nan")
+
+
+def _model_median(counts: NDArray[np.int64], cv: float) -> float:
+    rng = np.random.default_rng(ACTIVITY_SEED)
+    return float(np.nanmedian([_window_cv(int(n), cv, rng) for n in counts]))
+
+
+def arrival_cv_fit(arrivals: pd.DataFrame) -> ArrivalCvFit:
+    """Gamma renewal CV whose windows reproduce the trace's request-weighted median IAT CV.
+
+    ServeGen gives each (customer, 10-min window) its requests' inter-arrival CV. The model's
+    request-weighted median is simulated on ``ARRIVAL_FIT_ROWS`` rows drawn in proportion to
+    their requests (so a plain median estimates the weighted one), each a renewal with the
+    row's request count in the window; the CV solves model = trace (Brent, common random
+    numbers). Standard error: the trace median's bootstrap over customers, divided by the
+    model median's slope in the CV.
+    """
+    n = arrivals["rate_rps"].to_numpy(dtype=float) * TS.RATE_WINDOW_S
+    iat = arrivals["iat_cv"].to_numpy(dtype=float)
+    real = TS.weighted_median(iat, n)
+    rng = np.random.default_rng(ACTIVITY_SEED)
+    counts = np.rint(n[rng.choice(len(n), ARRIVAL_FIT_ROWS, p=n / n.sum())]).astype(np.int64)
+    cv = float(brentq(lambda c: _model_median(counts, c) - real, *ARRIVAL_CV_BRACKET, xtol=1e-3))
+    clients = arrivals["client"].to_numpy()
+    ids = np.unique(clients)
+    rows = [np.flatnonzero(clients == c) for c in ids]
+    boot = []
+    for _ in range(ACTIVITY_BOOTSTRAP):
+        pick = np.concatenate([rows[j] for j in rng.integers(0, len(ids), len(ids))])
+        boot.append(TS.weighted_median(iat[pick], n[pick]))
+    step = 0.05
+    slope = (_model_median(counts, cv + step) - _model_median(counts, cv - step)) / (2 * step)
+    return ArrivalCvFit(cv, float(np.std(boot) / abs(slope)), real)

@@ -32,6 +32,7 @@ class Segments:
     think_time_cv: F64  # CV of the within-session gaps (Gamma; 1 = exponential)
     activity_sigma: F64  # spread of the 10-min activity multiplier (ln units; 0 = none)
     activity_timescale_s: F64  # correlation time of the activity process (s)
+    arrival_cv: F64  # CV of the gaps between session starts (Gamma renewal; 1 = Poisson)
     hour_weight: F64  # [S, 24] relative rate per hour, mean 1
     weekday_weight: F64  # [S, 7] relative rate per weekday, mean 1
     in_mu: F64
@@ -410,6 +411,7 @@ def build(s: Scenario) -> World:
         think_time_cv=arr(lambda g: g.think_time_cv),
         activity_sigma=arr(lambda g: g.activity_sigma),
         activity_timescale_s=arr(lambda g: g.activity_timescale_s),
+        arrival_cv=arr(lambda g: g.arrival_cv),
         hour_weight=np.array([_norm_mean1(g.hour_profile or [1.0] * 24) for g in segs]),
         weekday_weight=np.array([_norm_mean1(g.weekday_profile) for g in segs]),
         in_mu=tin.mu,

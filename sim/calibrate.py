@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from sim import tracestats as TS
-from sim.activity_fit import activity_fit
+from sim.activity_fit import ARRIVAL_FIT_ROWS, activity_fit, arrival_cv_fit
 from sim.calibrate_fit import (
     CV_GRID,
     INTENSITY_BOOTSTRAP,
@@ -373,8 +373,18 @@ def _servegen_presets(inp: Inputs, agg: dict[str, Any]) -> list[Preset]:
             real[fld] = TS.pmf_stats(v, p)
         fits["requests_per_session"] = Fit(
             1.0, "requests", asrc,
-            "1: Poisson arrivals per customer (ServeGen's request-weighted median per-customer"
-            " inter-arrival CV is near 1)",
+            "1: each request its own session; a customer's burstiness is arrival_cv within a"
+            " window and activity spells across windows",
+        )  # fmt: skip
+        acv = arrival_cv_fit(arr[arr["model"] == model])
+        fits["arrival_cv"] = Fit(
+            round_sig(acv.cv, 3), "1", asrc,
+            "simulated method of moments (sim.activity_fit.arrival_cv_fit): Gamma renewal whose"
+            " 10-min windows give the trace's request-weighted median inter-arrival CV"
+            f" ({acv.median_iat_cv:.3f}), simulated on {ARRIVAL_FIT_ROWS:,} (customer, window)"
+            " rows drawn by requests; se: the median's bootstrap over customers / the model's"
+            " slope",
+            acv.cv_se,
         )  # fmt: skip
         fits["sessions_per_day"] = Fit(
             round_sig(per_client_day), "requests/day", asrc,
@@ -425,6 +435,7 @@ def _servegen_presets(inp: Inputs, agg: dict[str, Any]) -> list[Preset]:
             "input_tokens": seg_tokens["input_tokens"],
             "output_tokens": seg_tokens["output_tokens"],
             "cache_hit_share": cache.value,
+            "arrival_cv": fits["arrival_cv"].value,
             "activity_sigma": fits["activity_sigma"].value,
             "activity_timescale_s": fits["activity_timescale_s"].value,
         }

@@ -45,6 +45,11 @@ ServeGen M-large's aggregate 10-minute rate (its CV after the hour-of-day shape 
 autocorrelation at lags 10 min-6 h), fitted by ``tokensim calibrate`` (sim.activity_fit;
 scenarios/presets/api_servegen_m_large.yaml, se 15,000 s)."""
 
+ARRIVAL_CV = 1.0
+"""CV of the gaps between a subscriber's session starts (1). 1: Poisson sessions, the model of
+the chat and coder presets, whose burstiness comes from requests clustered in sessions; the API
+preset sets the value fitted on ServeGen's per-customer windows."""
+
 # --- acquisition (Bass diffusion) ---------------------------------------------------------
 BASS_P = 0.01
 """Innovation coefficient (1/month): ~0.03/year-scale p of Bass (1969) meta-analyses is

@@ -383,6 +383,12 @@ class Segment(Strict):
         description="correlation time of the activity process Z (s): its correlation after a lag"
         " L is exp(-L / timescale); used only when activity_sigma > 0",
     )
+    arrival_cv: Pos = Field(
+        default=D.ARRIVAL_CV,
+        description="coefficient of variation of the gaps between a subscriber's session starts:"
+        " a Gamma renewal process in the subscriber's own time scale (its rate following the"
+        " hour profile and activity); 1 = Poisson, > 1 = bursts of sessions",
+    )
     hour_profile: list[NonNeg] | None = Field(
         default=None,
         min_length=24,

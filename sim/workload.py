@@ -24,6 +24,10 @@ by an activity multiplier exp(sigma Z - sigma^2/2) (mean 1), constant over
 subscriber with correlation time ``activity_timescale_s`` (stream ``activity``):
 customers' own busy and quiet spells, which make an API platform's aggregate
 10-minute rate far burstier than independent Poisson customers (ServeGen).
+With ``arrival_cv`` other than 1, a subscriber's session starts form a Gamma
+renewal process (gaps of that CV) in its own operational time, the integral of
+its rate, instead of a Poisson process: ServeGen's customers are a little
+burstier than Poisson within a window.
 
 The loops are compiled (numba) and draw from the run's named numpy
 Generators, so runs stay reproducible. Arrival times are kept to the
@@ -124,17 +128,22 @@ def _session_requests(rng, s_sub, s_seg, s_start, s_n, think_s, think_cv):
 
 @nb.njit(cache=True)
 def _modulated_sessions(
-    rng, rng_act, ids, rate, seg, day0, hour_weight, sigma, phi, z, per_session, think_s,
-    think_cv,
+    rng, rng_act, ids, rate, seg, day0, hour_weight, sigma, phi, z, arrival_cv, resid,
+    per_session, think_s, think_cv,
 ):  # fmt: skip
-    """:func:`_sessions` for subscribers whose rate is modulated by an activity process.
+    """:func:`_sessions` for subscribers with activity spells or non-Poisson session arrivals.
 
-    Per subscriber, ``z[id]`` (stationary N(0, 1)) steps as an AR(1) with coefficient
-    ``phi[g]`` once per ACTIVITY_WINDOW_S window (stream ``rng_act``) and is kept for the next
-    day; the window's session rate is the day's rate x hour weight x exp(sigma z - sigma^2/2)
-    (mean 1). The day's sessions are Poisson with the summed rate, each placed in a window
-    drawn in proportion to its rate and uniformly within it: the same Poisson process as one
-    count per window, with one Poisson draw per subscriber-day instead of 144.
+    The rate is set per ACTIVITY_WINDOW_S window: the day's rate x hour weight, times
+    exp(sigma z - sigma^2/2) (mean 1) when ``sigma[g]`` > 0, where ``z[id]`` (stationary
+    N(0, 1)) steps as an AR(1) with coefficient ``phi[g]`` once per window (stream
+    ``rng_act``) and is kept for the next day. Session starts then form, in the subscriber's
+    operational time (the integrated rate), a Poisson process when ``arrival_cv[g]`` is 1: the
+    day's count is Poisson with the summed rate, each start in a window drawn in proportion to
+    its rate, uniform within it (one Poisson draw per subscriber-day instead of 144); otherwise
+    a renewal process with Gamma gaps of mean 1 and CV ``arrival_cv[g]``, mapped back to time
+    through the piecewise-linear integrated rate. ``resid[id]`` keeps the operational time to
+    the subscriber's next start across midnight (negative: not started yet, drawn from the
+    renewal process's equilibrium, a uniform share of a length-biased Gamma gap).
     """
     per_hour = int(SECONDS_PER_HOUR / ACTIVITY_WINDOW_S)
     windows = HOURS_PER_DAY * per_hour
@@ -151,23 +160,46 @@ def _modulated_sessions(
         base = rate[i] / windows
         total = 0.0
         for w in range(windows):
-            zi = phi[g] * zi + innov * rng_act.standard_normal()
-            total += base * hour_weight[g, w // per_hour] * np.exp(sd * zi - 0.5 * sd * sd)
+            lam = base * hour_weight[g, w // per_hour]
+            if sd > 0:
+                zi = phi[g] * zi + innov * rng_act.standard_normal()
+                lam *= np.exp(sd * zi - 0.5 * sd * sd)
+            total += lam
             cum[w] = total
         z[ids[i]] = zi
-        c = rng.poisson(total) if total > 0 else 0
-        for _ in range(c):
+        cv = arrival_cv[g]
+        shape = 1.0 / (cv * cv)
+        c = 0
+        u = 0.0
+        if cv == 1.0:
+            c = rng.poisson(total) if total > 0 else 0
+        else:
+            u = resid[ids[i]]
+            if u < 0:
+                u = rng.random() * rng.gamma(shape + 1.0, cv * cv)
+        m = 0
+        while (cv == 1.0 and m < c) or (cv != 1.0 and u < total):
+            x = rng.random() * total if cv == 1.0 else u
+            win = int(min(np.searchsorted(cum, x, side="right"), windows - 1))
+            if cv == 1.0:
+                pos = rng.random()
+            else:
+                lo = cum[win - 1] if win > 0 else 0.0
+                pos = (x - lo) / (cum[win] - lo)
+                u += rng.gamma(shape, cv * cv)
             if k == cap:
                 cap *= 2
                 b_sub, b_seg, b_start, b_n = _session_arrays(cap)
                 b_sub[:k], b_seg[:k], b_start[:k], b_n[:k] = s_sub, s_seg, s_start, s_n
                 s_sub, s_seg, s_start, s_n = b_sub, b_seg, b_start, b_n
-            w = min(np.searchsorted(cum, rng.random() * total, side="right"), windows - 1)
             s_sub[k] = ids[i]
             s_seg[k] = g
-            s_start[k] = day0 + (w + rng.random()) * ACTIVITY_WINDOW_S
+            s_start[k] = day0 + (win + pos) * ACTIVITY_WINDOW_S
             s_n[k] = 1 if per_session[g] <= 1.0 else rng.geometric(1.0 / per_session[g])
             k += 1
+            m += 1
+        if cv != 1.0:
+            resid[ids[i]] = u - total
     return _session_requests(rng, s_sub[:k], s_seg[:k], s_start[:k], s_n[:k], think_s, think_cv)
 
 
@@ -305,9 +337,11 @@ class DemandGenerator:
         cum = np.cumsum(world.seg.hour_weight, axis=1)
         self._hour_cum = cum / cum[:, -1:]
         self._replay_segments = [g for g, r in enumerate(world.seg.replay) if r is not None]
-        self._modulated = world.seg.activity_sigma > 0
-        self._phi = np.exp(-ACTIVITY_WINDOW_S / world.seg.activity_timescale_s)
+        sp = world.seg
+        self._modulated = (sp.activity_sigma > 0) | (sp.arrival_cv != 1.0)
+        self._phi = np.exp(-ACTIVITY_WINDOW_S / sp.activity_timescale_s)
         self._z = np.zeros(0)  # activity state per subscriber id (modulated segments only)
+        self._resid = np.zeros(0)  # operational time to the next session start (renewal)
         self._lognormal_only = bool(
             np.all(world.seg.in_kind == TOKENS_LOGNORMAL)
             and np.all(world.seg.out_kind == TOKENS_LOGNORMAL)
@@ -379,6 +413,7 @@ class DemandGenerator:
         if len(self._z) < pop.n:
             fresh = self.s["activity"].standard_normal(pop.n - len(self._z))
             self._z = np.concatenate([self._z, fresh])
+            self._resid = np.concatenate([self._resid, np.full(len(fresh), -1.0)])
         mod = self._modulated[seg]
         t0, sub0 = _sessions(
             self.s["arrivals"], ids[~mod], rate[~mod], seg[~mod], day0, self._hour_cum,
@@ -386,7 +421,8 @@ class DemandGenerator:
         )  # fmt: skip
         t1, sub1 = _modulated_sessions(
             self.s["arrivals"], self.s["activity"], ids[mod], rate[mod], seg[mod], day0,
-            sp.hour_weight, sp.activity_sigma, self._phi, self._z, sp.requests_per_session,
+            sp.hour_weight, sp.activity_sigma, self._phi, self._z, sp.arrival_cv, self._resid,
+            sp.requests_per_session,
             sp.think_time_s, sp.think_time_cv,
         )  # fmt: skip
         return np.concatenate([t0, t1]), np.concatenate([sub0, sub1])

@@ -15,7 +15,7 @@ import pytest
 from conftest import small_dict, small_scenario
 
 from sim import tracestats as TS
-from sim.activity_fit import _fit, client_windows
+from sim.activity_fit import _fit, _window_cv, arrival_cv_fit, client_windows
 from sim.agents import Population
 from sim.build import build
 from sim.defaults import ACTIVITY_WINDOW_S, SECONDS_PER_DAY
@@ -38,7 +38,8 @@ def _window_counts(sigma: float, tau: float, subs: int, days: int, per_day: floa
         t, sub = _modulated_sessions(
             rng, act, ids, np.full(subs, per_day), np.zeros(subs, dtype=np.int64),
             d * SECONDS_PER_DAY, np.ones((1, 24)), np.array([sigma]),
-            np.array([np.exp(-ACTIVITY_WINDOW_S / tau)]), z, np.ones(1), np.zeros(1), np.ones(1),
+            np.array([np.exp(-ACTIVITY_WINDOW_S / tau)]), z, np.ones(1), np.zeros(subs),
+            np.ones(1), np.zeros(1), np.ones(1),
         )  # fmt: skip
         np.add.at(out, (sub, (t // ACTIVITY_WINDOW_S).astype(np.int64)), 1.0)
     return out
@@ -73,11 +74,41 @@ def test_the_hour_profile_still_shapes_a_modulated_day():
     t, _ = _modulated_sessions(
         rng, act, np.arange(subs), np.full(subs, 240.0), np.zeros(subs, dtype=np.int64), 0.0,
         hours, np.array([1.0]), np.array([0.9]), act.standard_normal(subs), np.ones(1),
-        np.zeros(1), np.ones(1),
+        np.zeros(subs), np.ones(1), np.zeros(1), np.ones(1),
     )  # fmt: skip
     per_hour = np.bincount((t // 3600).astype(int), minlength=24)
     assert per_hour[20] / np.delete(per_hour, 20).mean() == pytest.approx(3.0, rel=0.1)
     assert len(t) == pytest.approx(subs * 240, rel=0.05)
+
+
+@pytest.mark.parametrize("cv", [0.5, 2.0])
+def test_renewal_session_starts_have_the_requested_cv_and_rate_across_days(cv: float):
+    rng, act = np.random.Generator(np.random.PCG64(6)), np.random.Generator(np.random.PCG64(7))
+    subs, days, per_day = 20, 5, 2000.0
+    resid = np.full(subs, -1.0)  # not started: equilibrium start
+    hours = np.ones((1, 24))
+    hours[0, :6] = 0.0  # a silent night: the operational clock stops, gaps do not
+    hours /= hours.mean()
+    ts, subs_out = [], []
+    for d in range(days):
+        t, sub = _modulated_sessions(
+            rng, act, np.arange(subs), np.full(subs, per_day), np.zeros(subs, dtype=np.int64),
+            d * SECONDS_PER_DAY, hours, np.zeros(1), np.zeros(1), np.zeros(subs),
+            np.array([cv]), resid, np.ones(1), np.zeros(1), np.ones(1),
+        )  # fmt: skip
+        ts.append(t)
+        subs_out.append(sub)
+    t, sub = np.concatenate(ts), np.concatenate(subs_out)
+    assert len(t) == pytest.approx(subs * days * per_day, rel=0.03)
+    assert not ((t % SECONDS_PER_DAY) < 6 * 3600).any()
+    gaps = []
+    for i in range(subs):  # gaps in operational time: daytime gaps (the rate is flat there)
+        x = np.sort(t[sub == i])
+        g = np.diff(x)
+        gaps.append(g[(x[1:] // SECONDS_PER_DAY) == (x[:-1] // SECONDS_PER_DAY)])
+    g = np.concatenate(gaps)
+    assert g.mean() == pytest.approx(18 * 3600 / per_day, rel=0.03)
+    assert g.std() / g.mean() == pytest.approx(cv, rel=0.06)
 
 
 def _daily_requests(sigma: float, days: int = 4) -> tuple[int, float]:
@@ -171,3 +202,23 @@ def test_client_window_iat_cv_sees_poisson_and_bursty_customers_and_skips_thin_w
     t3 = np.concatenate([regular, sparse])
     c3 = np.r_[np.zeros(len(regular)), np.ones(len(sparse))]
     assert TS.client_window_iat_cv(t3, c3) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_the_arrival_cv_fit_inverts_windows_made_by_a_gamma_renewal():
+    rng = np.random.default_rng(12)
+    clients, windows, true_cv = 40, 30, 2.0
+    n = rng.integers(10, 40, clients * windows)
+    iat = [_window_cv(int(k), true_cv, rng) for k in n]
+    arr = pd.DataFrame(
+        {
+            "client": np.repeat(np.arange(clients), windows),
+            "window_start_s": np.tile(np.arange(windows) * 600, clients),
+            "rate_rps": n / 600.0,
+            "iat_cv": iat,
+        }
+    )
+    fit = arrival_cv_fit(arr)
+    # small windows bias a window's sample CV down: the fit must undo that, not copy the median
+    assert fit.median_iat_cv < 0.9 * true_cv
+    assert fit.cv == pytest.approx(true_cv, rel=0.06)
+    assert 0 < fit.cv_se < 0.3
