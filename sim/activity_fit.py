@@ -1,4 +1,7 @@
-"""Fitting the activity process of API customers to ServeGen's 10-minute rates.
+"""Fitting API customers' arrival process to ServeGen: activity spells and renewal starts.
+
+Two fits: the activity spells across 10-minute windows (``activity_fit``, below) and the Gamma
+renewal CV of session starts within a window (``arrival_cv_fit``, at the end).
 
 The model (``activity_sigma``, ``activity_timescale_s``; see :mod:`sim.workload`) multiplies
 each customer's rate by A = exp(sigma Z - sigma^2/2) (mean 1), with Z a stationary
@@ -130,8 +133,8 @@ def _fit(x: NDArray[np.float64], grid: NDArray[np.int64], seed: int) -> tuple[fl
         diff = np.r_[np.log(m[0] / real[0]), m[1:] - real[1:]]
         return float((w * diff**2).sum())
 
-    s0 = np.sqrt(np.log1p(real[0] ** 2 / hhi))
-    phi0 = np.exp(-ACTIVITY_WINDOW_S / SECONDS_PER_HOUR)
+    s0 = np.sqrt(np.log1p(real[0] ** 2 / hhi))  # the closed form (independent customers)
+    phi0 = np.exp(-ACTIVITY_WINDOW_S / SECONDS_PER_HOUR)  # a start of one hour
     res = minimize(loss, [np.log(s0), np.log(phi0 / (1 - phi0))], method="Nelder-Mead",
                    options={"xatol": 1e-3, "fatol": 1e-7})  # fmt: skip
     sigma, phi = float(np.exp(res.x[0])), float(1.0 / (1.0 + np.exp(-res.x[1])))

@@ -16,7 +16,8 @@ segment; every request is exported (``run_replication(export_days=...)``) and me
 * API presets: the expected share of the largest 1, 5 and 10 customers among as many
   customers as the trace has, for the preset's intensity spread (``intensity_shape``); and the
   10-minute rate's CV (raw and after the hour-of-day shape) and autocorrelation at 1 h and
-  6 h, averaged over ``RATE_REPLICATIONS`` weeks of as many customers as the trace has with
+  6 h, and its customers' inter-arrival CV within a window (request-weighted median), averaged
+  over ``RATE_REPLICATIONS`` weeks of as many customers as the trace has with
   the preset's own intensity spread (:func:`simulate_rate`): with activity spells, how the
   rate splits among customers decides how bursty the aggregate is.
 
@@ -58,7 +59,8 @@ API_SIMULATED_CUSTOMERS = 2000
 """Customers of an API preset's main validation run (token statistics, hour shape): many, so
 that their independent activity spells average out of the hour-of-day shape (the aggregate
 10-min rate then wanders by sqrt((exp(sigma^2) - 1) / 2000), about 2.5%, at the fitted sigma).
-The rate statistics come from a second run with the trace's effective number of customers."""
+The rate statistics come from other runs, with the trace's number of customers
+(:func:`simulate_rate`)."""
 RATE_REPLICATIONS = 24
 """Simulated weeks averaged for the rate rows of API presets: one week's 10-min rate CV varies
 by about 20% (sd) from seed to seed, because a new draw of intensities changes how much the
@@ -193,7 +195,7 @@ def simulate(p: Preset) -> pd.DataFrame:
 
 
 def simulate_rate(p: Preset, replication: int) -> pd.DataFrame:
-    """Arrival times (s) of one week of an API preset as a user runs it.
+    """Every request (times, tokens, subscriber) of one week of an API preset as a user runs it.
 
     As many customers as the trace has, with the preset's own intensity spread (so the
     largest customers' activity spells dominate the aggregate as in the trace), scaled to
@@ -282,7 +284,7 @@ def rows(p: Preset, req: pd.DataFrame, real_peak_hour: float | None) -> list[Row
 
 
 def _rate_rows(p: Preset) -> list[Row]:
-    """The 10-minute rate's CV and autocorrelation, real vs :func:`simulate_rate`."""
+    """The 10-min rate's CV and autocorrelation and the customers' window CV, real vs simulated."""
     rs = p.real["servegen"]
     n = int(VALIDATION_DAYS * SECONDS_PER_DAY // TS.RATE_WINDOW_S)
     runs = []

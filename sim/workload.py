@@ -404,10 +404,10 @@ class DemandGenerator:
         rate: NDArray[np.float64],
         day0: float,
     ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
-        """The day's requests when some segments have an activity process (unsorted).
+        """The day's requests when some segments have activity spells or renewal starts (unsorted).
 
-        Unmodulated subscribers draw as in :func:`_sessions`, then modulated ones; a
-        subscriber's activity state starts from the stationary N(0, 1) at its first day.
+        Other subscribers draw as in :func:`_sessions`, then these; a subscriber's activity
+        state starts from the stationary N(0, 1), and its renewal clock from equilibrium.
         """
         sp = self.w.seg
         if len(self._z) < pop.n:
@@ -422,8 +422,7 @@ class DemandGenerator:
         t1, sub1 = _modulated_sessions(
             self.s["arrivals"], self.s["activity"], ids[mod], rate[mod], seg[mod], day0,
             sp.hour_weight, sp.activity_sigma, self._phi, self._z, sp.arrival_cv, self._resid,
-            sp.requests_per_session,
-            sp.think_time_s, sp.think_time_cv,
+            sp.requests_per_session, sp.think_time_s, sp.think_time_cv,
         )  # fmt: skip
         return np.concatenate([t0, t1]), np.concatenate([sub0, sub1])
 
