@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import small_dict, small_scenario
+from conftest import small_dict
 
 from sim import tracestats as TS
 from sim.activity_fit import _fit, _window_cv, arrival_cv_fit, client_windows
@@ -133,12 +133,6 @@ def test_activity_keeps_the_demand_and_makes_the_rate_burstier():
     n1, cv1 = _daily_requests(1.0)
     assert n1 == pytest.approx(n0, rel=0.1)  # same mean demand
     assert cv1 > 1.3 * cv0
-
-
-def test_segments_without_activity_draw_as_before():
-    # the modulated path is only taken when some segment has activity_sigma > 0
-    w = build(small_scenario())
-    assert not (w.seg.activity_sigma > 0).any()
 
 
 def test_bad_activity_parameters_are_named():
