@@ -85,19 +85,9 @@ def client_windows(
 
 
 def _moments(r: NDArray[np.float64]) -> NDArray[np.float64]:
-    """[CV, autocorrelation at FIT_LAGS] of rows of rates after the hour shape (NaN = gap)."""
-    d = r - np.nanmean(r, axis=-1, keepdims=True)
-    var = np.nanmean(d * d, axis=-1)
-    acf = [np.nanmean(d[..., :-k] * d[..., k:], axis=-1) / var for k in FIT_LAGS]
-    cv = np.sqrt(var) / np.nanmean(r, axis=-1)
-    return np.stack([cv, *acf], axis=-1)
-
-
-def _after_hour_shape(agg: NDArray[np.float64], grid: NDArray[np.int64]) -> NDArray[np.float64]:
-    """Rows of aggregate rates divided by their hour-of-day means (all windows active)."""
-    hod = (grid % TS.DAY_S) // TS.HOUR_S
-    means = np.stack([agg[:, hod == h].mean(axis=1) for h in range(int(hod.max()) + 1)], axis=1)
-    return agg / means[:, hod]
+    """[CV, autocorrelation at FIT_LAGS] of (rows of) rates after the hour shape (NaN = gap)."""
+    cv = np.nanstd(r, axis=-1) / np.nanmean(r, axis=-1)
+    return np.stack([cv, *(TS.autocorrelation(r, int(k)) for k in FIT_LAGS)], axis=-1)
 
 
 class _Model:
@@ -115,7 +105,7 @@ class _Model:
         z = lfilter([innov], [1.0, -phi], self.eps, axis=-1, zi=phi * self.z0[..., None])[0]
         a = np.exp(sigma * z - 0.5 * sigma * sigma)
         agg = np.einsum("c,rcw->rw", self.share, a)
-        return _moments(_after_hour_shape(agg, self.grid)).mean(axis=0)
+        return _moments(TS.rate_after_hour_shape(agg, self.grid)).mean(axis=0)
 
 
 def _fit(x: NDArray[np.float64], grid: NDArray[np.int64], seed: int) -> tuple[float, ...]:
@@ -178,9 +168,10 @@ def _window_cv(n: int, cv: float, rng: np.random.Generator) -> float:
     already active before the window.
     """
     shape, scale = 1.0 / cv**2, cv**2 * TS.RATE_WINDOW_S / n
-    first = rng.random() * rng.gamma(shape + 1.0, scale)
-    m = int(n + 6 * np.sqrt(n) * cv + 20)
-    t = first + np.concatenate([[0.0], np.cumsum(rng.gamma(shape, scale, m))])
+    t = np.array([rng.random() * rng.gamma(shape + 1.0, scale)])
+    batch = int(n + 6 * np.sqrt(n) * cv) + 1  # about n gaps fill the window; draw until they do
+    while t[-1] < TS.RATE_WINDOW_S:
+        t = np.concatenate([t, t[-1] + np.cumsum(rng.gamma(shape, scale, batch))])
     g = np.diff(t[t < TS.RATE_WINDOW_S])
     return float(g.std() / g.mean()) if len(g) >= 2 and g.mean() > 0 else float("nan")
 

@@ -218,20 +218,26 @@ def servegen_rates(arrivals: pd.DataFrame, model: str) -> dict[str, Any]:
 def rate_after_hour_shape(counts: ArrayLike, starts: ArrayLike) -> NDArray[np.float64]:
     """Counts per rate window / the mean count of their hour of day; NaN for gap windows.
 
-    ``starts`` are the windows' start times (s from midnight of day 0).
+    ``starts`` are the windows' start times (s from midnight of day 0); ``counts`` may hold
+    several series along leading axes (windows on the last axis), each shaped on its own.
     """
     c = np.asarray(counts, dtype=float)
-    ok = c > 0
+    masked = np.where(c > 0, c, np.nan)
     hod = (np.asarray(starts, dtype=np.int64) % DAY_S) // HOUR_S
-    hour_mean = pd.Series(np.where(ok, c, np.nan)).groupby(hod).transform("mean").to_numpy()
-    return np.where(ok, c / hour_mean, np.nan)
+    hour_mean = np.empty_like(masked)
+    for h in np.unique(hod):
+        cols = hod == h
+        hour_mean[..., cols] = np.nanmean(masked[..., cols], axis=-1, keepdims=True)
+    return masked / hour_mean
 
 
-def autocorrelation(x: ArrayLike, lag: int) -> float:
-    """Autocorrelation of a series at ``lag`` steps; pairs with a NaN (a gap) are left out."""
+def autocorrelation(x: ArrayLike, lag: int) -> NDArray[np.float64]:
+    """Autocorrelation at ``lag`` steps along the last axis; pairs with a NaN (gap) left out."""
     a = np.asarray(x, dtype=float)
-    d = a - np.nanmean(a)
-    return float(np.nanmean(d[:-lag] * d[lag:]) / np.nanmean(d * d))
+    d = a - np.nanmean(a, axis=-1, keepdims=True)
+    return np.asarray(
+        np.nanmean(d[..., :-lag] * d[..., lag:], axis=-1) / np.nanmean(d * d, axis=-1)
+    )
 
 
 def rate_modulation_stats(counts: ArrayLike, starts: ArrayLike) -> dict[str, float]:
@@ -239,7 +245,7 @@ def rate_modulation_stats(counts: ArrayLike, starts: ArrayLike) -> dict[str, flo
     r = rate_after_hour_shape(counts, starts)
     out = {"cv_after_hour_shape": float(np.nanstd(r) / np.nanmean(r))}
     for lag in ACF_LAGS_S:
-        out[f"acf_{lag // HOUR_S}h"] = autocorrelation(r, lag // RATE_WINDOW_S)
+        out[f"acf_{lag // HOUR_S}h"] = float(autocorrelation(r, lag // RATE_WINDOW_S))
     return out
 
 

@@ -149,8 +149,7 @@ def _modulated_sessions(
     windows = HOURS_PER_DAY * per_hour
     cum = np.empty(windows)
     n = ids.shape[0]
-    cap = 16
-    s_sub, s_seg, s_start, s_n = _session_arrays(cap)
+    s_sub, s_seg, s_start, s_n = _session_arrays(16)
     k = 0
     for i in range(n):
         g = seg[i]
@@ -168,39 +167,48 @@ def _modulated_sessions(
             cum[w] = total
         z[ids[i]] = zi
         cv = arrival_cv[g]
-        shape = 1.0 / (cv * cv)
-        c = 0
-        u = 0.0
-        if cv == 1.0:
-            c = rng.poisson(total) if total > 0 else 0
-        else:
-            u = resid[ids[i]]
-            if u < 0:
-                u = rng.random() * rng.gamma(shape + 1.0, cv * cv)
-        m = 0
-        while (cv == 1.0 and m < c) or (cv != 1.0 and u < total):
-            x = rng.random() * total if cv == 1.0 else u
-            win = int(min(np.searchsorted(cum, x, side="right"), windows - 1))
-            if cv == 1.0:
+        poisson = cv == 1.0  # else a Gamma renewal of mean-1 gaps in operational time
+        shape, scale = 1.0 / (cv * cv), cv * cv
+        count = rng.poisson(total) if poisson and total > 0 else 0
+        u = 0.0 if poisson else resid[ids[i]]
+        if not poisson and u < 0:
+            u = rng.random() * rng.gamma(shape + 1.0, scale)
+        j = 0
+        while (j < count) if poisson else (u < total):
+            if poisson:  # a window drawn by its rate, a uniform point in it
+                win = _window_at(cum, rng.random() * total)
                 pos = rng.random()
-            else:
+            else:  # the point u of operational time, mapped back to time
+                win = _window_at(cum, u)
                 lo = cum[win - 1] if win > 0 else 0.0
-                pos = (x - lo) / (cum[win] - lo)
-                u += rng.gamma(shape, cv * cv)
-            if k == cap:
-                cap *= 2
-                b_sub, b_seg, b_start, b_n = _session_arrays(cap)
-                b_sub[:k], b_seg[:k], b_start[:k], b_n[:k] = s_sub, s_seg, s_start, s_n
-                s_sub, s_seg, s_start, s_n = b_sub, b_seg, b_start, b_n
+                pos = (u - lo) / (cum[win] - lo)
+                u += rng.gamma(shape, scale)
+            if k == s_sub.shape[0]:
+                s_sub, s_seg, s_start, s_n = _grown_sessions(s_sub, s_seg, s_start, s_n)
             s_sub[k] = ids[i]
             s_seg[k] = g
             s_start[k] = day0 + (win + pos) * ACTIVITY_WINDOW_S
             s_n[k] = 1 if per_session[g] <= 1.0 else rng.geometric(1.0 / per_session[g])
             k += 1
-            m += 1
-        if cv != 1.0:
+            j += 1
+        if not poisson:
             resid[ids[i]] = u - total
     return _session_requests(rng, s_sub[:k], s_seg[:k], s_start[:k], s_n[:k], think_s, think_cv)
+
+
+@nb.njit(cache=True)
+def _window_at(cum, x):
+    """Index of the window whose cumulative rate ``cum`` first exceeds ``x`` (0 <= x < cum[-1])."""
+    return int(min(np.searchsorted(cum, x, side="right"), cum.shape[0] - 1))
+
+
+@nb.njit(cache=True)
+def _grown_sessions(s_sub, s_seg, s_start, s_n):
+    """The session columns copied into columns twice as long."""
+    k = s_sub.shape[0]
+    b_sub, b_seg, b_start, b_n = _session_arrays(2 * k)
+    b_sub[:k], b_seg[:k], b_start[:k], b_n[:k] = s_sub, s_seg, s_start, s_n
+    return b_sub, b_seg, b_start, b_n
 
 
 @nb.njit(cache=True)
