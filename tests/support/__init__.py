@@ -1,0 +1,1 @@
+"""Helpers shared by the test layers (scenarios, harnesses, golden digests)."""
