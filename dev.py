@@ -2,7 +2,7 @@
 """Set up and run tokensim with nothing but python3: creates .venv, installs, runs.
 
     python3 dev.py run     # install (once), then simulate scenarios/baseline.yaml into results/
-    python3 dev.py test    # install (once), then lint, type-check and run the whole test suite
+    python3 dev.py test    # install (once), then lint, type-check, check the layers, run every test
 
 Any extra arguments go to the underlying command (``tokensim run`` or ``pytest``).
 """
@@ -79,6 +79,7 @@ def main(argv: list[str]) -> int:
             _sh(BIN / "ruff", "check", "sim", "tests", "benchmarks", "dev.py")
             _sh(BIN / "ruff", "format", "--check", "sim", "tests", "benchmarks", "dev.py")
             _sh(BIN / "mypy")
+            _sh(BIN / "lint-imports", "--no-cache")
             ensure_chromium()
             _sh(PY, "-m", "pytest", *rest)
     except subprocess.CalledProcessError as e:

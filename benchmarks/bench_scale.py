@@ -33,9 +33,9 @@ BASE_SLOTS = 30  # TPD sizes the cluster proportionally: 30 slots per 10,000 sub
 def worker(n: int, months: int, seed: int) -> dict[str, float]:
     """Run TPD scaled to n subscribers for ``months`` months; return the measurements."""
     t0 = time.perf_counter()
-    from sim.build import build
-    from sim.engine import run_replication
-    from sim.scenario import load_scenario
+    from sim.engine.replication import run_replication
+    from sim.scenario.loading import load_scenario
+    from sim.world.build import build
 
     s = load_scenario(SCENARIO)
     k = n / BASE_N

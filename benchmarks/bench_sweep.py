@@ -4,8 +4,8 @@
 The workload is TPD (``scenarios/tpd-10k-30d.yaml``) scaled in code to ``--n`` subscribers
 (default 3,000: about a second per replication on one core), swept over the chat plan's
 price (4 values) and the pool's GPUs (4 values): 16 points, each run ``--reps`` times with
-the sweep's common seed, through ``sim.sweep.run_sweep`` exactly as ``tokensim sweep`` does
-(point folders written as they finish).
+the sweep's common seed, through ``sim.experiments.sweep.run_sweep`` exactly as ``tokensim
+sweep`` does (point folders written as they finish).
 
 Configurations, each timed in a fresh Python subprocess, in alternating order per repeat:
 
@@ -13,7 +13,7 @@ Configurations, each timed in a fresh Python subprocess, in alternating order pe
 * ``dask-all``: the product's local cluster with one worker per core;
 * ``dask-default-all``: a ``LocalCluster`` with dask's default worker environment (the nanny
   sets ``MALLOC_TRIM_THRESHOLD_``), one worker per core: what the product would get without
-  its allocator setting (``sim.distributed``), to show the regression it avoids;
+  its allocator setting (``sim.experiments.distributed``), to show the regression it avoids;
 * ``pool-1`` / ``pool-all``: the same replications in a plain ``ProcessPoolExecutor``
   (results returned, nothing written): the ceiling a pool of processes reaches here.
 
@@ -51,8 +51,8 @@ CONFIGS = ("dask-1", "dask-all", "dask-default-all", "pool-1", "pool-all")
 
 def scaled_base(n: int) -> Any:
     """TPD scaled to n initial subscribers (sign-ups and GPUs in proportion)."""
-    from sim.overrides import apply_overrides
-    from sim.scenario import load_scenario
+    from sim.scenario.loading import load_scenario
+    from sim.scenario.overrides import apply_overrides
 
     s = load_scenario(SCENARIO)
     f = n / TPD_N
@@ -68,7 +68,7 @@ def scaled_base(n: int) -> Any:
 
 def spec_for(base: Any) -> Any:
     """The 4 x 4 factorial sweep."""
-    from sim.scenario import Sweep
+    from sim.scenario.schema import Sweep
 
     g = base.cluster.pools[0].gpus
     return Sweep(
@@ -81,7 +81,7 @@ def spec_for(base: Any) -> Any:
 
 def measure(config: str, n: int, reps: int) -> dict[str, Any]:
     """One configuration, in this (fresh) process."""
-    from sim.sweep import points, run_sweep
+    from sim.experiments.sweep import points, run_sweep
 
     base = scaled_base(n)
     spec = spec_for(base)
@@ -91,7 +91,7 @@ def measure(config: str, n: int, reps: int) -> dict[str, Any]:
         from concurrent.futures import ProcessPoolExecutor
         from multiprocessing import get_context
 
-        from sim.runner import replicate
+        from sim.experiments.runner import replicate
 
         pts = points(base, spec)
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as ex:
@@ -115,7 +115,7 @@ def measure(config: str, n: int, reps: int) -> dict[str, Any]:
         cluster = cm.__enter__()
         client = Client(cluster, set_as_default=False)
     else:
-        from sim.distributed import open_client
+        from sim.experiments.distributed import open_client
 
         cm = open_client(workers=workers)
         client = cm.__enter__()

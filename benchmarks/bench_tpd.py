@@ -214,10 +214,10 @@ def scale_scenario(scenario: Any, n: int, days: int, gpus: int) -> Any:
 def worker_product(scenario_path: Path, n: int, days: int, seed: int, gpus: int) -> dict[str, Any]:
     """Run the product once in this process and return its measurements."""
     t0 = time.perf_counter()
-    from sim.build import build
-    from sim.engine import run_replication
-    from sim.results import replication_kpis
-    from sim.scenario import load_scenario
+    from sim.engine.replication import run_replication
+    from sim.results.kpis import replication_kpis
+    from sim.scenario.loading import load_scenario
+    from sim.world.build import build
 
     import_s = time.perf_counter() - t0
     t1 = time.perf_counter()

@@ -18,17 +18,17 @@ from typing import Any
 __version__ = "0.1.0"
 
 _API = {
-    "load_scenario": "sim.scenario",
-    "validate_data": "sim.scenario",
-    "Scenario": "sim.scenario",
-    "ScenarioError": "sim.scenario",
-    "run_scenario": "sim.runner",
-    "RunResult": "sim.results",
-    "write_run": "sim.results",
-    "apply_overrides": "sim.overrides",
-    "Sweep": "sim.scenario",
-    "run_sweep": "sim.sweep",
-    "open_client": "sim.distributed",
+    "load_scenario": "sim.scenario.loading",
+    "validate_data": "sim.scenario.loading",
+    "Scenario": "sim.scenario.schema",
+    "ScenarioError": "sim.scenario.errors",
+    "run_scenario": "sim.experiments.runner",
+    "RunResult": "sim.results.tables",
+    "write_run": "sim.results.run_folder",
+    "apply_overrides": "sim.scenario.overrides",
+    "Sweep": "sim.scenario.schema",
+    "run_sweep": "sim.experiments.sweep",
+    "open_client": "sim.experiments.distributed",
 }
 
 __all__ = ["__version__", *_API]

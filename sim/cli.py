@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from sim import __version__
-from sim.scenario import Scenario, ScenarioError, json_schema, load_scenario
+from sim.scenario.errors import ScenarioError
+from sim.scenario.loading import json_schema, load_scenario
+from sim.scenario.schema import Scenario
 
 EXIT_BAD_INPUT = 2
 MAX_REPLICATIONS = 1000
@@ -65,15 +67,15 @@ def cmd_run(a: argparse.Namespace) -> int:
         return _report(e, a.scenario)
     from tqdm import tqdm
 
-    from sim.results import write_run
-    from sim.runner import run_scenario
+    from sim.experiments.runner import run_scenario
+    from sim.results.run_folder import write_run
 
     horizon_days = s.horizon_months * s.days_per_month
     if a.export_days and a.export_days[0] >= horizon_days:
         print(f"error: --export-requests: day {a.export_days[0]} is past the horizon"
               f" ({horizon_days} days)", file=sys.stderr)  # fmt: skip
         return EXIT_BAD_INPUT
-    from sim.runner import Precision, relative_halfwidth
+    from sim.experiments.runner import Precision, relative_halfwidth
 
     seed = s.seed if a.seed is None else a.seed
     reps = s.replications if a.replications is None else a.replications
@@ -112,11 +114,11 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 @contextmanager
 def _maybe_client(wanted: bool, scheduler: str | None, workers: int | None) -> Iterator[Any]:
-    """A dask client when ``wanted`` (see sim.distributed), else None."""
+    """A dask client when ``wanted`` (see sim.experiments.distributed), else None."""
     if not wanted:
         yield None
         return
-    from sim.distributed import open_client
+    from sim.experiments.distributed import open_client
 
     with open_client(scheduler, workers) as client:
         yield client
@@ -134,7 +136,7 @@ def cmd_sweep(a: argparse.Namespace) -> int:
         return _report(e, a.scenario)
     from tqdm import tqdm
 
-    from sim.sweep import check_folder, points, run_sweep, sweep_manifest, sweep_spec
+    from sim.experiments.sweep import check_folder, points, run_sweep, sweep_manifest, sweep_spec
 
     try:
         spec = sweep_spec(s, a.set, a.design, a.samples)
@@ -168,7 +170,7 @@ def cmd_sweep(a: argparse.Namespace) -> int:
 
 def cmd_compare(a: argparse.Namespace) -> int:
     """Print KPIs of run folders side by side with paired differences; write them as CSV."""
-    from sim.compare import CompareError, compare_runs, format_table
+    from sim.results.compare import CompareError, compare_runs, format_table
 
     try:
         table = compare_runs([Path(p) for p in a.runs])
@@ -193,7 +195,7 @@ def cmd_fit_churn(a: argparse.Namespace) -> int:
         return _report(e, a.scenario)
     import yaml
 
-    from sim.churn_fit import fit_churn, parse_targets, update_scenario_file
+    from sim.experiments.churn_fit import fit_churn, parse_targets, update_scenario_file
 
     try:
         targets = parse_targets(a.target or [])
@@ -225,7 +227,8 @@ def cmd_fit_churn(a: argparse.Namespace) -> int:
 
 def cmd_report(a: argparse.Namespace) -> int:
     """Write one self-contained HTML report of a run, a sweep, or several runs compared."""
-    from sim.report import ReportError, write_report
+    from sim.report.folders import ReportError
+    from sim.report.writer import write_report
 
     try:
         out = write_report([Path(p) for p in a.folders], Path(a.out) if a.out else None)
@@ -248,7 +251,9 @@ def cmd_schema(a: argparse.Namespace) -> int:
 
 def cmd_calibrate(a: argparse.Namespace) -> int:
     """Fit workload presets on trace files; write them (and the validation report)."""
-    from sim.calibrate import CalibrationError, calibrate, data_files, use_presets, write_presets
+    from sim.calibration.calibrate import calibrate, data_files
+    from sim.calibration.fit import CalibrationError
+    from sim.calibration.presets import use_presets, write_presets
 
     if a.presets and not a.report:
         print("error: --presets compares presets with traces: give --report FILE", file=sys.stderr)
@@ -265,7 +270,7 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
         for path in write_presets(presets, Path(a.out)):
             print(f"wrote {path}")
     if a.report:
-        from sim.validation import write_report
+        from sim.calibration.fidelity import write_report
 
         target = f"--presets {a.presets}" if a.presets else f"--out {Path(a.out).as_posix()}"
         command = f"tokensim calibrate {files} {target} --report {a.report}"
@@ -456,7 +461,7 @@ def _run_argument_problem(a: argparse.Namespace) -> str | None:
     if a.ci_halfwidth is not None:
         if not a.ci_halfwidth > 0:
             return "--ci-halfwidth must be > 0"
-        from sim.results import KPIS
+        from sim.results.kpis import KPIS
 
         if a.ci_kpi not in KPIS:
             return f"--ci-kpi: unknown KPI '{a.ci_kpi}' (known: {', '.join(KPIS)})"

@@ -10,14 +10,21 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import small_dict
+from support.scenarios import small_dict
 
-from sim import tracestats as TS
-from sim.calibrate import calibrate, load_preset
+from sim.calibration.calibrate import calibrate
+from sim.calibration.fidelity import TOLERANCE, parse_report, rows, simulate
+from sim.calibration.presets import load_preset
 from sim.cli import main
-from sim.scenario import validate_data
-from sim.traces import read_table, read_trace
-from sim.validation import TOLERANCE, parse_report, rows, simulate
+from sim.scenario.loading import validate_data
+from sim.traces.readers import read_table, read_trace
+from sim.traces.stats import (
+    azure2024_profile,
+    pmf_stats,
+    prefix_cache_hit_ratio,
+    request_stats,
+    servegen_rates,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 TRACES = ROOT / "data" / "traces"
@@ -153,7 +160,7 @@ def test_tracestats_match_stats_py_on_the_shipped_samples(tmp_path: Path, name: 
     plain = _plain(tmp_path, name)
     ref = st.read_azure(plain) if "azure" in name else st.read_mooncake(plain)
     tr = read_trace(TRACES / name)
-    ours = TS.request_stats(tr.t, tr.input, tr.output)
+    ours = request_stats(tr.t, tr.input, tr.output)
     for fld in ("input_tokens", "output_tokens"):
         for k in ("mean", "p50", "p90", "p99", "max", "lognorm_mu", "lognorm_sigma"):
             _close(ours[fld][k], ref[fld][k])
@@ -164,7 +171,7 @@ def test_tracestats_match_stats_py_on_the_shipped_samples(tmp_path: Path, name: 
         _close(ours["arrivals"][k], ref["arrivals"][k])
     if tr.hash_ids is not None:
         _close(
-            TS.prefix_cache_hit_ratio(tr.hash_ids, tr.input),
+            prefix_cache_hit_ratio(tr.hash_ids, tr.input),
             ref["prefix_cache"]["hit_ratio_tokens_unbounded"],
         )
 
@@ -174,7 +181,7 @@ def test_servegen_and_profile_statistics_match_stats_py(tmp_path: Path):
     arr = _plain(tmp_path, "servegen_arrivals_m-large.csv.gz")
     pmf = _plain(tmp_path, "servegen_token_pmf_m-large.csv.gz")
     ref = st.servegen_arrivals(arr)["models"]["m-large"]
-    ours = TS.servegen_rates(read_table(arr), "m-large")
+    ours = servegen_rates(read_table(arr), "m-large")
     for k in ("mean_rps", "cv_of_10min_rate", "peak_to_mean_10min"):
         _close(ours[k], ref[k])
     _close(ours["client_window_iat_cv_median"], ref["client_window_iat_cv_median_reqweighted"])
@@ -184,12 +191,12 @@ def test_servegen_and_profile_statistics_match_stats_py(tmp_path: Path):
     table = read_table(pmf)
     for fld in ("input_tokens", "output_tokens"):
         x = table[table["field"] == fld]
-        o = TS.pmf_stats(x["tokens"], x["prob"])
+        o = pmf_stats(x["tokens"], x["prob"])
         for k in ("mean", "p50", "p90", "p99", "lognorm_mu", "lognorm_sigma"):
             _close(o[k], ref_pmf[fld][k])
     prof = TRACES / "azure2024_hourly_profile_digitized.csv"
     ref_prof = st.azure2024_profile(str(prof))["classes"]["code"]
-    o = TS.azure2024_profile(read_table(prof), "code")
+    o = azure2024_profile(read_table(prof), "code")
     for a, b in zip(o["hour_of_day_norm"], ref_prof["hour_of_day_norm_utc"], strict=True):
         assert a == pytest.approx(b, rel=5e-3)
 

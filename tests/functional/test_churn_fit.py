@@ -7,18 +7,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import small_dict
+from support.scenarios import small_dict
 
-from sim.churn_fit import (
+from sim.cli import main
+from sim.experiments.churn_fit import (
     apply_intercepts,
     fit_churn,
     parse_targets,
     replication_segment_churn,
     segment_churn,
 )
-from sim.cli import main
-from sim.runner import run_scenario
-from sim.scenario import Scenario, validate_data
+from sim.experiments.runner import run_scenario
+from sim.scenario.loading import validate_data
+from sim.scenario.schema import Scenario
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 TARGETS = {"chat": 0.07, "coder": 0.04}
@@ -131,28 +132,29 @@ def test_cli_fit_churn_reports_and_updates(tmp_path: Path, capsys):
 def test_secant_iteration_on_a_known_response(monkeypatch, scenario: Scenario):
     """On a synthetic response logit(churn) = 0.5 b + c the secant reaches 0.1 pp in few runs;
     a noise-dominated (negative) secant keeps the last slope instead of taking a huge step."""
-    import sim.churn_fit as F
+    from sim.experiments import churn_fit
+    from sim.experiments.churn_fit import SegmentChurn, fit_churn, logit
 
     calls: list[dict[str, float]] = []
     noise = iter([0.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
 
-    def fake_segment_churn(s: Scenario) -> dict[str, F.SegmentChurn]:
+    def fake_segment_churn(s: Scenario) -> dict[str, SegmentChurn]:
         b = {g.name: g.churn_intercept for g in s.segments}
         calls.append(b)
         eps = next(noise)
         out = {}
         for k, v in b.items():
             p = 1 / (1 + np.exp(-(0.5 * v - 1.0 + (eps if k == "coder" else 0.0))))
-            out[k] = F.SegmentChurn(float(p), float(p), float(p), (float(p),))
+            out[k] = SegmentChurn(float(p), float(p), float(p), (float(p),))
         return out
 
-    monkeypatch.setattr(F, "run_scenario", lambda s, seed, replications: s)
-    monkeypatch.setattr(F, "segment_churn", fake_segment_churn)
-    fit = F.fit_churn(scenario, TARGETS, tolerance=0.001, max_iterations=8, digits=6)
+    monkeypatch.setattr(churn_fit, "run_scenario", lambda s, seed, replications: s)
+    monkeypatch.setattr(churn_fit, "segment_churn", fake_segment_churn)
+    fit = fit_churn(scenario, TARGETS, tolerance=0.001, max_iterations=8, digits=6)
     assert fit.converged and len(calls) <= 6
     # iteration 2's coder secant is negative (noise +0.5): iteration 3 must not step 1/0.3 = 3.3x
     # the logit gap, but reuse the slope 1 of iteration 1
-    gap = F.logit(TARGETS["coder"]) - F.logit(fit.iterations[1].churn["coder"].mean)
+    gap = logit(TARGETS["coder"]) - logit(fit.iterations[1].churn["coder"].mean)
     step = calls[2]["coder"] - calls[1]["coder"]
     assert step == pytest.approx(gap, abs=1e-5)
     for k, t in TARGETS.items():

@@ -16,12 +16,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import small_dict
+from support.scenarios import small_dict
 
 from sim import __version__
-from sim import results as R
 from sim.cli import main
-from sim.scenario import load_scenario
+from sim.results import run_folder
+from sim.results.kpis import KPIS
+from sim.scenario.loading import load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
@@ -242,14 +243,14 @@ def test_tables_hold_both_replications(run_dir):
     ).all()
     kpis = pd.read_csv(out / "kpis_by_replication.csv")
     assert kpis["replication"].tolist() == [0, 1]
-    assert set(R.KPIS) <= set(kpis.columns)
+    assert set(KPIS) <= set(kpis.columns)
 
 
 def test_summary_gives_every_kpi_with_a_confidence_interval(run_dir):
     out, _, _ = run_dir
     summary = json.loads((out / "summary.json").read_text())
     kpis = pd.read_csv(out / "kpis_by_replication.csv")
-    assert set(summary) == set(R.KPIS)
+    assert set(summary) == set(KPIS)
     for name, v in summary.items():
         assert v["replications"] == 2, name
         assert None not in (v["mean"], v["ci95_low"], v["ci95_high"]), name
@@ -306,14 +307,14 @@ def test_a_run_that_fails_while_writing_leaves_the_old_folder_intact(
     argv = ["run", str(scenario), "--out", str(out), "--quiet", "--no-plots"]
     assert main(argv) == 0
     before = {p: (out / p).read_bytes() for p in listing(out) if (out / p).is_file()}
-    real = R._write_contents
+    real = run_folder._write_contents
 
     def half_written(result, d, seed, plots):
         real(result, d, seed, plots)
         (d / "manifest.json").unlink()
         raise OSError("disk full")
 
-    monkeypatch.setattr(R, "_write_contents", half_written)
+    monkeypatch.setattr(run_folder, "_write_contents", half_written)
     with pytest.raises(OSError, match="disk full"):
         main([*argv, "--seed", "99"])
     after = {p: (out / p).read_bytes() for p in listing(out) if (out / p).is_file()}

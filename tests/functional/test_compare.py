@@ -7,10 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import small_dict
+from support.scenarios import small_dict
 
 from sim.cli import main
-from sim.results import KPIS
+from sim.results.kpis import KPIS
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,11 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from conftest import small_dict
+from support.scenarios import small_dict
 
-from sim.results import RunResult
-from sim.runner import run_scenario
-from sim.scenario import validate_data
+from sim.experiments.runner import run_scenario
+from sim.results.tables import RunResult
+from sim.scenario.loading import validate_data
 
 SEEDS = (1, 2)
 

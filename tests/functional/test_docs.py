@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sim.docgen import BEGIN, END, parameters_markdown
-from sim.scenario import json_schema
+from sim.scenario.docgen import BEGIN, END, parameters_markdown
+from sim.scenario.loading import json_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_parameters_reference_is_what_the_schema_generates():
     text = (ROOT / "docs" / "parameters.md").read_text()
     block = text[text.index(BEGIN) : text.index(END) + len(END)] + "\n"
-    assert block == parameters_markdown(), "run: python -m sim.docgen docs/parameters.md"
+    assert block == parameters_markdown(), "run: python -m sim.scenario.docgen docs/parameters.md"
 
 
 def test_every_schema_field_has_a_description():

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-from conftest import small_dict
+from support.scenarios import small_dict
 
 from sim.cli import main
 

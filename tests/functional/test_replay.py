@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import small_dict
+from support.scenarios import small_dict
 
-from sim import tracestats as TS
-from sim.build import build
 from sim.cli import main
-from sim.scenario import load_scenario, validate_data
-from sim.traces import read_trace
+from sim.scenario.loading import load_scenario, validate_data
+from sim.traces.readers import read_trace
+from sim.traces.stats import request_stats
+from sim.world.build import build
 
 ROOT = Path(__file__).resolve().parents[2]
 TRACES = ROOT / "data" / "traces"
@@ -59,8 +59,8 @@ def test_replayed_azure_trace_exports_back_with_its_statistics(tmp_path: Path):
     assert len(az) == len(tr)
     np.testing.assert_allclose(az["TIMESTAMP"].to_numpy(), tr.t, atol=2e-6)  # to the us
     np.testing.assert_array_equal(np.sort(az["ContextTokens"]), np.sort(tr.input))
-    real = TS.request_stats(tr.t, tr.input, tr.output)
-    sim = TS.request_stats(az["TIMESTAMP"], az["ContextTokens"], az["GeneratedTokens"])
+    real = request_stats(tr.t, tr.input, tr.output)
+    sim = request_stats(az["TIMESTAMP"], az["ContextTokens"], az["GeneratedTokens"])
     for k in ("iat_cv", "count_cv_60s", "idc_60s", "peak_to_mean_1min"):
         assert sim["arrivals"][k] == pytest.approx(real["arrivals"][k], rel=1e-4), k
     for k in ("mean", "p50", "p90", "p99"):

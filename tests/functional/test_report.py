@@ -4,7 +4,7 @@ The fixture is a small 2 x 2 factorial sweep folder (lite plan price x big pool 
 2 replications per point) built from real run folders in the layout sim/sweep.py
 writes (sweep.json, points.csv, points/<point>/); its first points double as the run
 folders of the one-run and comparison reports. The pages are opened in headless
-Chromium (tests/browser_check.py).
+Chromium (tests/support/browser_check.py).
 """
 
 from __future__ import annotations
@@ -17,22 +17,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from browser_check import PageReport, check_pages
-from conftest import small_dict
+from support.browser_check import PageReport, check_pages
+from support.scenarios import small_dict
 
 from sim.cli import main
-from sim.report import (
-    ReportError,
-    RunFolder,
-    build_report,
-    plan_table,
-    quota_use_table,
-    sweep_points,
-    sweep_response,
-    token_mix,
-    write_report,
-)
-from sim.results import KPIS, mean_ci
+from sim.report.data import plan_table, quota_use_table, sweep_points, sweep_response, token_mix
+from sim.report.folders import ReportError, RunFolder
+from sim.report.writer import build_report, write_report
+from sim.results.kpis import KPIS, mean_ci
 
 PRICE = "plans.lite.price_per_month"
 GPUS = "cluster.pools.big.gpus"
@@ -184,7 +176,7 @@ def test_reports_are_self_contained(reports: dict[str, Path], sweep_dir: Path):
 
 
 def test_a_run_without_ledger_says_so(sweep_dir: Path, monkeypatch):
-    monkeypatch.setattr("sim.report_figures.svg_data_uri", lambda fig: "data:,")  # text only
+    monkeypatch.setattr("sim.report.figures.svg_data_uri", lambda fig: "data:,")  # text only
     text = build_report([sweep_dir / "points" / "p002"])
     assert text.count("outputs.ledger: false") == 2  # token mix and quota use
     assert text.count("<figure>") == 4
@@ -227,7 +219,7 @@ def test_the_browser_check_catches_a_broken_page(tmp_path: Path):
 
 
 def test_a_missing_chromium_fails_unless_skipped_on_purpose(monkeypatch):
-    import browser_check
+    from support import browser_check
 
     monkeypatch.setattr(browser_check.shutil, "which", lambda name: None)
     monkeypatch.delenv(browser_check.SKIP_ENV, raising=False)
@@ -295,7 +287,7 @@ def test_a_failed_report_leaves_the_previous_one(sweep_dir: Path, tmp_path: Path
 
 
 def test_an_unfinished_lhs_sweep(sweep_dir: Path, tmp_path: Path, monkeypatch):
-    monkeypatch.setattr("sim.report_figures.svg_data_uri", lambda fig: "data:,")  # text only
+    monkeypatch.setattr("sim.report.figures.svg_data_uri", lambda fig: "data:,")  # text only
     d = tmp_path / "lhs"
     d.mkdir()
     spec = json.loads((sweep_dir / "sweep.json").read_text())

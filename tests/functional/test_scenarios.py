@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sim.scenario import load_scenario
+from sim.scenario.loading import load_scenario
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 RULES = ("cutoff", "throttle", "payg", "topup")

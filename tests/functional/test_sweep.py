@@ -12,13 +12,13 @@ import cloudpickle
 import pandas as pd
 import pytest
 import yaml
-from conftest import small_dict
+from support.scenarios import small_dict
 
 from sim.cli import main
-from sim.distributed import QUIET_CLUSTER, WORKER_ENV_UNSET, map_unordered, open_client
-from sim.results import KPIS
-from sim.runner import run_scenario
-from sim.scenario import validate_data
+from sim.experiments.distributed import QUIET_CLUSTER, WORKER_ENV_UNSET, map_unordered, open_client
+from sim.experiments.runner import run_scenario
+from sim.results.kpis import KPIS
+from sim.scenario.loading import validate_data
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests
 
@@ -153,8 +153,8 @@ def test_a_sweep_point_equals_a_direct_run_of_its_scenario(sweep_dir: Path):
 
 
 def test_resume_reruns_only_unfinished_points(sweep_dir: Path, client):
-    from sim.scenario import load_scenario
-    from sim.sweep import run_sweep, sweep_spec
+    from sim.experiments.sweep import run_sweep, sweep_spec
+    from sim.scenario.loading import load_scenario
 
     out = sweep_dir / "copy"
     import shutil

@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import small_dict
-from test_conservation import check_all
+from support.conservation import check_all
+from support.scenarios import small_dict
 
-from sim.runner import run_scenario
-from sim.scenario import validate_data
+from sim.experiments.runner import run_scenario
+from sim.scenario.loading import validate_data
 
 CODE = Path(__file__).resolve().parents[2] / "data" / "traces" / "azure2023_code_calib.csv.gz"
 

@@ -1,6 +1,6 @@
 """The cluster against queueing theory: Erlang C, Pollaczek-Khinchine, Cobham, Little.
 
-Kernel-level checks drive sim.cluster.serve_day with Poisson arrivals and known service
+Kernel-level checks drive sim.engine.admission.serve_day with Poisson arrivals and known service
 distributions; each estimate's standard error comes from batch means (20 batches; batch means
 still understate the error a little when the queue is strongly autocorrelated), and the theory
 must fall within 3.5 standard errors of the estimate.
@@ -12,12 +12,12 @@ import math
 
 import numpy as np
 import pytest
-from conftest import small_dict
-from kernel_harness import Harness, PlanSpec
+from support.kernel_harness import Harness, PlanSpec
+from support.scenarios import small_dict
 
-from sim.build import build
-from sim.engine import run_replication
-from sim.scenario import validate_data
+from sim.engine.replication import run_replication
+from sim.scenario.loading import validate_data
+from sim.world.build import build
 
 N = 400_000
 BATCHES = 20

@@ -12,18 +12,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import small_dict
+from support.scenarios import small_dict
 
-from sim import tracestats as TS
-from sim.activity_fit import _fit, _window_cv, arrival_cv_fit, client_windows
-from sim.agents import Population
-from sim.build import build
-from sim.defaults import ACTIVITY_WINDOW_S, SECONDS_PER_DAY
-from sim.lifecycle import initial_population
-from sim.metrics import Accumulators
-from sim.rng import Streams
-from sim.scenario import ScenarioError, validate_data
-from sim.workload import DemandGenerator, _modulated_sessions
+from sim.calibration.activity import _fit, _window_cv, arrival_cv_fit, client_windows
+from sim.engine.demand import DemandGenerator, _modulated_sessions
+from sim.engine.lifecycle import initial_population
+from sim.engine.metrics import Accumulators
+from sim.engine.population import Population
+from sim.engine.resolution import ACTIVITY_WINDOW_S
+from sim.engine.streams import Streams
+from sim.scenario.errors import ScenarioError
+from sim.scenario.loading import validate_data
+from sim.traces.stats import autocorrelation, client_window_iat_cv
+from sim.units import SECONDS_PER_DAY
+from sim.world.build import build
 
 WINDOWS_PER_DAY = int(SECONDS_PER_DAY / ACTIVITY_WINDOW_S)
 
@@ -54,7 +56,7 @@ def test_modulated_counts_have_the_lognormal_mean_variance_and_autocorrelation()
     phi = np.exp(-ACTIVITY_WINDOW_S / tau)
     for lag in (1, 6, 18):  # 10 min, 1 h, 3 h
         want = np.expm1(sigma**2 * phi**lag) / np.expm1(sigma**2) * var_a / (var_a + 1 / 400)
-        got = TS.autocorrelation(x, lag).mean()  # one value per subscriber
+        got = autocorrelation(x, lag).mean()  # one value per subscriber
         assert got == pytest.approx(want, abs=0.04), lag
 
 
@@ -186,16 +188,16 @@ def test_client_window_iat_cv_sees_poisson_and_bursty_customers_and_skips_thin_w
     thin = np.arange(0, day, 120.0)  # 5 requests per window: below ServeGen's cut of 10
     t = np.concatenate([poisson, thin])
     c = np.r_[np.zeros(len(poisson)), np.ones(len(thin))]
-    assert TS.client_window_iat_cv(t, c) == pytest.approx(1.0, abs=0.05)
+    assert client_window_iat_cv(t, c) == pytest.approx(1.0, abs=0.05)
     t2 = np.concatenate([bursty, thin])
     c2 = np.r_[np.zeros(len(bursty)), np.ones(len(thin))]
-    assert TS.client_window_iat_cv(t2, c2) == pytest.approx(2.0, rel=0.15)
+    assert client_window_iat_cv(t2, c2) == pytest.approx(2.0, rel=0.15)
     # request weights: a regular customer (CV 0, 20 per window) outweighs a Poisson one (~12)
     regular = np.arange(0, day, 30.0)
     sparse = np.sort(rng.uniform(0, day, 144 * 12))
     t3 = np.concatenate([regular, sparse])
     c3 = np.r_[np.zeros(len(regular)), np.ones(len(sparse))]
-    assert TS.client_window_iat_cv(t3, c3) == pytest.approx(0.0, abs=1e-9)
+    assert client_window_iat_cv(t3, c3) == pytest.approx(0.0, abs=1e-9)
 
 
 def test_the_arrival_cv_fit_inverts_windows_made_by_a_gamma_renewal():

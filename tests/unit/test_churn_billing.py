@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import small_dict, small_scenario
+from support.scenarios import small_dict, small_scenario
 
-from sim import churn as C
-from sim.billing import overage_due
-from sim.build import build
-from sim.scenario import validate_data
+from sim.engine.acquisition import expected_signups_per_month
+from sim.engine.billing import overage_due
+from sim.engine.choice import choose_plans, plan_utility, switch_plans
+from sim.engine.churn import churn_probability
+from sim.scenario.loading import validate_data
+from sim.world.build import build
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +27,7 @@ def _p(world, **kw):
         unused_share=np.array([0.0]), tenure_months=np.array([0]),
     )  # fmt: skip
     base.update({k: np.array([v]) for k, v in kw.items()})
-    return float(C.churn_probability(world, **base)[0])
+    return float(churn_probability(world, **base)[0])
 
 
 def test_churn_probability_is_the_intercept_for_a_satisfied_new_subscriber(world):
@@ -54,8 +56,8 @@ def test_heavier_users_choose_larger_plans():
     rng = np.random.default_rng(1)
     n = 20_000
     seg = np.zeros(n, dtype=np.int64)
-    light = C.choose_plans(world, seg, np.full(n, 0.2), rng)
-    heavy = C.choose_plans(world, seg, np.full(n, 8.0), rng)
+    light = choose_plans(world, seg, np.full(n, 0.2), rng)
+    heavy = choose_plans(world, seg, np.full(n, 8.0), rng)
     pro = world.plan.names.index("pro")
     assert (heavy == pro).mean() > (light == pro).mean() + 0.2
 
@@ -63,7 +65,7 @@ def test_heavier_users_choose_larger_plans():
 def test_choice_respects_eligibility(world):
     rng = np.random.default_rng(2)
     coder = world.seg.names.index("coder")
-    got = C.choose_plans(world, np.full(1000, coder, dtype=np.int64), np.ones(1000), rng)
+    got = choose_plans(world, np.full(1000, coder, dtype=np.int64), np.ones(1000), rng)
     assert set(got.tolist()) == {world.plan.names.index("pro")}
 
 
@@ -73,7 +75,7 @@ def test_plan_utility_prefers_payg_to_cutoff_for_demand_over_quota():
                        "on_exhaustion": {"rule": "payg", "price_per_munit": 1.0}})  # fmt: skip
     d["segments"][0]["plans"].append("lite_payg")
     w = build(validate_data(d))
-    u = C.plan_utility(w, np.array([0]), np.array([20.0]))[0]
+    u = plan_utility(w, np.array([0]), np.array([20.0]))[0]
     lite, payg = w.plan.names.index("lite"), w.plan.names.index("lite_payg")
     assert u[payg] > u[lite]  # same fee and quota; payg serves the excess below its value
 
@@ -83,13 +85,13 @@ def test_switching_moves_one_step_along_the_ladder(world):
     lite, pro = world.plan.names.index("lite"), world.plan.names.index("pro")
     n = 1000
     seg = np.zeros(n, dtype=np.int64)
-    up = C.switch_plans(world, seg, np.full(n, lite), np.ones(n, bool), np.zeros(n, bool), rng)
+    up = switch_plans(world, seg, np.full(n, lite), np.ones(n, bool), np.zeros(n, bool), rng)
     share_up = (up == pro).mean()
     assert share_up == pytest.approx(world.churn["upgrade_probability"], abs=0.05)
-    down = C.switch_plans(world, seg, np.full(n, pro), np.zeros(n, bool), np.ones(n, bool), rng)
+    down = switch_plans(world, seg, np.full(n, pro), np.zeros(n, bool), np.ones(n, bool), rng)
     assert (down == lite).mean() == pytest.approx(world.churn["downgrade_probability"], abs=0.05)
     # already at the top: nowhere to go
-    top = C.switch_plans(world, seg, np.full(n, pro), np.ones(n, bool), np.zeros(n, bool), rng)
+    top = switch_plans(world, seg, np.full(n, pro), np.ones(n, bool), np.zeros(n, bool), rng)
     assert (top == pro).all()
 
 
@@ -110,5 +112,5 @@ def test_bass_adoption_slows_as_the_market_saturates(world):
     rates = []
     for n in (0.5 * m, 0.9 * m, m):
         counts[k] = int(n)
-        rates.append(C.expected_signups_per_month(world, counts)[k])
+        rates.append(expected_signups_per_month(world, counts)[k])
     assert rates[0] > rates[1] > rates[2] == 0.0

@@ -6,11 +6,12 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import small_scenario
+from support.scenarios import small_scenario
 
-from sim.overrides import apply_overrides, set_path
-from sim.scenario import Range, ScenarioError, Sweep
-from sim.sweep import design, parse_set, points, sweep_spec
+from sim.experiments.sweep import design, parse_set, points, sweep_spec
+from sim.scenario.errors import ScenarioError
+from sim.scenario.overrides import apply_overrides, set_path
+from sim.scenario.schema import Range, Sweep
 
 
 def test_paths_address_list_items_by_name_and_index():

@@ -6,15 +6,16 @@ import hashlib
 
 import numpy as np
 import pytest
-from conftest import small_dict, small_scenario
+from support.scenarios import small_dict, small_scenario
 
-from sim.agents import Population
-from sim.build import build
-from sim.lifecycle import initial_population
-from sim.metrics import Accumulators
-from sim.rng import Streams
-from sim.scenario import ScenarioError, validate_data
-from sim.workload import DemandGenerator, _inverse_cdf, _sessions, _tokens_and_models
+from sim.engine.demand import DemandGenerator, _inverse_cdf, _sessions, _tokens_and_models
+from sim.engine.lifecycle import initial_population
+from sim.engine.metrics import Accumulators
+from sim.engine.population import Population
+from sim.engine.streams import Streams
+from sim.scenario.errors import ScenarioError
+from sim.scenario.loading import validate_data
+from sim.world.build import build
 
 
 def test_existing_scenarios_draw_exactly_what_they_drew_before_gamma_and_empirical():
@@ -123,8 +124,8 @@ def test_lognormal_fast_path_draws_exactly_what_the_general_kernel_draws():
     """The lognormal-only kernel is a speed path: same draws, same order, same outputs."""
     import numpy as np
 
-    from sim import workload as W
-    from sim.build import build
+    from sim.engine.demand import _tokens_and_models, _tokens_lognormal
+    from sim.world.build import build
 
     w = build(small_scenario())
     sp = w.seg
@@ -135,14 +136,14 @@ def test_lognormal_fast_path_draws_exactly_what_the_general_kernel_draws():
     sub_plan = rng.integers(0, sp.model_cum.shape[1], n_sub)
 
     def fast():
-        return W._tokens_lognormal(
+        return _tokens_lognormal(
             np.random.default_rng(1), np.random.default_rng(2), sub, sub_seg, sub_plan,
             sp.in_mu, sp.in_sigma, sp.in_max, sp.out_mu, sp.out_sigma, sp.out_max, sp.cache_hit,
             sp.model_cum,
         )  # fmt: skip
 
     def general():
-        return W._tokens_and_models(
+        return _tokens_and_models(
             np.random.default_rng(1), np.random.default_rng(2), sub, sub_seg, sub_plan,
             sp.in_mu, sp.in_sigma, sp.in_max, sp.out_mu, sp.out_sigma, sp.out_max, sp.in_kind,
             sp.out_kind, sp.in_table_p, sp.in_table_q, sp.in_table_n, sp.out_table_p,

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from sim.churn_fit import segment_churn
-from sim.runner import run_scenario
-from sim.scenario import load_scenario
+from sim.experiments.churn_fit import segment_churn
+from sim.experiments.runner import run_scenario
+from sim.scenario.loading import load_scenario
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 TARGETS = {"chat": 0.07, "household": 0.045, "coder": 0.07, "enterprise_bot": 0.05}

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim.runner import run_scenario
-from sim.scenario import load_scenario
+from sim.experiments.runner import run_scenario
+from sim.scenario.loading import load_scenario
 
 SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "deepseek-day.yaml"
 NODES_AVG = 226.75  # average 8xH800 nodes in service over the day (published)

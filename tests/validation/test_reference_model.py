@@ -1,4 +1,4 @@
-"""The fast engine against the plain per-request SimPy reference model (tests/reference_model.py).
+"""The fast engine against the plain per-request SimPy reference model (support/reference_model).
 
 Both models run the same small, loaded scenario (one 30-day billing month, a cluster slowed
 down so that the pools run at 50-80% mean utilisation and queue at the peak hours), with
@@ -24,15 +24,16 @@ import math
 
 import numpy as np
 import pytest
-from conftest import small_dict
-from reference_model import InitialPopulation, ReferenceModel, Totals, run_reference
 from scipy import stats
+from support.reference_model import InitialPopulation, ReferenceModel, Totals, run_reference
+from support.scenarios import small_dict
 
-from sim import lifecycle
-from sim.agents import Population
-from sim.build import World, build
-from sim.engine import Replication, ReplicationResult
-from sim.scenario import validate_data
+from sim.engine.lifecycle import initial_population
+from sim.engine.population import Population
+from sim.engine.replication import Replication, ReplicationResult
+from sim.scenario.loading import validate_data
+from sim.world.arrays import World
+from sim.world.build import build
 
 Z = 3.5
 """Allowed difference of means, in standard errors of the difference: ~3, widened a little
@@ -54,7 +55,7 @@ Metrics = dict[str, float]
 
 
 def loaded_scenario(throttle: bool) -> dict:
-    """The conftest's small scenario, loaded: 1 month, slow GPUs, fixed population.
+    """The small scenario (support/scenarios), loaded: 1 month, slow GPUs, fixed population.
 
     chat (80 subscribers) is on a 300k-token plan with ``cutoff`` (or, with ``throttle``, a
     slow lane with a 5-minute minimum gap, deprioritised); coder (16) is on a 1.5M-token
@@ -286,7 +287,7 @@ def test_initial_population_is_drawn_like_the_reference():
     eng_pop = []
     for seed in range(20):
         rep = Replication(world, seed)
-        lifecycle.initial_population(world, rep.pop, rep.acc, rep.streams)  # as run() starts
+        initial_population(world, rep.pop, rep.acc, rep.streams)  # as run() starts
         eng_pop.append(as_initial(rep.pop))
     ref_subs = [s for seed in range(20) for s in ReferenceModel(world, REFERENCE_SEED + seed).subs]
     dpm = world.days_per_month

@@ -1,0 +1,1 @@
+"""Workload presets fitted on real traces and their real-vs-simulated report."""

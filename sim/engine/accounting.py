@@ -1,0 +1,204 @@
+"""One compiled pass that folds a day's request outcomes into every counter.
+
+Written as a numba loop rather than a dozen numpy ``bincount`` passes: one
+pass over the requests updates the subscriber's month counters, the monthly
+plan x segment table, the latency histograms and the hourly pool table.
+(Calling this accounting from inside the admission kernel, request by
+request, was tried and measured slower: numba passes the many arrays by value
+on every call.)
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from sim.engine.admission import (
+    DOWNGRADED,
+    REFUSED_CONCURRENCY,
+    REFUSED_QUOTA,
+    REFUSED_THROTTLE,
+    SERVED,
+)
+from sim.engine.resolution import HIST_MANTISSA_BITS, HIST_MIN_S
+from sim.units import SECONDS_PER_HOUR, TOKENS_PER_MTOK
+from sim.world.rules import RULE_PAYG
+
+# order of the request-level metrics in the stacked monthly array (see sim.engine.metrics.MONTHLY)
+REQUEST_METRICS = (
+    "requests", "served", "throttled", "refused_quota", "refused_throttle",
+    "refused_concurrency", "refused_capacity", "slo_met", "slo_counted",
+    "tokens_requested", "tokens_served", "tokens_refused", "tokens_throttled",
+    "input_miss_tokens", "input_hit_tokens", "output_tokens", "revenue_topups", "api_list_value",
+)  # fmt: skip
+(R_REQ, R_SERVED, R_THR, R_RQ, R_RT, R_RC, R_RCAP, R_MET, R_CNT, R_TREQ, R_TSRV, R_TREF,
+ R_TTHR, R_MISS, R_HIT, R_OUT, R_TOPUP, R_API) = range(len(REQUEST_METRICS))  # fmt: skip
+# order of the per-subscriber month counters passed as one 2-D array
+SUB_COUNTERS = (
+    "requests", "served", "throttled", "refused", "slo_miss", "slo_counted",
+    "tokens_requested", "tokens_served", "tokens_throttled", "tokens_refused",
+    "over_units", "topup_spend",
+)  # fmt: skip
+(S_REQ, S_SERVED, S_THR, S_REF, S_MISS, S_CNT, S_TREQ, S_TSRV, S_TTHR, S_TREF, S_OVER,
+ S_SPEND) = range(len(SUB_COUNTERS))  # fmt: skip
+# order of the hourly metrics filled here (see sim.engine.metrics.HOURLY)
+HOURLY_FILLED = ("arrivals", "started", "wait_sum_s", "slo_met", "slo_counted", "busy_slot_s")
+H_ARR, H_START, H_WAIT, H_MET, H_CNT, H_BUSY = range(len(HOURLY_FILLED))
+MANTISSA_SHIFT = 52 - HIST_MANTISSA_BITS
+KEY_MIN = int(np.array([HIST_MIN_S]).view(np.int64)[0] >> MANTISSA_SHIFT)
+"""Exponent-and-mantissa key of HIST_MIN_S: bin b >= 1 holds keys KEY_MIN + b - 1."""
+
+
+@nb.njit(cache=True, inline="always")
+def _bin(x, buf, bits, n_bins):
+    """Latency bin: the float's exponent and top mantissa bits (log-spaced, no log call)."""
+    if x < HIST_MIN_S:
+        return 0
+    buf[0] = x
+    return min(int((bits[0] >> MANTISSA_SHIFT) - KEY_MIN) + 1, n_bins - 1)
+
+
+@nb.njit(cache=True)
+def tally_day(  # noqa: PLR0913
+    # requests and their outcomes
+    t,
+    sub,
+    model,
+    inp,
+    cached,
+    output,
+    outcome,
+    pool_used,
+    occ,
+    start,
+    over,
+    bought,
+    # subscriber state
+    sub_plan,
+    sub_seg,
+    sub_counters,
+    tokens_by_model,
+    # parameters
+    plan_rule,
+    plan_class,
+    pack_price,
+    prefill_rate,
+    tpot,
+    slo_ttft,
+    slo_tpot,
+    slo_wait,
+    price_miss,
+    price_hit,
+    price_out,
+    n_class,
+    pool_model,
+    track_models,
+    # accumulators for this month and the whole run
+    monthly,
+    hist,
+    wait_sum,
+    slo_pool,
+    model_tokens,
+    hourly,
+):
+    """Accumulate one day's requests (see the module docstring)."""
+    n_h = hourly.shape[0]
+    n_bins = hist.shape[3]
+    buf = np.empty(1, dtype=np.float64)
+    bits = buf.view(np.int64)
+    for i in range(t.shape[0]):
+        s = sub[i]
+        p = sub_plan[s]
+        g = sub_seg[s]
+        oc = outcome[i]
+        unc = inp[i] - cached[i]
+        tok = inp[i] + output[i]
+        monthly[R_REQ, p, g] += 1
+        monthly[R_TREQ, p, g] += tok
+        sub_counters[s, S_REQ] += 1
+        sub_counters[s, S_TREQ] += tok
+        if bought[i] > 0:
+            spend = bought[i] * pack_price[p]
+            sub_counters[s, S_SPEND] += spend
+            monthly[R_TOPUP, p, g] += spend
+        if oc > DOWNGRADED:
+            sub_counters[s, S_REF] += 1
+            sub_counters[s, S_TREF] += tok
+            monthly[R_TREF, p, g] += tok
+            if oc == REFUSED_QUOTA:
+                monthly[R_RQ, p, g] += 1
+            elif oc == REFUSED_THROTTLE:
+                monthly[R_RT, p, g] += 1
+            elif oc == REFUSED_CONCURRENCY:
+                monthly[R_RC, p, g] += 1
+            else:
+                monthly[R_RCAP, p, g] += 1
+            continue
+        # served
+        pl = pool_used[i]
+        m = model[i] if oc != DOWNGRADED else pool_model[pl]  # the model that served it
+        sub_counters[s, S_SERVED] += 1
+        sub_counters[s, S_TSRV] += tok
+        monthly[R_SERVED, p, g] += 1
+        monthly[R_TSRV, p, g] += tok
+        monthly[R_MISS, p, g] += unc
+        monthly[R_HIT, p, g] += cached[i]
+        monthly[R_OUT, p, g] += output[i]
+        monthly[R_API, p, g] += (
+            unc * price_miss[m] + cached[i] * price_hit[m] + output[i] * price_out[m]
+        ) / TOKENS_PER_MTOK
+        if track_models:  # per-subscriber tokens by model feed only the ledger
+            tokens_by_model[s, m, 0] += unc
+            tokens_by_model[s, m, 1] += cached[i]
+            tokens_by_model[s, m, 2] += output[i]
+        model_tokens[m, 0] += unc
+        model_tokens[m, 1] += cached[i]
+        model_tokens[m, 2] += output[i]
+        if plan_rule[p] == RULE_PAYG:
+            sub_counters[s, S_OVER] += over[i]
+        wait = start[i] - t[i]
+        ttft = wait + unc / prefill_rate[pl]
+        e2e = ttft + output[i] * tpot[pl]
+        throttled = oc != SERVED
+        if throttled:
+            c = n_class
+            sub_counters[s, S_THR] += 1
+            sub_counters[s, S_TTHR] += tok
+            monthly[R_THR, p, g] += 1
+            monthly[R_TTHR, p, g] += tok
+            met = False
+        else:
+            c = plan_class[p]
+            met = ttft <= slo_ttft[c] and tpot[pl] <= slo_tpot[c] and wait <= slo_wait[c]
+            slo_pool[pl, c, 1] += 1
+            if met:
+                slo_pool[pl, c, 0] += 1
+            sub_counters[s, S_CNT] += 1
+            monthly[R_CNT, p, g] += 1
+            if met:
+                monthly[R_MET, p, g] += 1
+            else:
+                sub_counters[s, S_MISS] += 1
+        hist[pl, c, 0, _bin(wait, buf, bits, n_bins)] += 1
+        hist[pl, c, 1, _bin(ttft, buf, bits, n_bins)] += 1
+        hist[pl, c, 2, _bin(e2e, buf, bits, n_bins)] += 1
+        wait_sum[pl, c] += wait
+        ha = min(int(t[i] // SECONDS_PER_HOUR), n_h - 1)
+        hs = min(int(start[i] // SECONDS_PER_HOUR), n_h - 1)
+        hourly[ha, pl, H_ARR] += 1
+        hourly[hs, pl, H_START] += 1
+        hourly[hs, pl, H_WAIT] += wait
+        if not throttled:
+            hourly[hs, pl, H_CNT] += 1
+            if met:
+                hourly[hs, pl, H_MET] += 1
+        # busy slot-seconds, split exactly across the hours the service spans
+        a = start[i]
+        b = a + occ[i]
+        h = hs
+        while a < b and h < n_h:
+            edge = (h + 1) * SECONDS_PER_HOUR
+            seg_end = b if b < edge else edge
+            hourly[h, pl, H_BUSY] += seg_end - a
+            a = seg_end
+            h += 1

@@ -1,0 +1,392 @@
+"""The GPU cluster and request admission: one compiled pass over a day's requests.
+
+Requests arrive sorted by time. For each one, in order, this kernel
+
+1. retires the requests whose service ended before the arrival (per pool, a
+   binary heap of busy slots ordered by end time) and starts queued requests
+   on the freed slots, highest priority first and FIFO within a priority;
+2. applies the subscriber's plan: concurrency limit, quota (the request that
+   crosses the quota passes), and at exhaustion the plan's rule (cut-off,
+   throttle on a slow lane or a cheaper model, pay-as-you-go, top-up);
+3. starts the admitted request on a free slot of its model's pool or queues it.
+
+This is an exact non-preemptive priority M/G/c event simulation per pool
+(arrivals and completions processed in time order); it is written as a numba
+kernel because a Python event per request costs ~9 us in SimPy (see
+``docs/model.md``), and quota crossing, throttle gaps and queues are
+sequential per request. Everything around it (demand, money, churn) is numpy.
+
+A slot is one continuous-batching lane of a replica: a request holds it for
+``uncached_input * occ_in + output * occ_out`` seconds, which gives each
+replica its catalog prefill and decode throughput (see :mod:`sim.world.build`).
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+from numpy.typing import NDArray
+
+from sim.world.rules import (
+    NO_LIMIT,
+    RULE_CUTOFF,
+    RULE_THROTTLE_DOWNGRADE,
+    RULE_THROTTLE_SLOW,
+    RULE_TOPUP,
+)
+
+# request outcomes (int8 codes, also used by sim.engine.metrics)
+SERVED = 0
+"""Admitted within quota, or over quota under pay-as-you-go / bought top-up."""
+
+THROTTLED = 1
+"""Admitted over quota on the slow lane."""
+
+DOWNGRADED = 2
+"""Admitted over quota on the plan's cheaper downgrade model."""
+
+REFUSED_QUOTA = 3
+"""Refused: quota exhausted under cut-off (or a declined top-up)."""
+
+REFUSED_THROTTLE = 4
+"""Refused: throttled and within the minimum gap since the last admitted request."""
+
+REFUSED_CONCURRENCY = 5
+"""Refused: the subscriber already had its concurrency limit in flight."""
+
+REFUSED_NO_CAPACITY = 6
+"""Refused: the model's pool has no working slot at all (zero GPUs)."""
+
+N_OUTCOMES = 7
+"""Concurrency limit of a plan without one (requests in flight)."""
+
+
+class ClusterState:
+    """Busy slots carried from one day to the next: per pool, a heap of (end time, subscriber)."""
+
+    def __init__(self, max_slots: NDArray[np.int64]):
+        self.offset = np.zeros(len(max_slots), dtype=np.int64)
+        self.offset[1:] = np.cumsum(max_slots)[:-1]
+        total = int(max_slots.sum())
+        self.heap_t = np.zeros(max(total, 1), dtype=np.float64)
+        self.heap_s = np.zeros(max(total, 1), dtype=np.int64)
+        self.busy = np.zeros(len(max_slots), dtype=np.int64)
+
+
+@nb.njit(cache=True, inline="always")
+def _heap_push(ht, hs, off, n, t, s):
+    i = n
+    while i > 0:
+        parent = (i - 1) >> 1
+        if ht[off + parent] <= t:
+            break
+        ht[off + i] = ht[off + parent]
+        hs[off + i] = hs[off + parent]
+        i = parent
+    ht[off + i] = t
+    hs[off + i] = s
+
+
+@nb.njit(cache=True, inline="always")
+def _heap_pop(ht, hs, off, n):
+    """Remove the root of a heap of size n (n >= 1); the caller reads the root first."""
+    n -= 1
+    t = ht[off + n]
+    s = hs[off + n]
+    i = 0
+    while True:
+        c = 2 * i + 1
+        if c >= n:
+            break
+        if c + 1 < n and ht[off + c + 1] < ht[off + c]:
+            c += 1
+        if ht[off + c] >= t:
+            break
+        ht[off + i] = ht[off + c]
+        hs[off + i] = hs[off + c]
+        i = c
+    ht[off + i] = t
+    hs[off + i] = s
+
+
+@nb.njit(cache=True)
+def _advance(
+    pl,
+    until,
+    ht,
+    hs,
+    off,
+    busy,
+    slots,
+    inflight,
+    qhead,
+    qtail,
+    qnext,
+    n_prio,
+    t,
+    sub,
+    occ,
+    start,
+    limited,
+):
+    """Retire pool pl's slots that end at or before ``until``, starting queued work on them.
+
+    In-flight counts are kept only when some plan has a concurrency limit (``limited``).
+    """
+    o = off[pl]
+    while busy[pl] > 0 and ht[o] <= until:
+        tend = ht[o]
+        if limited:
+            inflight[hs[o]] -= 1
+        _heap_pop(ht, hs, o, busy[pl])
+        busy[pl] -= 1
+        # freed slot(s): start the highest-priority queued requests while capacity allows
+        while busy[pl] < slots[pl]:
+            j = -1
+            for k in range(n_prio):
+                q = pl * n_prio + k
+                if qhead[q] >= 0:
+                    j = qhead[q]
+                    qhead[q] = qnext[j]
+                    if qhead[q] < 0:
+                        qtail[q] = -1
+                    break
+            if j < 0:
+                break
+            start[j] = tend
+            _heap_push(ht, hs, o, busy[pl], tend + occ[j], sub[j])
+            busy[pl] += 1
+
+
+@nb.njit(cache=True)
+def serve_day(  # noqa: PLR0913
+    # requests of the day, sorted by t
+    t,
+    sub,
+    pool_req,
+    charge,
+    uncached,
+    output,
+    u_buy,
+    # subscriber state (persistent across days, reset at renewal)
+    sub_plan,
+    usage,
+    quota_eff,
+    last_adm,
+    inflight,
+    exhausted,
+    declined,
+    packs,
+    # plan parameters
+    rule,
+    gap,
+    deprioritise,
+    down_pool,
+    conc,
+    prio,
+    pack_units,
+    auto_buy,
+    buy_prob,
+    max_packs,
+    # pool parameters and state
+    occ_in,
+    occ_out,
+    slots,
+    ht,
+    hs,
+    off,
+    busy,
+    n_prio,
+    # outputs
+    outcome,
+    pool_used,
+    occ,
+    start,
+    over,
+    bought,
+    crossed,
+):
+    """Admit and queue one day's requests; fill the per-request outputs in place.
+
+    Returns nothing; ``start`` holds each admitted request's service start (s),
+    ``over`` the quota units it added beyond the quota, ``bought`` the packs
+    bought at its admission, ``crossed`` 1 where it crossed the quota.
+    """
+    n = t.shape[0]
+    n_pool = slots.shape[0]
+    qhead = np.full(n_pool * n_prio, -1, dtype=np.int64)
+    qtail = np.full(n_pool * n_prio, -1, dtype=np.int64)
+    qnext = np.full(max(n, 1), -1, dtype=np.int64)
+    lowest = n_prio - 1
+    limited = False
+    for p in range(conc.shape[0]):
+        if conc[p] < NO_LIMIT:
+            limited = True
+    for i in range(n):
+        now = t[i]
+        s = sub[i]
+        p = sub_plan[s]
+        if limited:
+            # completions in every pool release the in-flight slots concurrency limits count
+            for pl in range(n_pool):
+                _advance(
+                    pl,
+                    now,
+                    ht,
+                    hs,
+                    off,
+                    busy,
+                    slots,
+                    inflight,
+                    qhead,
+                    qtail,
+                    qnext,
+                    n_prio,
+                    t,
+                    sub,
+                    occ,
+                    start,
+                    limited,
+                )
+        else:
+            _advance(
+                pool_req[i],
+                now,
+                ht,
+                hs,
+                off,
+                busy,
+                slots,
+                inflight,
+                qhead,
+                qtail,
+                qnext,
+                n_prio,
+                t,
+                sub,
+                occ,
+                start,
+                limited,
+            )
+            if down_pool[p] >= 0:
+                _advance(
+                    down_pool[p],
+                    now,
+                    ht,
+                    hs,
+                    off,
+                    busy,
+                    slots,
+                    inflight,
+                    qhead,
+                    qtail,
+                    qnext,
+                    n_prio,
+                    t,
+                    sub,
+                    occ,
+                    start,
+                    limited,
+                )
+        if limited and inflight[s] >= conc[p]:
+            outcome[i] = REFUSED_CONCURRENCY
+            continue
+        u = usage[s]
+        c = charge[i]
+        pl = pool_req[i]
+        pr = prio[p]
+        out = SERVED
+        if u >= quota_eff[s]:
+            r = rule[p]
+            if r == RULE_TOPUP:
+                if auto_buy[p] or (declined[s] == 0 and u_buy[i] < buy_prob[p]):
+                    while u >= quota_eff[s] and packs[s] < max_packs[p]:
+                        quota_eff[s] += pack_units[p]
+                        packs[s] += 1
+                        bought[i] += 1
+                elif declined[s] == 0:
+                    declined[s] = 1
+            if u >= quota_eff[s]:
+                if r == RULE_CUTOFF or r == RULE_TOPUP:
+                    outcome[i] = REFUSED_QUOTA
+                    continue
+                if r == RULE_THROTTLE_SLOW or r == RULE_THROTTLE_DOWNGRADE:
+                    if now - last_adm[s] < gap[p]:
+                        outcome[i] = REFUSED_THROTTLE
+                        continue
+                    if r == RULE_THROTTLE_DOWNGRADE:
+                        pl = down_pool[p]
+                        out = DOWNGRADED
+                    else:
+                        out = THROTTLED
+                    if deprioritise[p]:
+                        pr = lowest
+        if slots[pl] == 0:
+            outcome[i] = REFUSED_NO_CAPACITY
+            continue
+        q = quota_eff[s]
+        if u < q <= u + c:
+            crossed[i] = 1
+            exhausted[s] = 1
+        over[i] = max(0.0, u + c - q) - max(0.0, u - q)
+        usage[s] = u + c
+        if gap[p] > 0:
+            last_adm[s] = now
+        if limited:
+            inflight[s] += 1
+        outcome[i] = out
+        pool_used[i] = pl
+        occ[i] = uncached[i] * occ_in[pl] + output[i] * occ_out[pl]
+        if busy[pl] < slots[pl]:
+            start[i] = now
+            _heap_push(ht, hs, off[pl], busy[pl], now + occ[i], s)
+            busy[pl] += 1
+        else:
+            qi = pl * n_prio + pr
+            if qtail[qi] >= 0:
+                qnext[qtail[qi]] = i
+            else:
+                qhead[qi] = i
+            qtail[qi] = i
+    # end of day: serve whatever is still queued (past midnight if need be); busy slots carry
+    for pl in range(n_pool):
+        while True:
+            empty = True
+            for k in range(n_prio):
+                if qhead[pl * n_prio + k] >= 0:
+                    empty = False
+                    break
+            if empty or busy[pl] == 0:
+                break
+            _advance(
+                pl,
+                ht[off[pl]],
+                ht,
+                hs,
+                off,
+                busy,
+                slots,
+                inflight,
+                qhead,
+                qtail,
+                qnext,
+                n_prio,
+                t,
+                sub,
+                occ,
+                start,
+                limited,
+            )
+
+
+def new_request_outputs(n: int) -> dict[str, NDArray]:
+    """Allocate the per-request output arrays serve_day fills."""
+    return {
+        "outcome": np.zeros(n, dtype=np.int8),
+        "pool_used": np.full(n, -1, dtype=np.int64),
+        "occ": np.zeros(n, dtype=np.float64),
+        "start": np.full(n, np.nan, dtype=np.float64),
+        "over": np.zeros(n, dtype=np.float64),
+        "bought": np.zeros(n, dtype=np.int64),
+        "crossed": np.zeros(n, dtype=np.int8),
+    }

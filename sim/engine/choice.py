@@ -1,0 +1,126 @@
+"""Renewal, plan switching, acquisition and plan choice: plain functions of arrays.
+
+Plan choice (new subscribers): a multinomial logit over the segment's eligible
+plans, utility = value of the tokens the plan would serve minus what the
+subscriber would pay, both for the subscriber's own expected monthly demand
+(its intensity times engagement times the segment mean), in currency, scaled
+by ``choice_temperature``.
+
+Renewal (at each billing anniversary): churn with probability
+``sigmoid(intercept + x . beta)`` where x holds ln(paid/value), exhaustion,
+refused, throttled and SLO-miss shares, unused quota share and ln(1+tenure).
+Survivors who kept exhausting their quota move one plan up the segment's
+ladder (by fee), those who kept wasting it one plan down.
+
+Acquisition: Bass diffusion (p + q N/M)(M - N) per month toward a market
+size, or a constant rate; sign-ups arrive as a daily Poisson count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from sim.units import TOKENS_PER_MTOK
+from sim.world.arrays import World
+from sim.world.rules import RULE_PAYG, RULE_THROTTLE_DOWNGRADE, RULE_THROTTLE_SLOW, RULE_TOPUP
+
+VALUE_FLOOR = 1e-9
+"""Smallest value/payment used inside the logarithm (currency); avoids log(0)."""
+
+
+def units_per_request(world: World) -> NDArray[np.float64]:
+    """Expected quota units one request burns, by segment and plan: [S, P]."""
+    seg, pl = world.seg, world.plan
+    e_in, e_out = seg.mean_tokens()
+    h = seg.cache_hit
+    prob = np.diff(seg.model_cum, axis=2, prepend=0.0)  # [S, P, M]
+    w_model = (prob * pl.model_weight[None, :, :]).sum(axis=2)  # [S, P]
+    tok_units = (
+        pl.w_miss[None, :] * ((1 - h) * e_in)[:, None]
+        + pl.w_hit[None, :] * (h * e_in)[:, None]
+        + pl.w_out[None, :] * e_out[:, None]
+    )
+    per_req = np.where(pl.quota_in_requests[None, :], 1.0, tok_units)
+    return w_model * per_req
+
+
+def plan_utility(world: World, seg: NDArray[np.int64], scale: NDArray[np.float64]) -> NDArray:
+    """Utility (currency/month) of every plan for subscribers of ``seg`` with demand ``scale``.
+
+    Returns [n, P]; ineligible plans get -inf.
+    """
+    w, sp, pl = world, world.seg, world.plan
+    e_in, e_out = sp.mean_tokens()
+    reqs = sp.mean_requests_per_day()[seg] * w.days_per_month * scale  # requests/month
+    upr = units_per_request(w)[seg]  # [n, P]
+    demand = reqs[:, None] * upr
+    tok_per_unit = (e_in + e_out)[seg][:, None] / np.maximum(upr, VALUE_FLOOR)
+    value_per_unit = sp.value_per_mtok[seg][:, None] / TOKENS_PER_MTOK * tok_per_unit
+    q = pl.quota[None, :]
+    within = np.minimum(demand, q)
+    over = np.maximum(demand - q, 0.0)
+    rule = pl.rule[None, :]
+    served = within.copy()
+    cost = np.broadcast_to(pl.fee[None, :], demand.shape).copy()
+    thr = (rule == RULE_THROTTLE_SLOW) | (rule == RULE_THROTTLE_DOWNGRADE)
+    served += np.where(thr, w.churn["throttled_value_share"] * over, 0.0)
+    payg = rule == RULE_PAYG
+    blocks = np.ceil(over / pl.payg_block_units[None, :]) * pl.payg_block_units[None, :]
+    served += np.where(payg, over, 0.0)
+    cost += np.where(payg, blocks * pl.payg_price_per_unit[None, :], 0.0)
+    topup = rule == RULE_TOPUP
+    packs = np.minimum(
+        np.ceil(over / np.maximum(pl.pack_units[None, :], VALUE_FLOOR)), pl.max_packs[None, :]
+    )
+    p_buy = np.where(pl.auto_buy, 1.0, pl.buy_prob)[None, :]
+    extra = np.minimum(packs * pl.pack_units[None, :], over)
+    served += np.where(topup, p_buy * extra, 0.0)
+    cost += np.where(topup, p_buy * packs * pl.pack_price[None, :], 0.0)
+    u = value_per_unit * served - cost
+    return np.where(sp.eligible[seg], u, -np.inf)
+
+
+def choose_plans(
+    world: World, seg: NDArray[np.int64], scale: NDArray[np.float64], rng: np.random.Generator
+) -> NDArray[np.int64]:
+    """Plan of each new subscriber by a logit over its eligible plans."""
+    if len(seg) == 0:
+        return np.zeros(0, dtype=np.int64)
+    u = plan_utility(world, seg, scale) / world.churn["choice_temperature"]
+    u -= u.max(axis=1, keepdims=True)
+    p = np.exp(u)
+    cum = np.cumsum(p / p.sum(axis=1, keepdims=True), axis=1)
+    r = rng.random(len(seg))[:, None]
+    return np.minimum((r >= cum).sum(axis=1), cum.shape[1] - 1).astype(np.int64)
+
+
+def switch_plans(
+    world: World,
+    seg: NDArray[np.int64],
+    plan: NDArray[np.int64],
+    up: NDArray[np.bool_],
+    down: NDArray[np.bool_],
+    rng: np.random.Generator,
+) -> NDArray[np.int64]:
+    """New plan after renewal: one step along the segment's ladder, or unchanged.
+
+    One step up if ``up`` (with the upgrade probability), one step down if
+    ``down`` (with the downgrade probability).
+    """
+    c = world.churn
+    new = plan.copy()
+    r = rng.random(len(plan))
+    for k, ladder in enumerate(world.seg.ladder):
+        if len(ladder) < 2:
+            continue
+        pos_of = np.full(len(world.plan.names), -1)
+        pos_of[ladder] = np.arange(len(ladder))
+        lad = np.asarray(ladder)
+        mine = seg == k
+        pos = pos_of[plan]
+        go_up = mine & up & (pos >= 0) & (pos < len(ladder) - 1) & (r < c["upgrade_probability"])
+        go_down = mine & ~go_up & down & (pos > 0) & (r < c["downgrade_probability"])
+        new[go_up] = lad[pos[go_up] + 1]
+        new[go_down] = lad[pos[go_down] - 1]
+    return new

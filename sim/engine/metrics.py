@@ -1,0 +1,134 @@
+"""Metric names and units, declared once, and the accumulators a replication fills.
+
+Three grains: per calendar month x plan x segment (subscribers, requests,
+tokens, money), per hour x pool (cluster load), and latency histograms per
+month x pool x class (log-spaced bins, quantiles to ~1%). A request belongs
+to the calendar month of its arrival; money to the month it is billed in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from sim.engine.accounting import HOURLY_FILLED, KEY_MIN, MANTISSA_SHIFT, REQUEST_METRICS, tally_day
+from sim.engine.demand import Requests
+from sim.engine.population import Population
+from sim.engine.resolution import HIST_MANTISSA_BITS, HIST_OCTAVES
+from sim.world.arrays import World
+
+# name -> (unit, description); the monthly table by month x plan x segment
+MONTHLY: dict[str, tuple[str, str]] = {
+    "subscribers_start": ("subscribers", "active at the start of the month"),
+    "subscribers_end": ("subscribers", "active at the end of the month"),
+    "new": ("subscribers", "signed up during the month"),
+    "renewals": ("subscribers", "renewal decisions taken (renewed + churned)"),
+    "churned": ("subscribers", "left at a renewal"),
+    "switched_in": ("subscribers", "moved to this plan at a renewal"),
+    "switched_out": ("subscribers", "moved away from this plan at a renewal"),
+    "submonths": ("subscriber-months", "billing months started (sign-ups, renewals, initial)"),
+    "exhausted": ("subscriber-months", "billing months in which the quota was crossed"),
+    "requests": ("requests", "requests made"),
+    "served": ("requests", "requests admitted (including throttled)"),
+    "throttled": ("requests", "admitted over quota on the slow lane or a cheaper model"),
+    "refused_quota": ("requests", "refused: quota exhausted (cut-off or declined top-up)"),
+    "refused_throttle": ("requests", "refused: throttled within the minimum gap"),
+    "refused_concurrency": ("requests", "refused: concurrency limit reached"),
+    "refused_capacity": ("requests", "refused: the model's pool has no working GPU"),
+    "slo_met": ("requests", "served in their SLA class and meeting every SLO target"),
+    "slo_counted": ("requests", "served in their SLA class (the SLO denominator)"),
+    "tokens_requested": ("tokens", "input + output tokens of every request"),
+    "tokens_served": ("tokens", "input + output tokens of admitted requests"),
+    "tokens_refused": ("tokens", "input + output tokens of refused requests"),
+    "tokens_throttled": ("tokens", "input + output tokens of throttled requests"),
+    "input_miss_tokens": ("tokens", "served uncached input tokens"),
+    "input_hit_tokens": ("tokens", "served cached input tokens"),
+    "output_tokens": ("tokens", "served output tokens"),
+    "revenue_fees": ("currency", "monthly fees billed"),
+    "revenue_overage": ("currency", "pay-as-you-go overage billed"),
+    "revenue_topups": ("currency", "top-up packs sold"),
+    "api_list_value": ("currency", "served tokens valued at the catalog's API list prices"),
+}
+
+# name -> (unit, description); the hourly table by hour x pool
+HOURLY: dict[str, tuple[str, str]] = {
+    "gpus": ("GPUs", "cards paid for"),
+    "slots": ("slots", "working batch slots"),
+    "arrivals": ("requests", "admitted requests arriving in the hour"),
+    "started": ("requests", "requests starting service in the hour"),
+    "wait_sum_s": ("s", "sum of queue waits of requests starting in the hour"),
+    "slo_met": ("requests", "requests starting in the hour that met their SLO"),
+    "slo_counted": ("requests", "requests starting in the hour with an SLO"),
+    "busy_slot_s": ("slot-s", "slot-seconds of service inside the hour"),
+    "gpu_cost": ("currency", "cost of the cards paid for in the hour"),
+}
+
+LATENCY = ("wait_s", "ttft_s", "e2e_s")
+N_BINS = HIST_OCTAVES * 2**HIST_MANTISSA_BITS + 1
+HOURS_MARGIN = 48
+"""Hours kept beyond the horizon for service that ends after the last day."""
+
+
+def bin_value(b: NDArray[np.int64] | int) -> NDArray[np.float64]:
+    """Representative value of a latency bin: the geometric centre of its edges (0 for bin 0)."""
+    b = np.atleast_1d(np.asarray(b, dtype=np.int64))
+    key = np.maximum(b - 1, 0) + KEY_MIN
+    lo = (key << MANTISSA_SHIFT).view(np.float64)
+    hi = ((key + 1) << MANTISSA_SHIFT).view(np.float64)
+    return np.where(b == 0, 0.0, np.sqrt(lo * hi))
+
+
+def hist_quantile(h: NDArray[np.int64], q: float) -> float:
+    """Quantile q of a histogram over the latency bins (NaN when empty)."""
+    c = np.cumsum(h)
+    if c[-1] == 0:
+        return float("nan")
+    k = int(np.searchsorted(c, q * c[-1], side="left"))
+    return float(bin_value(k)[0])
+
+
+class Accumulators:
+    """Every counter a replication fills, as dense arrays (dict entries are views)."""
+
+    def __init__(self, world: World):
+        w = world
+        months, n_p, n_s = w.horizon_months, len(w.plan.names), len(w.seg.names)
+        n_pool, n_c = len(w.pool.names), len(w.cls.names) + 1
+        self.world = w
+        self.req_monthly = np.zeros((months, len(REQUEST_METRICS), n_p, n_s))
+        self.monthly = {k: np.zeros((months, n_p, n_s)) for k in MONTHLY}
+        for j, k in enumerate(REQUEST_METRICS):
+            self.monthly[k] = self.req_monthly[:, j]
+        hours = w.horizon_days * 24 + HOURS_MARGIN
+        self.hourly_filled = np.zeros((hours, n_pool, len(HOURLY_FILLED)))
+        self.hourly = {k: np.zeros((hours, n_pool)) for k in HOURLY}
+        for j, k in enumerate(HOURLY_FILLED):
+            self.hourly[k] = self.hourly_filled[:, :, j]
+        self.hist = np.zeros((months, n_pool, n_c, len(LATENCY), N_BINS), dtype=np.int64)
+        self.model_tokens = np.zeros((months, len(w.model_names), 3))
+        self.wait_sum = np.zeros((months, n_pool, n_c))
+        self.slo_pool = np.zeros((months, n_pool, n_c, 2))  # met, counted
+
+    def add_ps(self, name: str, month: int, plan: NDArray, seg: NDArray, w: NDArray | None = None):
+        """Add counts (or weights ``w``) at (month, plan, seg)."""
+        n_s = len(self.world.seg.names)
+        n_p = len(self.world.plan.names)
+        self.monthly[name][month] += np.bincount(
+            plan * n_s + seg, weights=w, minlength=n_p * n_s
+        ).reshape(n_p, n_s)
+
+    def account_requests(self, pop: Population, req: Requests, out: dict, day: int) -> None:
+        """Fold one day's request outcomes into the subscriber counters and the tables."""
+        w = self.world
+        month = w.month_of(day)
+        pl, po, cl = w.plan, w.pool, w.cls
+        tally_day(
+            req.t, req.sub, req.model, req.input, req.cached, req.output,
+            out["outcome"], out["pool_used"], out["occ"], out["start"], out["over"], out["bought"],
+            pop.plan, pop.seg, pop.counters, pop.tokens_by_model,
+            pl.rule, pl.sla_class, pl.pack_price, po.prefill_rate, po.tpot_s,
+            cl.ttft_s, cl.tpot_s, cl.wait_s, po.price_miss, po.price_hit, po.price_out,
+            len(cl.names), po.pool_model, w.write_ledger,
+            self.req_monthly[month], self.hist[month], self.wait_sum[month], self.slo_pool[month],
+            self.model_tokens[month], self.hourly_filled,
+        )  # fmt: skip

@@ -1,0 +1,1 @@
+"""Many runs: replications and the stopping rule, sweeps, dask clusters, churn fits."""

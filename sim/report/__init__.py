@@ -1,0 +1,1 @@
+"""``tokensim report``: self-contained HTML pages from run and sweep folders."""

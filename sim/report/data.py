@@ -1,0 +1,243 @@
+"""The numbers behind every figure and table of a report, from a folder's tables.
+
+Each function takes tidy tables read by ``sim.report.folders`` (a run's monthly.csv,
+monthly_by_plan_segment.csv, hourly_cluster.parquet, latency.csv, ledger; a sweep's
+points.csv) and reduces them to the tables a report shows, mostly means and 95% confidence
+intervals over replications. They are public so that notebooks and tests get the numbers
+behind every figure without the HTML that shows them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sim.results.kpis import KPIS, mean_ci
+from sim.units import SECONDS_PER_HOUR
+
+HOURS_OF_DAY = 24
+
+
+def _ci_table(df: pd.DataFrame, by: str | list[str], col: str) -> pd.DataFrame:
+    """Mean and 95% CI of ``col`` over the rows of each group (columns mean, ci95_low/high)."""
+    rows = {key: mean_ci(g[col].to_numpy(dtype=float)) for key, g in df.groupby(by, observed=True)}
+    out = pd.DataFrame.from_dict(rows, orient="index", columns=["mean", "ci95_low", "ci95_high"])
+    out.index.name = by if isinstance(by, str) else None
+    return out
+
+
+def _order(index: Sequence[Any], preferred: Sequence[str]) -> list[Any]:
+    known = [p for p in preferred if p in set(index)]
+    return known + sorted(str(i) for i in index if i not in set(known))
+
+
+def month_series(months: pd.DataFrame, cols: Sequence[str]) -> pd.DataFrame:
+    """Per month: mean over replications of each column and its 95% CI (``col_lo``, ``col_hi``).
+
+    ``months`` is a run's monthly.csv; units are those of the columns.
+    """
+    out = {}
+    for c in cols:
+        t = _ci_table(months, "month", c)
+        out[c], out[f"{c}_lo"], out[f"{c}_hi"] = t["mean"], t["ci95_low"], t["ci95_high"]
+    return pd.DataFrame(out)
+
+
+def subscribers_by_plan(by_plan: pd.DataFrame, plans: Sequence[str] = ()) -> pd.DataFrame:
+    """Month-end subscribers per month (rows) and plan (columns), mean over replications."""
+    s = by_plan.groupby(["replication", "month", "plan"])["subscribers_end"].sum()
+    t = s.groupby(["month", "plan"]).mean().unstack("plan").fillna(0.0)
+    return t[_order(list(t.columns), plans)]
+
+
+def churn_by_plan(by_plan: pd.DataFrame, plans: Sequence[str] = ()) -> pd.DataFrame:
+    """Monthly churn rate (churned / renewal decisions) per month and plan, mean over replications.
+
+    Months without renewal decisions are NaN.
+    """
+    g = by_plan.groupby(["replication", "month", "plan"])[["churned", "renewals"]].sum()
+    rate = g["churned"] / g["renewals"].where(g["renewals"] > 0)
+    t = rate.groupby(["month", "plan"]).mean().unstack("plan")
+    return t[_order(list(t.columns), plans)]
+
+
+def plan_table(by_plan: pd.DataFrame, plans: Sequence[str] = ()) -> pd.DataFrame:
+    """Per plan over the horizon, mean per replication: subscribers, flows, churn, revenue.
+
+    Columns: subscribers_end (last month), new, churned, switched_in, switched_out,
+    churn_rate (churned / renewal decisions, share), revenue_fees, revenue_overage,
+    revenue_topups, revenue_total (currency) and revenue_per_submonth (currency per
+    subscriber-month).
+    """
+    reps = by_plan["replication"].nunique()
+    last = by_plan[by_plan["month"] == by_plan["month"].max()]
+    flows = ["new", "churned", "renewals", "switched_in", "switched_out", "submonths",
+             "revenue_fees", "revenue_overage", "revenue_topups"]  # fmt: skip
+    t = by_plan.groupby("plan")[flows].sum() / reps
+    t.insert(0, "subscribers_end", last.groupby("plan")["subscribers_end"].sum() / reps)
+    t["subscribers_end"] = t["subscribers_end"].fillna(0.0)
+    t["churn_rate"] = t["churned"] / t["renewals"].where(t["renewals"] > 0)
+    t["revenue_total"] = t["revenue_fees"] + t["revenue_overage"] + t["revenue_topups"]
+    t["revenue_per_submonth"] = t["revenue_total"] / t["submonths"].where(t["submonths"] > 0)
+    return t.drop(columns=["renewals"]).loc[_order(list(t.index), plans)]
+
+
+def quota_use(ledger: pd.DataFrame) -> pd.DataFrame:
+    """Quota use of every closed subscriber-month: columns replication, plan, use (share).
+
+    use = used_units / quota_units. Months still open at the end of the horizon (a
+    partial month) and months without a quota are left out.
+    """
+    closed = ledger[(ledger["status"].astype(str) != "open") & (ledger["quota_units"] > 0)]
+    return pd.DataFrame(
+        {
+            "replication": closed["replication"].to_numpy(),
+            "plan": closed["plan"].astype(str).to_numpy(),
+            "use": (closed["used_units"] / closed["quota_units"]).to_numpy(dtype=float),
+            "exhausted": closed["exhausted"].to_numpy(dtype=bool),
+        }
+    )
+
+
+QUOTA_PERCENTILES = (5, 25, 50, 75, 95, 99)
+
+
+def quota_use_table(ledger: pd.DataFrame, plans: Sequence[str] = ()) -> pd.DataFrame:
+    """Distribution of quota use per plan over all closed subscriber-months of all replications.
+
+    Columns: subscriber_months (count), mean, p05 ... p99 (shares of the quota; numpy's
+    linear percentiles), over_quota (share of months with use >= 1) and exhausted (share
+    of months the ledger marks as having crossed the quota).
+    """
+    q = quota_use(ledger)
+    rows = {}
+    for plan, g in q.groupby("plan"):
+        u = g["use"].to_numpy()
+        row = {"subscriber_months": len(u), "mean": float(u.mean())}
+        for p, v in zip(QUOTA_PERCENTILES, np.percentile(u, QUOTA_PERCENTILES), strict=True):
+            row[f"p{p:02d}"] = float(v)
+        row["over_quota"] = float((u >= 1.0).mean())
+        row["exhausted"] = float(g["exhausted"].mean())
+        rows[plan] = row
+    t = pd.DataFrame.from_dict(rows, orient="index")
+    t.index.name = "plan"
+    return t.loc[_order(list(t.index), plans)] if len(t) else t
+
+
+def token_mix(ledger: pd.DataFrame, plans: Sequence[str] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Tokens by model and class, and each plan's split across models, from the ledger.
+
+    Returns ``(mix, share_by_plan)``: ``mix`` has one row per model and columns input_miss,
+    input_hit, output (tokens per replication over the horizon); ``share_by_plan`` has one
+    row per plan and one column per model (shares of the plan's tokens, rows sum to 1).
+    """
+    cols = [c for c in ledger.columns if c.startswith("tokens|") and c.count("|") == 2]
+    reps = max(ledger["replication"].nunique(), 1)
+    sums = ledger[cols].sum()
+    keys = [tuple(c.split("|")[1:]) for c in cols]
+    mix = pd.Series(sums.to_numpy(), index=pd.MultiIndex.from_tuples(keys)).unstack() / reps
+    mix = mix.reindex(columns=["input_miss", "input_hit", "output"]).fillna(0.0)
+    by_plan = ledger.groupby(ledger["plan"].astype(str))[cols].sum()
+    by_plan.columns = pd.MultiIndex.from_tuples(keys)
+    per_model = by_plan.T.groupby(level=0).sum().T
+    total = per_model.sum(axis=1)
+    share = per_model.div(total.where(total > 0), axis=0).dropna(how="all")
+    return mix, share.loc[_order(list(share.index), plans)]
+
+
+def latency_table(latency: pd.DataFrame, pools: Sequence[str] = ()) -> pd.DataFrame:
+    """Latency per pool and SLA class over the horizon.
+
+    Columns: requests (per replication), and request-weighted means over months and
+    replications of the mean wait, the TTFT and end-to-end percentiles (s) and the SLO
+    attainment (share). Percentiles of different months cannot be merged exactly from
+    latency.csv; the weighted mean of monthly percentiles is the summary shown.
+    """
+    reps = max(latency["replication"].nunique(), 1)
+    vals = ["wait_mean_s", *[f"{w}_p{q}_s" for w in ("ttft", "e2e") for q in (50, 95, 99)],
+            "slo_attainment"]  # fmt: skip
+    rows = []
+    for (pool, cls), g in latency.groupby(["pool", "sla_class"]):
+        w = g["requests"].to_numpy(dtype=float)
+        row: dict[str, Any] = {"pool": pool, "sla_class": cls, "requests": w.sum() / reps}
+        for v in vals:
+            x = g[v].to_numpy(dtype=float)
+            ok = np.isfinite(x) & (w > 0)
+            row[v] = float(np.average(x[ok], weights=w[ok])) if ok.any() else float("nan")
+        rows.append(row)
+    t = pd.DataFrame(rows)
+    if t.empty:
+        return t
+    rank = {p: i for i, p in enumerate(pools)}
+    t["_r"] = t["pool"].map(lambda p: rank.get(p, len(rank)))
+    return t.sort_values(["_r", "pool", "sla_class"]).drop(columns="_r").reset_index(drop=True)
+
+
+def day_profile(
+    hourly: pd.DataFrame, pools: Sequence[str] = ()
+) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """Utilisation (share) and mean queue wait (s) by hour of day per pool, with 95% CIs.
+
+    Utilisation of an hour of day = busy slot-seconds / available slot-seconds summed over
+    the horizon's days; wait = queue wait seconds / requests started. The CI is over
+    replications. Returns ``(utilisation, wait)``: pool -> frame indexed by hour of day.
+    """
+    g = hourly.groupby(["pool", "replication", "hour_of_day"], observed=True)[
+        ["busy_slot_s", "slots", "wait_sum_s", "started"]
+    ].sum().reset_index()  # fmt: skip
+    cap = g["slots"] * SECONDS_PER_HOUR
+    g["utilisation"] = g["busy_slot_s"] / cap.where(cap > 0)
+    g["wait_mean_s"] = g["wait_sum_s"] / g["started"].where(g["started"] > 0)
+    util, wait = {}, {}
+    for pool in _order(list(g["pool"].astype(str).unique()), pools):
+        gp = g[g["pool"].astype(str) == pool]
+        util[pool] = _ci_table(gp, "hour_of_day", "utilisation")
+        wait[pool] = _ci_table(gp, "hour_of_day", "wait_mean_s")
+    return util, wait
+
+
+def cluster_day(hourly: pd.DataFrame) -> pd.DataFrame:
+    """The whole cluster's utilisation by hour of day (mean, 95% CI over replications)."""
+    g = hourly.groupby(["replication", "hour_of_day"])[["busy_slot_s", "slots"]].sum()
+    cap = g["slots"] * SECONDS_PER_HOUR
+    g["utilisation"] = g["busy_slot_s"] / cap.where(cap > 0)
+    return _ci_table(g.reset_index(), "hour_of_day", "utilisation")
+
+
+def sweep_response(points: pd.DataFrame, parameters: Sequence[str]) -> pd.DataFrame:
+    """Each KPI's response to each swept parameter, marginal over the others.
+
+    For every parameter and each of its values: the mean of every KPI over all rows of
+    points.csv with that value (all points with it, all their replications) and the
+    Student-t 95% CI of that mean. Columns: parameter, value, kpi, n, mean, ci95_low,
+    ci95_high (units of the KPI, see sim.results.kpis.KPIS).
+    """
+    rows = []
+    for par in parameters:
+        for value, g in points.groupby(par, sort=True):
+            for kpi in KPIS:
+                x = g[kpi].to_numpy(dtype=float)
+                mean, lo, hi = mean_ci(x)
+                rows.append({"parameter": par, "value": value, "kpi": kpi,
+                             "n": int(np.isfinite(x).sum()), "mean": mean, "ci95_low": lo,
+                             "ci95_high": hi})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def sweep_points(points: pd.DataFrame, parameters: Sequence[str]) -> pd.DataFrame:
+    """One row per point: its parameters, replications, and each KPI's mean and 95% CI.
+
+    KPI columns are ``kpi``, ``kpi_lo`` and ``kpi_hi``.
+    """
+    rows = []
+    for point, g in points.groupby("point", sort=True):
+        row: dict[str, Any] = {"point": point}
+        row.update({p: g[p].iloc[0] for p in parameters})
+        row["replications"] = len(g)
+        for kpi in KPIS:
+            row[kpi], row[f"{kpi}_lo"], row[f"{kpi}_hi"] = mean_ci(g[kpi].to_numpy(dtype=float))
+        rows.append(row)
+    return pd.DataFrame(rows)

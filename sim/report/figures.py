@@ -1,0 +1,310 @@
+"""Figures of the HTML report, as matplotlib Figures and as self-contained SVG data URIs.
+
+Every function takes tidy tables already reduced by ``sim.report.data`` (means over
+replications, 95% confidence intervals) and returns a ``matplotlib.figure.Figure``
+with a title, axis labels with units and a legend. ``svg_data_uri`` turns a figure
+into a ``data:image/svg+xml;base64,...`` URI: text is drawn as paths (no fonts
+needed) and the output is deterministic (fixed hash salt, no date).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
+
+from sim.results.kpis import KPIS
+
+TOKEN_CLASSES = {"input_miss": "input (cache miss)", "input_hit": "input (cache hit)",
+                 "output": "output"}  # fmt: skip
+"""Token classes of the ledger's ``tokens|MODEL|CLASS`` columns and their labels."""
+
+CLASS_COLOURS = {"input_miss": "#4c72b0", "input_hit": "#8fb0d8", "output": "#dd8452"}
+
+
+def svg_data_uri(fig: Figure) -> str:
+    """The figure as a base64 SVG data URI (text as paths, deterministic ids, no date)."""
+    buf = io.BytesIO()
+    with matplotlib.rc_context({"svg.fonttype": "path", "svg.hashsalt": "tokensim"}):
+        fig.savefig(buf, format="svg", metadata={"Date": None})
+    return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _figure(w: float, h: float, ncols: int = 1, nrows: int = 1) -> tuple[Figure, list[Axes]]:
+    fig = Figure(figsize=(w, h), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, list(axes.ravel())
+
+
+def _unit_label(unit: str, currency: str) -> str:
+    return unit.replace("currency", currency)
+
+
+def _share_axis(ax: Axes, axis: str = "y") -> None:
+    (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(PercentFormatter(1.0))
+
+
+def _months(*axes: Axes) -> None:
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _thousands(ax: Axes) -> None:
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+
+
+def _band(ax: Axes, s: pd.DataFrame, label: str, **kw: object) -> None:
+    """Plot ``s`` (index x; columns mean, ci95_low, ci95_high) as a line with a shaded CI."""
+    (line,) = ax.plot(s.index, s["mean"].to_numpy(), label=label, **kw)  # type: ignore[arg-type]
+    if s["ci95_low"].notna().any():
+        ax.fill_between(s.index, s["ci95_low"], s["ci95_high"], alpha=0.2,
+                        color=line.get_color(), linewidth=0)  # fmt: skip
+
+
+def subscribers_churn_by_plan(subs: pd.DataFrame, churn: pd.DataFrame) -> Figure:
+    """Stacked month-end subscribers by plan, and monthly churn rate by plan.
+
+    ``subs`` and ``churn``: index month, one column per plan (subscribers; churn share).
+    """
+    fig, (a1, a2) = _figure(12, 4.6, ncols=2)
+    months = subs.index.to_numpy()
+    a1.stackplot(months, subs.T.to_numpy(), labels=[str(c) for c in subs.columns], alpha=0.85)
+    a1.set(title="Active subscribers at month end, by plan", xlabel="month",
+           ylabel="subscribers (mean over replications)")  # fmt: skip
+    _thousands(a1)
+    a1.legend(fontsize=8, loc="upper left", title="plan", title_fontsize=8)
+    for plan in churn.columns:
+        a2.plot(churn.index, churn[plan].to_numpy(), marker="o", markersize=3, label=str(plan))
+    a2.set(title="Monthly churn rate by plan (churned / renewal decisions)", xlabel="month",
+           ylabel="churn rate")  # fmt: skip
+    _share_axis(a2)
+    a2.legend(fontsize=8, title="plan", title_fontsize=8)
+    _months(a1, a2)
+    return fig
+
+
+def revenue_cost_margin(months: pd.DataFrame, currency: str) -> Figure:
+    """Monthly revenue by source (stacked bars) against GPU cost and gross margin (lines).
+
+    ``months``: index month; columns revenue_fees, revenue_overage, revenue_topups (means),
+    and gpu_cost / gross_margin as ``(mean, ci95_low, ci95_high)`` column triples named
+    ``gpu_cost``, ``gpu_cost_lo``, ``gpu_cost_hi`` and likewise for gross_margin.
+    """
+    fig, (ax,) = _figure(11, 4.6)
+    x = months.index.to_numpy()
+    bottom = np.zeros(len(x))
+    for col, label, colour in (("revenue_fees", "fees", "#4c72b0"),
+                               ("revenue_overage", "pay-as-you-go overage", "#55a868"),
+                               ("revenue_topups", "top-up packs", "#8172b2")):  # fmt: skip
+        v = months[col].to_numpy(dtype=float)
+        ax.bar(x, v, bottom=bottom, label=label, color=colour, width=0.8)
+        bottom += v
+    for col, label, kw in (("gpu_cost", "GPU cost", {"color": "#c44e52", "linewidth": 2}),
+                           ("gross_margin", "gross margin",
+                            {"color": "black", "linestyle": "--"})):  # fmt: skip
+        s = pd.DataFrame({"mean": months[col], "ci95_low": months[f"{col}_lo"],
+                          "ci95_high": months[f"{col}_hi"]})  # fmt: skip
+        _band(ax, s, label, **kw)
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set(title="Revenue by source vs GPU cost and gross margin, per month", xlabel="month",
+           ylabel=f"{currency} per month")  # fmt: skip
+    _thousands(ax)
+    _months(ax)
+    ax.legend(fontsize=8, ncols=2)
+    return fig
+
+
+def token_mix_by_model(mix: pd.DataFrame, share_by_plan: pd.DataFrame | None) -> Figure:
+    """Tokens served per model by class (stacked bars), and each plan's split across models.
+
+    ``mix``: index model, columns TOKEN_CLASSES keys, tokens per replication over the horizon.
+    ``share_by_plan``: index plan, columns model, shares summing to 1 per plan (or None).
+    """
+    ncols = 1 if share_by_plan is None else 2
+    fig, axes = _figure(12 if ncols == 2 else 9, 4.4, ncols=ncols)
+    ax = axes[0]
+    left = np.zeros(len(mix))
+    y = np.arange(len(mix))
+    for c, label in TOKEN_CLASSES.items():
+        v = mix[c].to_numpy(dtype=float) / 1e9 if c in mix else np.zeros(len(mix))
+        ax.barh(y, v, left=left, label=label, color=CLASS_COLOURS[c])
+        left += v
+    ax.set_yticks(y, [str(m) for m in mix.index])
+    ax.invert_yaxis()
+    ax.set(title="Tokens served over the horizon, by model and class",
+           xlabel="billion tokens (mean per replication)", ylabel="model")  # fmt: skip
+    ax.legend(fontsize=8)
+    if share_by_plan is not None:
+        a2 = axes[1]
+        left = np.zeros(len(share_by_plan))
+        y2 = np.arange(len(share_by_plan))
+        for model in share_by_plan.columns:
+            v = share_by_plan[model].to_numpy(dtype=float)
+            a2.barh(y2, v, left=left, label=str(model))
+            left += v
+        a2.set_yticks(y2, [str(p) for p in share_by_plan.index])
+        a2.invert_yaxis()
+        a2.set(title="Each plan's tokens by model", xlabel="share of the plan's tokens",
+               ylabel="plan", xlim=(0, 1))  # fmt: skip
+        _share_axis(a2, "x")
+        a2.legend(fontsize=8, title="model", title_fontsize=8, loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0))  # fmt: skip
+    return fig
+
+
+def latency_percentiles(lat: pd.DataFrame) -> Figure:
+    """Grouped bars of TTFT and end-to-end latency p50/p95/p99 per pool and SLA class.
+
+    ``lat``: one row per (pool, sla_class) with columns ttft_p50_s ... e2e_p99_s (seconds).
+    """
+    fig, axes = _figure(12, 4.4, ncols=2)
+    labels = [f"{p} / {c}" for p, c in zip(lat["pool"], lat["sla_class"], strict=True)]
+    x = np.arange(len(lat))
+    for ax, what, title in ((axes[0], "ttft", "Time to first token"),
+                            (axes[1], "e2e", "End-to-end latency")):  # fmt: skip
+        for k, q in enumerate((50, 95, 99)):
+            ax.bar(x + (k - 1) * 0.27, lat[f"{what}_p{q}_s"].to_numpy(dtype=float), width=0.27,
+                   label=f"p{q}")  # fmt: skip
+        ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
+        ax.set(title=f"{title} percentiles by pool / SLA class", xlabel="pool / SLA class",
+               ylabel="seconds")  # fmt: skip
+        ax.legend(fontsize=8, title="percentile", title_fontsize=8)
+    return fig
+
+
+def cluster_day(util: dict[str, pd.DataFrame], wait: dict[str, pd.DataFrame]) -> Figure:
+    """GPU slot utilisation and mean queue wait by hour of day, one line per pool.
+
+    ``util`` and ``wait``: pool -> frame indexed by hour of day with mean, ci95_low, ci95_high
+    (utilisation share; wait in seconds).
+    """
+    fig, (a1, a2) = _figure(12, 4.4, ncols=2)
+    for pool, s in util.items():
+        _band(a1, s, pool)
+    for pool, s in wait.items():
+        _band(a2, s, pool)
+    a1.set(title="GPU slot utilisation over the day, by pool", xlabel="hour of day",
+           ylabel="busy / available slot-seconds", xticks=range(0, 24, 3))  # fmt: skip
+    _share_axis(a1)
+    a1.legend(fontsize=8, title="pool", title_fontsize=8)
+    a2.set(title="Mean queue wait over the day, by pool", xlabel="hour of day",
+           ylabel="seconds", xticks=range(0, 24, 3))  # fmt: skip
+    a2.set_ylim(bottom=0)  # a wait is never negative, whatever a wide CI says
+    a2.legend(fontsize=8, title="pool", title_fontsize=8)
+    return fig
+
+
+def quota_use(table: pd.DataFrame) -> Figure:
+    """Box plot of quota use (used / quota per subscriber-month) per plan.
+
+    ``table``: index plan; columns p05, p25, p50, p75, p95 and mean (shares of the quota).
+    Boxes span the quartiles, whiskers the 5th to 95th percentiles, the diamond is the mean.
+    """
+    fig, (ax,) = _figure(10, 0.9 + 0.45 * max(len(table), 2))
+    stats = [
+        {"label": str(plan), "whislo": r.p05, "q1": r.p25, "med": r.p50, "q3": r.p75,
+         "whishi": r.p95, "mean": r["mean"], "fliers": []}
+        for plan, r in table.iterrows()
+    ]  # fmt: skip
+    # matplotlib >= 3.10 spells vert=False as orientation="horizontal" (and deprecates vert)
+    horizontal: dict[str, object] = (
+        {"orientation": "horizontal"} if matplotlib.__version_info__ >= (3, 10) else {"vert": False}
+    )
+    ax.bxp(stats, showmeans=True, showfliers=False, patch_artist=True,
+           boxprops={"facecolor": "#c6d6ea"},
+           meanprops={"marker": "D", "markerfacecolor": "black", "markersize": 4},
+           **horizontal)  # type: ignore[arg-type]  # fmt: skip
+    ax.invert_yaxis()
+    ax.axvline(1.0, color="#c44e52", linestyle="--", linewidth=1, label="quota (100%)")
+    ax.set(title="Quota use per subscriber-month, by plan (box: quartiles; whiskers: 5th-95th"
+           " percentile; diamond: mean)", xlabel="used / quota", ylabel="plan")  # fmt: skip
+    ax.title.set_fontsize(10)
+    _share_axis(ax, "x")
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def compare_series(
+    months: dict[str, pd.DataFrame], util_day: dict[str, pd.DataFrame], currency: str
+) -> Figure:
+    """Key series of several runs overlaid: subscribers, revenue, margin, churn, TTFT, load.
+
+    ``months``: run -> frame indexed by month with columns ``KPI``, ``KPI_lo``, ``KPI_hi`` for
+    subscribers_end, revenue_total, gross_margin, churn_rate and ttft_p95_s.
+    ``util_day``: run -> frame indexed by hour of day (mean, ci95_low, ci95_high) of the whole
+    cluster's utilisation.
+    """
+    fig, axes = _figure(13, 7.6, ncols=3, nrows=2)
+    panels = (
+        ("subscribers_end", "Active subscribers at month end", "subscribers"),
+        ("revenue_total", "Revenue per month", f"{currency} per month"),
+        ("gross_margin", "Gross margin per month", f"{currency} per month"),
+        ("churn_rate", "Monthly churn rate", "churned / renewal decisions"),
+        ("ttft_p95_s", "95th percentile time to first token", "seconds"),
+    )
+    for ax, (col, title, ylabel) in zip(axes, panels, strict=False):
+        for run, m in months.items():
+            s = pd.DataFrame({"mean": m[col], "ci95_low": m[f"{col}_lo"],
+                              "ci95_high": m[f"{col}_hi"]})  # fmt: skip
+            _band(ax, s, run, marker="o", markersize=3)
+        ax.set(title=title, xlabel="month", ylabel=ylabel)
+        if col == "churn_rate":
+            _share_axis(ax)
+        elif col != "ttft_p95_s":
+            _thousands(ax)
+        ax.legend(fontsize=7, title="run", title_fontsize=7)
+        _months(ax)
+    ax = axes[5]
+    for run, s in util_day.items():
+        _band(ax, s, run)
+    ax.set(title="Cluster utilisation over the day", xlabel="hour of day",
+           ylabel="busy / available slot-seconds", xticks=range(0, 24, 3))  # fmt: skip
+    _share_axis(ax)
+    ax.legend(fontsize=7, title="run", title_fontsize=7)
+    return fig
+
+
+def sweep_response(
+    resp: pd.DataFrame, parameter: str, kpis: Sequence[str], currency: str
+) -> Figure:
+    """Mean and 95% CI of each KPI against one swept parameter's values (small multiples).
+
+    ``resp``: rows of ``sim.report.data.sweep_response`` for this parameter (columns value, kpi,
+    mean, ci95_low, ci95_high). Numeric values get a numeric x axis; others are categories.
+    """
+    ncols = 4
+    nrows = -(-len(kpis) // ncols)
+    fig, axes = _figure(13, 3.2 * nrows, ncols=ncols, nrows=nrows)
+    values = list(dict.fromkeys(resp["value"]))
+    numeric = all(isinstance(v, int | float | np.number) for v in values)
+    for ax, kpi in zip(axes, kpis, strict=False):
+        r = resp[resp["kpi"] == kpi]
+        x = r["value"].to_numpy(dtype=float) if numeric else np.arange(len(r))
+        m = r["mean"].to_numpy(dtype=float)
+        lo = m - r["ci95_low"].to_numpy(dtype=float)
+        hi = r["ci95_high"].to_numpy(dtype=float) - m
+        err = np.nan_to_num(np.vstack([lo, hi]))
+        ax.errorbar(x, m, yerr=err, marker="o", markersize=4, capsize=3, label="mean, 95% CI")
+        if not numeric:
+            ax.set_xticks(x, [str(v) for v in r["value"]], rotation=20, fontsize=8)
+        elif len(x) <= 8:
+            ax.set_xticks(x, [f"{v:g}" for v in x])
+        unit = _unit_label(KPIS[kpi][0], currency)
+        ax.set(title=kpi, xlabel=parameter, ylabel=unit)
+        ax.title.set_fontsize(10)
+        ax.xaxis.label.set_fontsize(8)
+        if unit == "share":
+            _share_axis(ax)
+    for ax in axes[len(kpis) :]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"KPI response to {parameter} (mean over the other parameters and replications)",
+                 fontsize=11)  # fmt: skip
+    return fig

@@ -1,0 +1,241 @@
+"""Reading tokensim run and sweep folders for a report.
+
+A report never touches a folder's files directly: ``RunFolder`` and ``SweepFolder`` check
+that a folder is complete, read its small files eagerly and its tables on first use, and
+turn every missing or corrupt file or column into a ``ReportError`` that names the path.
+Kept apart from the numbers (``sim.report.data``) and the pages (``sim.report.pages``) so
+that each can be read and tested on its own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import yaml
+
+from sim.results.kpis import KPIS
+
+RUN_FILES = ("manifest.json", "summary.json", "scenario.yaml", "kpis_by_replication.csv",
+             "monthly.csv", "monthly_by_plan_segment.csv", "hourly_cluster.parquet",
+             "latency.csv")  # fmt: skip
+"""Files a run folder must hold for a report (``ledger.parquet`` is optional)."""
+
+SWEEP_FILES = ("sweep.json", "points.csv")
+"""Files a sweep folder must hold for a report."""
+
+
+class ReportError(Exception):
+    """A path that is not a complete run or sweep folder, or a file in it that cannot be read."""
+
+
+def _read(path: Path, reader: Callable[[Path], Any]) -> Any:
+    try:
+        return reader(path)
+    except FileNotFoundError:
+        raise ReportError(f"{path}: missing") from None
+    except Exception as e:  # a corrupt file of any kind: name it
+        raise ReportError(f"{path}: cannot be read ({type(e).__name__}: {e})") from None
+
+
+def _need_columns(path: Path, df: pd.DataFrame, cols: Sequence[str]) -> pd.DataFrame:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise ReportError(f"{path}: missing column(s) {', '.join(missing)}")
+    return df
+
+
+def _json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@dataclass
+class RunFolder:
+    """A tokensim run folder, its small files read eagerly and its tables on first use."""
+
+    path: Path
+    manifest: dict[str, Any]
+    summary: dict[str, Any]
+    scenario: dict[str, Any]
+
+    @classmethod
+    def open(cls, path: Path) -> RunFolder:
+        """Check that ``path`` is a complete run folder and read its manifest, summary, scenario.
+
+        Raises ReportError naming the path when it is not.
+        """
+        path = Path(path)
+        if not path.is_dir():
+            raise ReportError(f"{path}: not a folder")
+        missing = [f for f in RUN_FILES if not (path / f).is_file()]
+        if "manifest.json" in missing:
+            raise ReportError(f"{path}: not a tokensim run folder (no manifest.json)")
+        manifest = _read(path / "manifest.json", _json)
+        if not isinstance(manifest, dict) or manifest.get("package") != "tokensim":
+            raise ReportError(f"{path / 'manifest.json'}: not written by tokensim")
+        if manifest.get("status") != "complete":
+            raise ReportError(f"{path}: run folder is not complete (status "
+                              f"{manifest.get('status')!r})")  # fmt: skip
+        listed = set(manifest.get("files", []))
+        if "ledger.parquet" in listed and not (path / "ledger.parquet").is_file():
+            missing.append("ledger.parquet")
+        if missing:
+            raise ReportError(f"{path}: run folder lacks {', '.join(missing)}")
+        summary = _read(path / "summary.json", _json)
+        scenario = _read(path / "scenario.yaml", lambda p: yaml.safe_load(p.read_text("utf-8")))
+        if not isinstance(summary, dict) or not isinstance(scenario, dict):
+            raise ReportError(f"{path}: summary.json or scenario.yaml is not a mapping")
+        return cls(path, manifest, summary, scenario)
+
+    @property
+    def name(self) -> str:
+        """The folder's name (reports never show the full path)."""
+        return self.path.name
+
+    @property
+    def currency(self) -> str:
+        """Currency code of money KPIs."""
+        return str(self.manifest.get("currency") or self.scenario.get("currency") or "currency")
+
+    @property
+    def replications(self) -> int:
+        """Number of replications in the run."""
+        return int(self.manifest.get("replications") or 1)
+
+    def _csv(self, name: str, cols: Sequence[str]) -> pd.DataFrame:
+        p = self.path / name
+        return _need_columns(p, _read(p, pd.read_csv), cols)
+
+    @cached_property
+    def kpis(self) -> pd.DataFrame:
+        """kpis_by_replication.csv."""
+        return self._csv("kpis_by_replication.csv", ["replication", *KPIS])
+
+    @cached_property
+    def months(self) -> pd.DataFrame:
+        """monthly.csv (replication x month)."""
+        return self._csv("monthly.csv", ["replication", "month", "subscribers_end", "churn_rate",
+                                         "revenue_fees", "revenue_overage", "revenue_topups",
+                                         "revenue_total", "gpu_cost", "gross_margin",
+                                         "ttft_p95_s"])  # fmt: skip
+
+    @cached_property
+    def by_plan(self) -> pd.DataFrame:
+        """monthly_by_plan_segment.csv (replication x month x plan x segment)."""
+        return self._csv("monthly_by_plan_segment.csv",
+                         ["replication", "month", "plan", "segment", "subscribers_end", "new",
+                          "renewals", "churned", "switched_in", "switched_out", "submonths",
+                          "revenue_fees", "revenue_overage", "revenue_topups"])  # fmt: skip
+
+    @cached_property
+    def hourly(self) -> pd.DataFrame:
+        """The columns of hourly_cluster.parquet the report needs."""
+        p = self.path / "hourly_cluster.parquet"
+        cols = ["replication", "hour_of_day", "pool", "slots", "busy_slot_s", "wait_sum_s",
+                "started"]  # fmt: skip
+        df = _read(p, lambda q: pd.read_parquet(q))
+        return _need_columns(p, df, cols)[cols]
+
+    @cached_property
+    def latency(self) -> pd.DataFrame:
+        """latency.csv (replication x month x pool x SLA class)."""
+        q = [f"{w}_p{n}_s" for w in ("ttft", "e2e") for n in (50, 95, 99)]
+        return self._csv("latency.csv", ["replication", "month", "pool", "sla_class", "requests",
+                                         "wait_mean_s", "slo_attainment", *q])  # fmt: skip
+
+    @cached_property
+    def ledger(self) -> pd.DataFrame | None:
+        """The ledger's plan, status, quota, usage and per-model token columns, or None."""
+        p = self.path / "ledger.parquet"
+        if not p.is_file():
+            return None
+        import pyarrow.parquet as pq
+
+        names = _read(p, lambda q: pq.read_schema(q).names)
+        base = ["replication", "plan", "status", "quota_units", "used_units", "exhausted"]
+        _need_columns(p, pd.DataFrame(columns=names), base)
+        cols = base + [c for c in names if c.startswith("tokens|")]
+        return _read(p, lambda q: pd.read_parquet(q, columns=cols))
+
+    def load(self, ledger: bool = True) -> None:
+        """Read (and check) every table now, so that a bad file fails before any drawing."""
+        _ = (self.kpis, self.months, self.by_plan, self.hourly, self.latency)
+        if ledger:
+            _ = self.ledger
+
+    @cached_property
+    def plan_order(self) -> list[str]:
+        """Plan names in the scenario's order."""
+        return [str(p.get("name")) for p in self.scenario.get("plans", [])]
+
+
+@dataclass
+class SweepFolder:
+    """A sweep folder: its specification (sweep.json) and tidy points table (points.csv)."""
+
+    path: Path
+    spec: dict[str, Any]
+    points: pd.DataFrame
+    parameters: list[str] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, path: Path) -> SweepFolder:
+        """Check and read ``sweep.json`` and ``points.csv``; raise ReportError naming the path."""
+        path = Path(path)
+        missing = [f for f in SWEEP_FILES if not (path / f).is_file()]
+        if missing:
+            raise ReportError(f"{path}: sweep folder lacks {', '.join(missing)}")
+        spec = _read(path / "sweep.json", _json)
+        need = ("scenario", "design", "parameters", "points", "replications", "seed")
+        if not isinstance(spec, dict) or any(k not in spec for k in need):
+            raise ReportError(f"{path / 'sweep.json'}: needs keys {', '.join(need)}")
+        try:
+            params = [str(p["path"]) for p in spec["parameters"]]
+        except (TypeError, KeyError):
+            raise ReportError(f"{path / 'sweep.json'}: each parameter needs a 'path'") from None
+        if not params:
+            raise ReportError(f"{path / 'sweep.json'}: no swept parameters")
+        p = path / "points.csv"
+        if p.stat().st_size == 0 or not p.read_text(encoding="utf-8", errors="replace").strip():
+            raise ReportError(f"{p}: no finished points")
+        points = _need_columns(p, _read(p, pd.read_csv), ["point", "replication", *params, *KPIS])
+        if points.empty:
+            raise ReportError(f"{p}: no finished points")
+        return cls(path, spec, points, params)
+
+    @property
+    def name(self) -> str:
+        """The folder's name."""
+        return self.path.name
+
+    @property
+    def currency(self) -> str:
+        """Currency of the first point's run folder when readable, else 'currency'."""
+        for point in self.points["point"].unique():
+            try:
+                m = _json(self.path / "points" / str(point) / "manifest.json")
+                return str(m.get("currency") or "currency")
+            except (OSError, ValueError, AttributeError):
+                continue
+        return "currency"
+
+
+def folder_kind(path: Path) -> Literal["run", "sweep"]:
+    """Whether ``path`` is a sweep folder (has sweep.json) or otherwise a run folder.
+
+    Raises ReportError when it is neither.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise ReportError(f"{path}: no such folder")
+    if (path / "sweep.json").is_file():
+        return "sweep"
+    if (path / "manifest.json").is_file():
+        return "run"
+    raise ReportError(f"{path}: not a tokensim run or sweep folder (no manifest.json or "
+                      "sweep.json)")  # fmt: skip

@@ -1,0 +1,1 @@
+"""The exit seam: KPIs with intervals, tidy tables, the run folder, comparisons, plots."""

@@ -1,0 +1,94 @@
+"""Headline KPIs: their names, units and definitions, per replication, and Student-t intervals."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+from sim.engine.metrics import hist_quantile
+from sim.engine.replication import ReplicationResult
+from sim.units import HOURS_PER_DAY, SECONDS_PER_HOUR, TOKENS_PER_MTOK
+
+# headline KPI -> (unit, description); every one is computed per replication
+KPIS: dict[str, tuple[str, str]] = {
+    "subscribers_end": ("subscribers", "active subscribers at the end of the horizon"),
+    "churn_rate_monthly": ("share", "mean over months of churned / renewal decisions"),
+    "revenue_fees": ("currency", "monthly fees billed over the horizon"),
+    "revenue_overage": ("currency", "pay-as-you-go overage billed"),
+    "revenue_topups": ("currency", "top-up packs sold"),
+    "revenue_total": ("currency", "fees + overage + top-ups"),
+    "gpu_cost": ("currency", "GPU-hours paid for times their price"),
+    "gross_margin": ("currency", "revenue_total - gpu_cost"),
+    "gross_margin_share": ("share", "gross_margin / revenue_total"),
+    "requests": ("requests", "requests made"),
+    "tokens_served": ("tokens", "input + output tokens served"),
+    "refused_share": ("share", "requests refused / requests made"),
+    "throttled_share": ("share", "requests throttled / requests made"),
+    "wait_mean_s": ("s", "mean queue wait of served requests"),
+    "wait_p95_s": ("s", "95th percentile queue wait of served requests"),
+    "ttft_p95_s": ("s", "95th percentile time to first token, requests in their SLA class"),
+    "slo_attainment": ("share", "requests meeting every SLO target / requests with an SLO"),
+    "gpu_utilisation": ("share", "busy slot-seconds / working slot-seconds, whole horizon"),
+    "exhausted_share": ("share", "subscriber-months that crossed their quota / all started"),
+    "effective_price_per_mtok": ("currency/1M tokens", "revenue_total per 1M tokens served"),
+    "api_list_value": ("currency", "served tokens valued at API list prices"),
+}
+
+
+def _ratio(a: float, b: float) -> float:
+    return float(a / b) if b else float("nan")
+
+
+def mean_ci(x: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and Student-t confidence interval (NaN bounds with fewer than two values)."""
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return float("nan"), float("nan"), float("nan")
+    m = float(x.mean())
+    if len(x) < 2:
+        return m, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
+    return m, m - half, m + half
+
+
+def replication_kpis(r: ReplicationResult) -> dict[str, float]:
+    """Headline KPIs of one replication (see KPIS)."""
+    w, a = r.world, r.acc
+    tot = {k: float(v.sum()) for k, v in a.monthly.items()}
+    hours = w.horizon_days * HOURS_PER_DAY
+    rev = tot["revenue_fees"] + tot["revenue_overage"] + tot["revenue_topups"]
+    cost = float(a.hourly["gpu_cost"][:hours].sum())
+    churn = a.monthly["churned"].sum(axis=(1, 2))
+    ren = a.monthly["renewals"].sum(axis=(1, 2))
+    rates = churn[ren > 0] / ren[ren > 0]
+    served = tot["served"]
+    all_wait = a.hist[:, :, :, 0].sum(axis=(0, 1, 2))
+    ttft = a.hist[:, :, :-1, 1].sum(axis=(0, 1, 2))
+    cap = float(a.hourly["slots"][:hours].sum()) * SECONDS_PER_HOUR
+    return {
+        "replication": r.replication,
+        "subscribers_end": float(a.monthly["subscribers_end"][-1].sum()),
+        "churn_rate_monthly": float(rates.mean()) if len(rates) else float("nan"),
+        "revenue_fees": tot["revenue_fees"],
+        "revenue_overage": tot["revenue_overage"],
+        "revenue_topups": tot["revenue_topups"],
+        "revenue_total": rev,
+        "gpu_cost": cost,
+        "gross_margin": rev - cost,
+        "gross_margin_share": _ratio(rev - cost, rev),
+        "requests": tot["requests"],
+        "tokens_served": tot["tokens_served"],
+        "refused_share": _ratio(tot["requests"] - served, tot["requests"]),
+        "throttled_share": _ratio(tot["throttled"], tot["requests"]),
+        "wait_mean_s": _ratio(float(a.wait_sum.sum()), served),
+        "wait_p95_s": hist_quantile(all_wait, 0.95),
+        "ttft_p95_s": hist_quantile(ttft, 0.95),
+        "slo_attainment": _ratio(tot["slo_met"], tot["slo_counted"]),
+        "gpu_utilisation": _ratio(float(a.hourly["busy_slot_s"][:hours].sum()), cap),
+        "exhausted_share": _ratio(tot["exhausted"], tot["submonths"]),
+        "effective_price_per_mtok": _ratio(rev * TOKENS_PER_MTOK, tot["tokens_served"]),
+        "api_list_value": tot["api_list_value"],
+    }
+
+
+# ---------------------------------------------------------------------- the run folder

@@ -1,0 +1,177 @@
+"""The exit seam: tidy tables, headline KPIs with confidence intervals, the run folder.
+
+Tables are long/tidy (one row per replication x month x plan x segment, per
+replication x hour x pool, ...), so they open in pandas and compare across
+runs. ``summary.json`` gives each headline KPI's mean over replications and
+its 95% confidence interval (Student t). A run folder is built in a staging
+folder beside its target and moved into place only when complete.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sim.engine.metrics import HOURLY, LATENCY, MONTHLY, hist_quantile
+from sim.engine.replication import ReplicationResult
+from sim.results.kpis import KPIS, _ratio, mean_ci, replication_kpis
+from sim.scenario.schema import Scenario
+from sim.units import HOURS_PER_DAY, SECONDS_PER_HOUR
+
+
+@dataclass
+class RunResult:
+    """All replications of one scenario, with the tables built from them."""
+
+    scenario: Scenario
+    replications: list[ReplicationResult]
+    wall_s: float
+
+    # ------------------------------------------------------------------ tables
+
+    def monthly(self) -> pd.DataFrame:
+        """Replication x month x plan x segment, every metric of sim.engine.metrics.MONTHLY."""
+        frames = []
+        for r in self.replications:
+            w = r.world
+            months = w.horizon_months
+            idx = pd.MultiIndex.from_product(
+                [range(months), w.plan.names, w.seg.names], names=["month", "plan", "segment"]
+            )
+            df = pd.DataFrame({k: r.acc.monthly[k].reshape(-1) for k in MONTHLY}, index=idx)
+            df = df.reset_index()
+            df.insert(0, "replication", r.replication)
+            elig = w.seg.eligible.T.reshape(-1)  # plan-major like the index
+            keep = np.tile(elig, months) | (df[list(MONTHLY)].abs().sum(axis=1) > 0).to_numpy()
+            frames.append(df[keep])
+        return pd.concat(frames, ignore_index=True)
+
+    def months(self) -> pd.DataFrame:
+        """Replication x month totals a person reads first (subscribers, churn, money, latency)."""
+        rows = []
+        for r in self.replications:
+            w, a = r.world, r.acc
+            hpm = w.days_per_month * HOURS_PER_DAY
+            for m in range(w.horizon_months):
+                mo = {k: float(a.monthly[k][m].sum()) for k in MONTHLY}
+                hrs = slice(m * hpm, (m + 1) * hpm)
+                cost = float(a.hourly["gpu_cost"][hrs].sum())
+                rev = mo["revenue_fees"] + mo["revenue_overage"] + mo["revenue_topups"]
+                busy = float(a.hourly["busy_slot_s"][hrs].sum())
+                cap = float(a.hourly["slots"][hrs].sum()) * SECONDS_PER_HOUR
+                h_ttft = a.hist[m, :, :-1, 1].sum(axis=(0, 1))
+                rows.append(
+                    {
+                        "replication": r.replication,
+                        "month": m,
+                        "subscribers_start": mo["subscribers_start"],
+                        "subscribers_end": mo["subscribers_end"],
+                        "new": mo["new"],
+                        "churned": mo["churned"],
+                        "churn_rate": _ratio(mo["churned"], mo["renewals"]),
+                        "revenue_fees": mo["revenue_fees"],
+                        "revenue_overage": mo["revenue_overage"],
+                        "revenue_topups": mo["revenue_topups"],
+                        "revenue_total": rev,
+                        "gpu_cost": cost,
+                        "gross_margin": rev - cost,
+                        "requests": mo["requests"],
+                        "tokens_served": mo["tokens_served"],
+                        "refused_share": _ratio(mo["requests"] - mo["served"], mo["requests"]),
+                        "exhausted_share": _ratio(mo["exhausted"], mo["submonths"]),
+                        "ttft_p95_s": hist_quantile(h_ttft, 0.95),
+                        "slo_attainment": _ratio(mo["slo_met"], mo["slo_counted"]),
+                        "gpu_utilisation": _ratio(busy, cap),
+                    }
+                )
+        return pd.DataFrame(rows)
+
+    def hourly(self) -> pd.DataFrame:
+        """Replication x hour x pool: cluster load, waits, SLO, utilisation and cost."""
+        frames = []
+        for r in self.replications:
+            w = r.world
+            hours = w.horizon_days * HOURS_PER_DAY
+            n_pool = len(w.pool.names)
+            df = pd.DataFrame(
+                {k: r.acc.hourly[k][:hours].reshape(-1) for k in HOURLY},
+            )
+            df.insert(0, "pool", np.tile(w.pool.names, hours))
+            hour = np.repeat(np.arange(hours), n_pool)
+            df.insert(0, "hour_of_day", hour % HOURS_PER_DAY)
+            df.insert(0, "day", hour // HOURS_PER_DAY)
+            df.insert(0, "hour", hour)
+            df.insert(0, "replication", r.replication)
+            cap = df["slots"] * SECONDS_PER_HOUR
+            df["utilisation"] = np.where(cap > 0, df["busy_slot_s"] / cap.where(cap > 0, 1), np.nan)
+            df["wait_mean_s"] = df["wait_sum_s"] / df["started"].where(df["started"] > 0)
+            frames.append(df)
+        out = pd.concat(frames, ignore_index=True)
+        out["pool"] = out["pool"].astype("category")
+        return out
+
+    def latency(self) -> pd.DataFrame:
+        """Replication x month x pool x class: requests, waits, latency percentiles, SLO.
+
+        Class ``throttled`` holds the slow-lane and downgraded requests (no SLO).
+        """
+        rows = []
+        for r in self.replications:
+            w, a = r.world, r.acc
+            classes = [*w.cls.names, "throttled"]
+            for m in range(w.horizon_months):
+                for j, pool in enumerate(w.pool.names):
+                    for c, cname in enumerate(classes):
+                        h = a.hist[m, j, c]
+                        n = int(h[0].sum())
+                        if n == 0:
+                            continue
+                        row: dict[str, Any] = {
+                            "replication": r.replication, "month": m, "pool": pool,
+                            "sla_class": cname, "requests": n,
+                            "wait_mean_s": a.wait_sum[m, j, c] / n,
+                            "tpot_s": float(w.pool.tpot_s[j]),
+                            "slo_attainment": _ratio(*a.slo_pool[m, j, c]),
+                        }  # fmt: skip
+                        for k, name in enumerate(LATENCY):
+                            for q in (0.5, 0.95, 0.99):
+                                row[f"{name.removesuffix('_s')}_p{int(q * 100)}_s"] = hist_quantile(
+                                    h[k], q
+                                )
+                        rows.append(row)
+        return pd.DataFrame(rows)
+
+    def ledger(self) -> pd.DataFrame:
+        """Every subscriber-month of every replication (empty when disabled)."""
+        frames = []
+        for r in self.replications:
+            if len(r.ledger):
+                f = r.ledger.copy()
+                f.insert(0, "replication", r.replication)
+                frames.append(f)
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    # ------------------------------------------------------------------ KPIs
+
+    def kpis(self) -> pd.DataFrame:
+        """One row per replication, one column per headline KPI."""
+        return pd.DataFrame([replication_kpis(r) for r in self.replications])
+
+    def summary(self) -> dict[str, Any]:
+        """Mean and 95% confidence interval of every KPI over replications."""
+        k = self.kpis()
+        out: dict[str, Any] = {}
+        for name, (unit, desc) in KPIS.items():
+            mean, lo, hi = mean_ci(k[name].to_numpy(dtype=float))
+            out[name] = {
+                "mean": mean,
+                "ci95_low": lo,
+                "ci95_high": hi,
+                "unit": unit,
+                "description": desc,
+                "replications": int(k[name].notna().sum()),
+            }
+        return out

@@ -1,0 +1,102 @@
+"""Named model assumptions: every default the schema uses, with its unit and source.
+
+Values taken from data cite the file and figure in ``docs/parameters.md``;
+values that are modelling assumptions say so. Nothing here is read at run
+time from ``../shared``: the derived numbers are carried in the product.
+"""
+
+from __future__ import annotations
+
+# --- exhaustion rules ---------------------------------------------------------------------
+THROTTLE_MIN_GAP_S = 600.0
+"""Throttled subscribers get one request per 10 minutes (s). Assumption; the TPD benchmark's
+THROTTLE_GAP (shared/bench/params.py)."""
+
+TOPUP_MANUAL_BUY_PROBABILITY = 0.3
+"""Chance a cut-off subscriber buys a pack by hand (share). Assumption, to be calibrated."""
+
+TOPUP_MAX_PACKS_PER_MONTH = 10
+"""Cap on packs bought per billing month (packs). Assumption: a spending guard."""
+
+# --- demand -------------------------------------------------------------------------------
+INTENSITY_SHAPE = 2.0
+"""Gamma shape of the personal intensity multiplier (mean 1), CV = 1/sqrt(2) ~ 0.71.
+Source: TPD benchmark (shared/bench/params.py, GAMMA_SHAPE)."""
+
+
+ACTIVITY_SIGMA = 0.0
+"""Spread of the per-subscriber activity process (ln units). 0: no modulation, the model before
+the ServeGen fit (chat and coder traces are reproduced by sessions alone); the API preset sets
+its fitted value."""
+
+ACTIVITY_TIMESCALE_S = 17_700.0
+"""Correlation time of the activity process (s), used when ``activity_sigma`` > 0. Source:
+ServeGen M-large's aggregate 10-minute rate (its CV after the hour-of-day shape and
+autocorrelation at lags 10 min-6 h), fitted by ``tokensim calibrate`` (sim.calibration.activity;
+scenarios/presets/api_servegen_m_large.yaml, se 15,000 s)."""
+
+ARRIVAL_CV = 1.0
+"""CV of the gaps between a subscriber's session starts (1). 1: Poisson sessions, the model of
+the chat and coder presets, whose burstiness comes from requests clustered in sessions; the API
+preset sets the value fitted on ServeGen's per-customer windows."""
+
+# --- acquisition (Bass diffusion) ---------------------------------------------------------
+BASS_P = 0.01
+"""Innovation coefficient (1/month): ~0.03/year-scale p of Bass (1969) meta-analyses is
+0.03 per year for durables; monthly digital services adopt faster. Assumption."""
+
+BASS_Q = 0.15
+"""Imitation coefficient (1/month). Assumption in the range of Sultan, Farley & Lehmann (1990)
+mean q = 0.38/year scaled for faster digital diffusion."""
+
+# --- latency targets ----------------------------------------------------------------------
+SLO_TTFT_S = 2.0
+"""Default TTFT target (s): MLPerf Inference LLM server scenario, P99 TTFT 2 s (MODEL.md s.5)."""
+
+SLO_TPOT_S = 0.2
+"""Default time-per-output-token target (s): MLPerf 70B server scenario TPOT 200 ms."""
+
+# --- churn logit (see docs/model.md, "Renewal and churn") ---------------------------------
+CHURN_PRICE_VALUE = 0.6
+"""Logit change per unit of ln(paid / realised value). Assumption, calibrated so that a
+subscriber paying e times its value churns ~1.8x as often at 7% base churn."""
+
+CHURN_EXHAUSTED = 0.5
+"""Logit change when the quota ran out in the month. Assumption (TPD uses +10 points on 5%)."""
+
+CHURN_REFUSED = 1.5
+"""Logit change per share of requests refused (cut-off, rate limit, concurrency)."""
+
+CHURN_THROTTLED = 0.8
+"""Logit change per share of requests throttled (slow lane or downgrade)."""
+
+CHURN_SLO_MISS = 2.0
+"""Logit change per share of served requests that missed the SLO. TPD's linear rule adds
+0.30 per share of slow requests; at 5% base churn this logit is ~2 per share near zero."""
+
+CHURN_UNUSED = 0.6
+"""Logit change per share of quota left unused (paid for, not used)."""
+
+CHURN_TENURE = -0.25
+"""Logit change per unit of ln(1 + tenure months): loyalty grows with tenure."""
+
+UPGRADE_AFTER_MONTHS = 2
+"""Consecutive exhausted months before a subscriber considers the next larger plan."""
+
+UPGRADE_PROBABILITY = 0.5
+"""Chance to move up once the streak is reached (per renewal)."""
+
+DOWNGRADE_AFTER_MONTHS = 3
+"""Consecutive wasteful months before a subscriber considers the next smaller plan."""
+
+DOWNGRADE_USE_BELOW = 0.2
+"""A month wastes quota when less than this share of it was used."""
+
+DOWNGRADE_PROBABILITY = 0.3
+"""Chance to move down once the streak is reached (per renewal)."""
+
+CHOICE_TEMPERATURE = 20.0
+"""Logit scale of plan choice (currency). Assumption for CNY plans of 10-300 CNY/month."""
+
+THROTTLED_VALUE_SHARE = 0.5
+"""A token served over quota under throttling is worth half a normal token to the chooser."""

@@ -1,0 +1,101 @@
+"""Cross-reference checks: every name a scenario uses refers to something it defines."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sim.scenario.errors import ScenarioError
+
+if TYPE_CHECKING:
+    from sim.scenario.schema import Scenario
+
+
+class _Problems:
+    """Collects cross-reference problems with their paths, raised together."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str]] = []
+
+    def add(self, path: str, msg: str) -> None:
+        self.items.append((path, msg))
+
+
+def _dupes(names: list[str]) -> set[str]:
+    seen: set[str] = set()
+    return {n for n in names if n in seen or seen.add(n)}  # type: ignore[func-returns-value]
+
+
+def check_references(s: Scenario) -> None:
+    """Check every name a scenario uses refers to something it defines; raise all problems."""
+    pr = _Problems()
+    models = {m.name: m for m in s.catalog.models}
+    gpus = {g.name for g in s.catalog.gpus}
+    plans = {p.name for p in s.plans}
+    classes = {c.name for c in s.cluster.sla_classes}
+    for coll, items in (
+        ("catalog.models", [m.name for m in s.catalog.models]),
+        ("catalog.gpus", [g.name for g in s.catalog.gpus]),
+        ("plans", [p.name for p in s.plans]),
+        ("segments", [g.name for g in s.segments]),
+        ("cluster.pools", [p.name for p in s.cluster.pools]),
+        ("cluster.sla_classes", [c.name for c in s.cluster.sla_classes]),
+    ):
+        for d in sorted(_dupes(items)):
+            pr.add(coll, f"duplicate name '{d}'")
+    for i, m in enumerate(s.catalog.models):
+        for j, sv in enumerate(m.serving):
+            if sv.gpu not in gpus:
+                pr.add(f"catalog.models[{i}].serving[{j}].gpu", f"unknown GPU type '{sv.gpu}'")
+    pooled: dict[str, int] = {}
+    for i, p in enumerate(s.cluster.pools):
+        if p.model not in models:
+            pr.add(f"cluster.pools[{i}].model", f"unknown model '{p.model}'")
+            continue
+        if p.gpu not in gpus:
+            pr.add(f"cluster.pools[{i}].gpu", f"unknown GPU type '{p.gpu}'")
+        elif not any(sv.gpu == p.gpu for sv in models[p.model].serving):
+            pr.add(
+                f"cluster.pools[{i}].gpu", f"model '{p.model}' has no serving entry for '{p.gpu}'"
+            )
+        if p.model in pooled:
+            pr.add(f"cluster.pools[{i}].model", f"model '{p.model}' already has a pool")
+        pooled[p.model] = i
+        months = [c.month for c in p.schedule]
+        if months != sorted(months) or len(set(months)) != len(months):
+            pr.add(f"cluster.pools[{i}].schedule", "months must be strictly increasing")
+    for i, plan in enumerate(s.plans):
+        for mname in plan.models:
+            if mname not in models:
+                pr.add(f"plans[{i}].models.{mname}", f"unknown model '{mname}'")
+            elif mname not in pooled:
+                pr.add(
+                    f"plans[{i}].models.{mname}", f"model '{mname}' has no pool in cluster.pools"
+                )
+        if plan.sla_class not in classes:
+            pr.add(f"plans[{i}].sla_class", f"unknown SLA class '{plan.sla_class}'")
+        ex = plan.on_exhaustion
+        if ex.rule == "throttle" and ex.mode == "downgrade":
+            dm = ex.downgrade_model
+            if dm not in models:
+                pr.add(f"plans[{i}].on_exhaustion.downgrade_model", f"unknown model '{dm}'")
+            elif dm not in pooled:
+                pr.add(f"plans[{i}].on_exhaustion.downgrade_model", f"model '{dm}' has no pool")
+    for i, g in enumerate(s.segments):
+        for j, pn in enumerate(g.plans):
+            if pn not in plans:
+                pr.add(f"segments[{i}].plans[{j}]", f"unknown plan '{pn}'")
+        for mname in g.model_preference:
+            if mname not in models:
+                pr.add(f"segments[{i}].model_preference.{mname}", f"unknown model '{mname}'")
+        for pn in g.plans:
+            pl = next((p for p in s.plans if p.name == pn), None)
+            if pl is None:
+                continue
+            usable = [m for m in pl.models if g.model_preference.get(m, 0) > 0]
+            if not usable:
+                pr.add(
+                    f"segments[{i}].model_preference",
+                    f"no preferred model is usable under plan '{pn}'",
+                )
+    if pr.items:
+        raise ScenarioError(pr.items)

@@ -1,0 +1,692 @@
+"""The entry seam: a strict, typed scenario schema, loading and validation.
+
+A scenario file (YAML) is validated once, at the boundary, into these pydantic
+models; the engine then runs on plain arrays built by :mod:`sim.compile`.
+Unknown keys are errors (``extra="forbid"``), so a typo never silently falls
+back to a default. Every field carries a description with its unit and, where
+it has a default, the source of that default (see ``docs/parameters.md``).
+
+Money is in the scenario's ``currency`` (one currency per scenario); tokens
+are counts; times are seconds unless the name says otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    model_validator,
+)
+
+from sim.scenario.assumptions import (
+    ACTIVITY_SIGMA,
+    ACTIVITY_TIMESCALE_S,
+    ARRIVAL_CV,
+    BASS_P,
+    BASS_Q,
+    CHOICE_TEMPERATURE,
+    CHURN_EXHAUSTED,
+    CHURN_PRICE_VALUE,
+    CHURN_REFUSED,
+    CHURN_SLO_MISS,
+    CHURN_TENURE,
+    CHURN_THROTTLED,
+    CHURN_UNUSED,
+    DOWNGRADE_AFTER_MONTHS,
+    DOWNGRADE_PROBABILITY,
+    DOWNGRADE_USE_BELOW,
+    INTENSITY_SHAPE,
+    SLO_TPOT_S,
+    SLO_TTFT_S,
+    THROTTLE_MIN_GAP_S,
+    THROTTLED_VALUE_SHARE,
+    TOPUP_MANUAL_BUY_PROBABILITY,
+    TOPUP_MAX_PACKS_PER_MONTH,
+    UPGRADE_AFTER_MONTHS,
+    UPGRADE_PROBABILITY,
+)
+from sim.scenario.references import check_references
+
+NonNeg = Annotated[float, Field(ge=0)]
+
+Pos = Annotated[float, Field(gt=0)]
+
+Share = Annotated[float, Field(ge=0, le=1)]
+
+
+class Strict(BaseModel):
+    """Base for every schema object: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------- catalog
+
+
+class Serving(Strict):
+    """How fast one GPU type serves one model (a closed-form prefill/decode model)."""
+
+    gpu: str = Field(description="GPU type name, as in catalog.gpus")
+    prefill_tokens_per_s_per_gpu: Pos = Field(
+        description="uncached input tokens/s one GPU prefills at full load (tokens/s)"
+    )
+    decode_tokens_per_s_per_gpu: Pos = Field(
+        description="output tokens/s one GPU decodes at the batch size below (tokens/s)"
+    )
+    batch_slots_per_replica: Annotated[int, Field(ge=1)] = Field(
+        description="requests one replica serves concurrently (continuous-batching slots)"
+    )
+    gpus_per_replica: Annotated[int, Field(ge=1)] = Field(description="GPUs in one replica")
+
+
+class LLM(Strict):
+    """One model of the catalog: API list prices and serving performance per GPU type."""
+
+    name: str = Field(description="model name, referred to by plans, segments and pools")
+    price_input_miss_per_mtok: NonNeg = Field(
+        description="API list price, input tokens on a cache miss (currency per 1M tokens)"
+    )
+    price_input_hit_per_mtok: NonNeg = Field(
+        description="API list price, input tokens on a cache hit (currency per 1M tokens)"
+    )
+    price_output_per_mtok: NonNeg = Field(
+        description="API list price, output tokens (currency per 1M tokens)"
+    )
+    serving: list[Serving] = Field(min_length=1, description="performance on each GPU type")
+
+
+class GPUType(Strict):
+    """A GPU type and what an hour of it costs (rented or amortised)."""
+
+    name: str = Field(description="GPU type name, referred to by serving entries and pools")
+    cost_per_hour: NonNeg = Field(description="cost of one GPU for one hour (currency/GPU-hour)")
+
+
+class Catalog(Strict):
+    """Models and GPU types the scenario may refer to."""
+
+    models: list[LLM] = Field(min_length=1)
+    gpus: list[GPUType] = Field(min_length=1)
+
+
+# --------------------------------------------------------------------------- plans
+
+
+class Quota(Strict):
+    """A plan's allowance per billing month, in tokens or in requests."""
+
+    unit: Literal["tokens", "requests"] = Field(
+        default="tokens", description="what the quota counts"
+    )
+    amount: NonNeg = Field(description="allowance per billing month (tokens or requests)")
+
+
+class TokenClassWeights(Strict):
+    """How many quota units one token of each class burns (1 = face value)."""
+
+    input_miss: NonNeg = Field(default=1.0, description="per uncached input token")
+    input_hit: NonNeg = Field(default=1.0, description="per cached (prefix-hit) input token")
+    output: NonNeg = Field(default=1.0, description="per output token")
+
+
+class Cutoff(Strict):
+    """At exhaustion, refuse every request until renewal."""
+
+    rule: Literal["cutoff"] = Field(description="refuse requests until renewal")
+
+
+class Throttle(Strict):
+    """At exhaustion, keep serving but worse: a slow lane, or a cheaper model."""
+
+    rule: Literal["throttle"] = Field(description="keep serving, worse")
+    mode: Literal["slow_lane", "downgrade"] = Field(
+        default="slow_lane", description="slow lane (rate limit, low priority) or cheaper model"
+    )
+    min_gap_s: NonNeg = Field(
+        default=THROTTLE_MIN_GAP_S,
+        description="a throttled subscriber gets at most one request per this many seconds (s)",
+    )
+    deprioritise: bool = Field(
+        default=True,
+        description="throttled requests queue behind every SLA class (lowest priority)",
+    )
+    downgrade_model: str | None = Field(
+        default=None, description="mode=downgrade: the catalog model throttled requests go to"
+    )
+
+    @model_validator(mode="after")
+    def _downgrade_needs_model(self) -> Throttle:
+        if self.mode == "downgrade" and not self.downgrade_model:
+            raise ValueError("mode 'downgrade' needs downgrade_model")
+        return self
+
+
+class Payg(Strict):
+    """At exhaustion, keep serving and bill the overage."""
+
+    rule: Literal["payg"] = Field(description="serve and bill the overage")
+    price_per_munit: NonNeg = Field(
+        description="price per 1M quota units over the quota (currency per 1M tokens, or per 1M"
+        " requests for request quotas)"
+    )
+    block_units: Annotated[float, Field(ge=1)] = Field(
+        default=1.0, description="overage is billed in whole blocks of this many quota units"
+    )
+
+
+class Topup(Strict):
+    """At exhaustion, buy packs of extra quota, automatically or by choice."""
+
+    rule: Literal["topup"] = Field(description="sell packs of extra quota")
+    pack_units: Pos = Field(description="quota units one pack adds (tokens or requests)")
+    pack_price: NonNeg = Field(description="price of one pack (currency)")
+    purchase: Literal["auto", "manual"] = Field(
+        default="auto", description="auto: always buy; manual: buy with a probability"
+    )
+    manual_buy_probability: Share = Field(
+        default=TOPUP_MANUAL_BUY_PROBABILITY,
+        description="manual purchase: chance a subscriber buys a pack when cut off",
+    )
+    max_packs_per_month: Annotated[int, Field(ge=0)] = Field(
+        default=TOPUP_MAX_PACKS_PER_MONTH, description="cap on packs per billing month"
+    )
+
+
+Exhaustion = Annotated[Cutoff | Throttle | Payg | Topup, Field(discriminator="rule")]
+
+
+class Rollover(Strict):
+    """Carry part of the unused quota into the next billing month."""
+
+    share: Share = Field(default=0.0, description="share of unused quota carried over")
+    cap_units: NonNeg = Field(default=0.0, description="cap on carried-over quota units")
+
+
+class Plan(Strict):
+    """A token package: fee, allowance, usable models, and what happens at exhaustion."""
+
+    name: str = Field(description="plan name, referred to by segments")
+    price_per_month: NonNeg = Field(description="monthly fee (currency/month)")
+    quota: Quota = Field(description="allowance per billing month")
+    models: dict[str, NonNeg] = Field(
+        min_length=1,
+        description="usable models and their quota weight (1 = face value, 2 = twice as fast,"
+        " 0 = free of quota)",
+    )
+    token_class_weights: TokenClassWeights = Field(
+        default_factory=TokenClassWeights, description="quota units per token of each class"
+    )
+    on_exhaustion: Exhaustion = Field(
+        default_factory=lambda: Cutoff(rule="cutoff"),
+        description="what happens when the quota runs out (rule: cutoff|throttle|payg|topup)",
+    )
+    rollover: Rollover = Field(default_factory=Rollover, description="carry-over of unused quota")
+    concurrency_limit: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="requests a subscriber may have in flight at once"
+    )
+    sla_class: str = Field(default="standard", description="SLA class name (priority, SLO)")
+    channel: Literal["own_app", "api", "partner_app"] = Field(
+        default="own_app", description="sales channel (reporting)"
+    )
+
+
+# --------------------------------------------------------------------------- segments
+
+
+class LogNormal(Strict):
+    """A lognormal token length: median exp(mu) and log-sd sigma, optionally capped."""
+
+    dist: Literal["lognormal"] = Field(default="lognormal", description="distribution family")
+    median: Pos = Field(description="median length (tokens)")
+    sigma: NonNeg = Field(description="standard deviation of ln(length)")
+    max: Pos | None = Field(default=None, description="hard cap, e.g. the context window (tokens)")
+
+
+class Empirical(Strict):
+    """An empirical token length: a quantile table sampled by inverse CDF (linear in between).
+
+    ``quantiles[k]`` is the length at cumulative probability ``probs[k]``; a uniform draw u
+    gives the length interpolated linearly between the two table points around u, rounded to
+    whole tokens (at least 1, at most ``max``). ``tokensim calibrate`` writes these tables.
+    """
+
+    dist: Literal["empirical"] = Field(description="distribution family")
+    quantiles: list[NonNeg] = Field(
+        min_length=2, description="lengths at the cumulative probabilities `probs` (tokens)"
+    )
+    probs: list[Share] | None = Field(
+        default=None,
+        description="cumulative probabilities of `quantiles`, from 0 to 1, increasing (share;"
+        " default: equally spaced)",
+    )
+    max: Pos | None = Field(default=None, description="hard cap, e.g. the context window (tokens)")
+
+    @model_validator(mode="after")
+    def _table(self) -> Empirical:
+        q = self.quantiles
+        if any(b < a for a, b in zip(q, q[1:], strict=False)):
+            raise ValueError("quantiles must be non-decreasing")
+        if self.probs is not None:
+            p = self.probs
+            if len(p) != len(q):
+                raise ValueError(f"probs has {len(p)} entries, quantiles {len(q)}")
+            if p[0] != 0.0 or p[-1] != 1.0:
+                raise ValueError("probs must start at 0 and end at 1")
+            if any(b <= a for a, b in zip(p, p[1:], strict=False)):
+                raise ValueError("probs must be strictly increasing")
+        return self
+
+    def cumulative(self) -> list[float]:
+        """The table's cumulative probabilities (``probs`` or equally spaced from 0 to 1)."""
+        n = len(self.quantiles)
+        return list(self.probs) if self.probs is not None else [k / (n - 1) for k in range(n)]
+
+    def mean(self) -> float:
+        """Mean length of the table's piecewise-linear quantile function (tokens, cap ignored)."""
+        q, p = self.quantiles, self.cumulative()
+        return sum((q[k] + q[k + 1]) / 2 * (p[k + 1] - p[k]) for k in range(len(q) - 1))
+
+
+def _dist_tag(v: Any) -> str | None:
+    """Which token-length family a value is: ``dist`` if given, lognormal by default."""
+    d = v.get("dist", "lognormal") if isinstance(v, dict) else getattr(v, "dist", "lognormal")
+    return d if isinstance(d, str) else None
+
+
+TokenLength = Annotated[
+    Annotated[LogNormal, Tag("lognormal")] | Annotated[Empirical, Tag("empirical")],
+    Discriminator(_dist_tag),
+]
+"""A token-length distribution: ``dist: lognormal`` (the default) or ``dist: empirical``."""
+
+
+class Replay(Strict):
+    """Replay a real request trace as a segment's demand, at the trace's time of day every day.
+
+    Each simulated day replays the requests of one day of the trace (trace day ``d mod n`` for a
+    trace spanning ``n`` days; a trace shorter than a day repeats daily), at their time of day
+    plus ``shift_s``, each assigned to one of the segment's active subscribers drawn uniformly
+    at random. Token lengths come from the trace; the model is drawn from
+    ``model_preference`` as usual; cached input = round(input x ``cache_hit_share``).
+    """
+
+    file: str = Field(
+        description="trace file, relative to the scenario file (Python API: to the working"
+        " directory); may be gzip-compressed (.gz); loading makes it absolute"
+    )
+    format: Literal["azure", "mooncake"] = Field(
+        description="azure: CSV TIMESTAMP (datetime, or s from midnight), ContextTokens,"
+        " GeneratedTokens; mooncake: JSONL timestamp (ms), input_length, output_length"
+    )
+    shift_s: float = Field(
+        default=0.0,
+        description="added to every request's time of day, modulo one day (s); e.g. to move"
+        " a trace recorded in UTC to local time",
+    )
+
+    def path(self) -> Path:
+        """The trace file's path (``load_scenario`` made a relative one absolute)."""
+        return Path(self.file)
+
+
+class Engagement(Strict):
+    """How a subscriber's usage grows or fades with tenure (a multiplier on its request rate)."""
+
+    start: Pos = Field(default=1.0, description="multiplier at sign-up")
+    target: Pos = Field(default=1.0, description="level it converges to")
+    tau_months: Pos = Field(default=3.0, description="time constant of the convergence (months)")
+    volatility: NonNeg = Field(
+        default=0.0, description="monthly lognormal shock on the multiplier (sd of its log)"
+    )
+
+
+class Bass(Strict):
+    """Bass diffusion toward a market size: new/month = (p + q N/M)(M - N)."""
+
+    model: Literal["bass"] = Field(description="Bass diffusion")
+    market_size: Pos = Field(description="potential subscribers M (subscribers)")
+    p: NonNeg = Field(default=BASS_P, description="innovation coefficient (1/month)")
+    q: NonNeg = Field(default=BASS_Q, description="imitation coefficient (1/month)")
+
+
+class Constant(Strict):
+    """A fixed expected number of sign-ups per month."""
+
+    model: Literal["constant"] = Field(description="constant rate")
+    per_month: NonNeg = Field(description="expected sign-ups per month (subscribers/month)")
+
+
+Acquisition = Annotated[Bass | Constant, Field(discriminator="model")]
+
+
+class Segment(Strict):
+    """A kind of subscriber: how it adopts, chooses and uses tokens."""
+
+    name: str = Field(description="segment name")
+    kind: Literal["chat", "household", "coder", "enterprise_bot", "other"] = Field(
+        default="other", description="kind of user (reporting)"
+    )
+    plans: list[str] = Field(min_length=1, description="plans offered to this segment")
+    initial_subscribers: Annotated[int, Field(ge=0)] = Field(description="subscribers at t=0")
+    acquisition: Acquisition = Field(
+        default_factory=lambda: Constant(model="constant", per_month=0),
+        description="sign-ups per month (model: bass|constant)",
+    )
+    members: Annotated[int, Field(ge=1)] = Field(
+        default=1, description="people sharing one subscription's quota (households, teams)"
+    )
+    sessions_per_day: NonNeg | None = Field(
+        default=None,
+        description="sessions per member per day at intensity 1 (required unless `replay`)",
+    )
+    requests_per_session: Annotated[float, Field(ge=1)] = Field(
+        default=1.0, description="mean requests per session (geometric, >= 1)"
+    )
+    think_time_s: NonNeg = Field(
+        default=30.0, description="mean gap between requests of one session (s)"
+    )
+    think_time_cv: Pos = Field(
+        default=1.0,
+        description="coefficient of variation of the gaps within a session (Gamma renewal with"
+        " shape 1/cv^2; 1 = exponential, > 1 = bursts of quick requests with long pauses)",
+    )
+    activity_sigma: NonNeg = Field(
+        default=ACTIVITY_SIGMA,
+        description="spread of each subscriber's activity over 10-minute windows (ln units): the"
+        " rate is multiplied by exp(sigma Z - sigma^2/2), mean 1, with Z a stationary"
+        " Ornstein-Uhlenbeck process per subscriber; 0 = no modulation (Poisson sessions with the"
+        " hour profile); constant over windows of ACTIVITY_WINDOW_S (10 min)",
+    )
+    activity_timescale_s: Pos = Field(
+        default=ACTIVITY_TIMESCALE_S,
+        description="correlation time of the activity process Z (s): its correlation after a lag"
+        " L is exp(-L / timescale); used only when activity_sigma > 0",
+    )
+    arrival_cv: Pos = Field(
+        default=ARRIVAL_CV,
+        description="coefficient of variation of the gaps between a subscriber's session starts:"
+        " a Gamma renewal process in the subscriber's own time scale (its rate following the"
+        " hour profile and activity); 1 = Poisson, > 1 = bursts of sessions",
+    )
+    hour_profile: list[NonNeg] | None = Field(
+        default=None,
+        min_length=24,
+        max_length=24,
+        description="relative activity per hour of day (0-23) (required unless `replay`)",
+    )
+    weekday_profile: list[NonNeg] = Field(
+        default_factory=lambda: [1.0] * 7,
+        min_length=7,
+        max_length=7,
+        description="relative activity per weekday, Monday first",
+    )
+    input_tokens: TokenLength | None = Field(
+        default=None,
+        description="input (prompt) length per request (dist: lognormal|empirical; required"
+        " unless `replay`)",
+    )
+    output_tokens: TokenLength | None = Field(
+        default=None,
+        description="output (completion) length per request (dist: lognormal|empirical;"
+        " required unless `replay`)",
+    )
+    replay: Replay | None = Field(
+        default=None,
+        description="replay a real trace as this segment's demand instead of sessions (then"
+        " sessions, profiles and token lengths are not used)",
+    )
+    cache_hit_share: Share = Field(description="share of input tokens served from prefix cache")
+    model_preference: dict[str, NonNeg] = Field(
+        min_length=1, description="share of requests per model (renormalised over a plan's models)"
+    )
+    intensity_shape: Pos = Field(
+        default=INTENSITY_SHAPE,
+        description="Gamma shape of the personal intensity (mean 1); lower = more heterogeneous",
+    )
+    engagement: Engagement = Field(
+        default_factory=Engagement, description="usage growth or fade with tenure"
+    )
+    value_per_mtok: NonNeg = Field(
+        description="value a subscriber gets from 1M served tokens (currency per 1M tokens)"
+    )
+    churn_intercept: float = Field(
+        description="logit of the monthly churn probability of a satisfied, new subscriber"
+    )
+
+    @model_validator(mode="after")
+    def _profiles_not_zero(self) -> Segment:
+        if self.replay is None:
+            missing = [
+                f
+                for f in ("sessions_per_day", "hour_profile", "input_tokens", "output_tokens")
+                if getattr(self, f) is None
+            ]
+            if missing:
+                raise ValueError(f"{', '.join(missing)}: required unless replay is set")
+        if self.hour_profile is not None and sum(self.hour_profile) <= 0:
+            raise ValueError("hour_profile must have a positive entry")
+        if sum(self.weekday_profile) <= 0:
+            raise ValueError("weekday_profile must have a positive entry")
+        total = sum(self.model_preference.values())
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"model_preference shares must sum to 1 (they sum to {total:g})")
+        return self
+
+
+# --------------------------------------------------------------------------- cluster
+
+
+class CapacityChange(Strict):
+    """A procurement step: from the start of ``month`` the pool has ``gpus`` cards."""
+
+    month: Annotated[int, Field(ge=0)] = Field(description="calendar month (0 = first)")
+    gpus: Annotated[int, Field(ge=0)] = Field(description="cards from that month on")
+
+
+class Pool(Strict):
+    """GPUs serving one model; requests to that model queue here."""
+
+    name: str = Field(description="pool name")
+    model: str = Field(description="the catalog model this pool serves")
+    gpu: str = Field(description="GPU type of its cards")
+    gpus: Annotated[int, Field(ge=0)] = Field(description="cards at t=0")
+    schedule: list[CapacityChange] = Field(
+        default_factory=list, description="procurement steps (month, gpus)"
+    )
+    unavailable_share: Share = Field(
+        default=0.0, description="share of cards down at any time (failures); still paid for"
+    )
+
+
+class SLO(Strict):
+    """Latency targets; a request meets the SLO when every set target holds."""
+
+    ttft_s: Pos | None = Field(default=None, description="time to first token target (s)")
+    tpot_s: Pos | None = Field(default=None, description="time per output token target (s)")
+    wait_s: NonNeg | None = Field(default=None, description="queue wait target (s)")
+
+
+class SLAClass(Strict):
+    """A service class: priority in the queues (0 = first) and latency targets."""
+
+    name: str = Field(description="class name, referred to by plans")
+    priority: Annotated[int, Field(ge=0, le=8)] = Field(description="queue priority, 0 first")
+    slo: SLO = Field(default_factory=SLO, description="latency targets")
+
+
+class Cluster(Strict):
+    """Model pools and service classes."""
+
+    pools: list[Pool] = Field(min_length=1, description="one pool per served model")
+    sla_classes: list[SLAClass] = Field(
+        description="service classes (default: one 'standard' class with MLPerf targets)",
+        default_factory=lambda: [
+            SLAClass(name="standard", priority=1, slo=SLO(ttft_s=SLO_TTFT_S, tpot_s=SLO_TPOT_S))
+        ],
+    )
+
+
+# --------------------------------------------------------------------------- churn
+
+
+class Churn(Strict):
+    """Renewal logit and plan switching; coefficients add to each segment's churn_intercept.
+
+    logit P(churn) = intercept + price_value * ln(paid / value) + exhausted * [exhausted]
+      + refused * refused_share + throttled * throttled_share + slo_miss * slo_miss_share
+      + unused * unused_share + tenure * ln(1 + tenure_months)
+    """
+
+    price_value: float = Field(default=CHURN_PRICE_VALUE, description="per unit of ln(paid/value)")
+    exhausted: float = Field(default=CHURN_EXHAUSTED, description="if the quota ran out")
+    refused: float = Field(default=CHURN_REFUSED, description="per share of requests refused")
+    throttled: float = Field(default=CHURN_THROTTLED, description="per share throttled")
+    slo_miss: float = Field(default=CHURN_SLO_MISS, description="per share of SLO misses")
+    unused: float = Field(default=CHURN_UNUSED, description="per share of quota left unused")
+    tenure: float = Field(default=CHURN_TENURE, description="per unit of ln(1 + tenure months)")
+    upgrade_after_months: Annotated[int, Field(ge=1)] = Field(
+        default=UPGRADE_AFTER_MONTHS, description="consecutive exhausted months before upgrading"
+    )
+    upgrade_probability: Share = Field(
+        default=UPGRADE_PROBABILITY, description="chance to upgrade once the streak is reached"
+    )
+    downgrade_after_months: Annotated[int, Field(ge=1)] = Field(
+        default=DOWNGRADE_AFTER_MONTHS,
+        description="consecutive wasteful months before downgrading",
+    )
+    downgrade_use_below: Share = Field(
+        default=DOWNGRADE_USE_BELOW, description="a month 'wastes' quota below this used share"
+    )
+    downgrade_probability: Share = Field(
+        default=DOWNGRADE_PROBABILITY,
+        description="chance to downgrade once the streak is reached",
+    )
+    choice_temperature: Pos = Field(
+        default=CHOICE_TEMPERATURE,
+        description="logit scale of plan choice (currency): utility differences of this size"
+        " shift odds by e",
+    )
+    throttled_value_share: Share = Field(
+        default=THROTTLED_VALUE_SHARE,
+        description="value of a token served over quota under throttle, relative to a normal one",
+    )
+
+
+# --------------------------------------------------------------------------- scenario
+
+
+class Outputs(Strict):
+    """What a run writes beside the headline tables."""
+
+    ledger: bool = Field(default=True, description="write the subscriber-month ledger (Parquet)")
+    plots: bool = Field(default=True, description="write PNG plots")
+
+
+SweepValue = float | int | str | bool
+
+
+class Range(Strict):
+    """A continuous range of a swept parameter, sampled by a Latin hypercube."""
+
+    low: float = Field(description="lowest value (the parameter's unit)")
+    high: float = Field(description="highest value (the parameter's unit)")
+    integer: bool = Field(default=False, description="round sampled values to whole numbers")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if not self.high > self.low:
+            raise ValueError(f"high ({self.high:g}) must exceed low ({self.low:g})")
+        return self
+
+
+class Sweep(Strict):
+    """Parameters to vary, by dotted path into this scenario (``tokensim sweep``).
+
+    A path names a field as it appears in the file; list items with a ``name``
+    are addressed by that name: ``plans.dev_pro.price_per_month``,
+    ``cluster.pools.deepseek.gpus``, ``segments.coder.sessions_per_day``.
+    ``tokensim run`` ignores this block and runs the scenario as written.
+    """
+
+    design: Literal["factorial", "lhs"] = Field(
+        default="factorial",
+        description="factorial: every combination of the listed values; lhs: a Latin"
+        " hypercube sample of `samples` points",
+    )
+    parameters: dict[str, list[SweepValue] | Range] = Field(
+        min_length=1,
+        description="dotted path -> list of values (factorial or lhs) or {low, high} (lhs only)",
+    )
+    samples: Annotated[int, Field(ge=2)] | None = Field(
+        default=None, description="points of a Latin hypercube design (lhs only)"
+    )
+    seed: Annotated[int, Field(ge=0)] = Field(
+        default=0, description="seed of the Latin hypercube sample (not of the simulation)"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Sweep:
+        for path, spec in self.parameters.items():
+            if isinstance(spec, list) and not spec:
+                raise ValueError(f"parameters.{path}: give at least one value")
+            if self.design == "factorial" and isinstance(spec, Range):
+                raise ValueError(
+                    f"parameters.{path}: a factorial design needs a list of values, not a range"
+                )
+        if self.design == "lhs" and self.samples is None:
+            raise ValueError("samples: a Latin hypercube design needs the number of points")
+        if self.design == "factorial" and self.samples is not None:
+            raise ValueError("samples: only a Latin hypercube design takes a number of points")
+        return self
+
+
+class Scenario(Strict):
+    """A whole scenario: catalog, plans, segments, cluster, churn, horizon and randomness."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]+$", description="scenario name (letters, digits, _ . -)"
+    )
+    description: str = Field(default="", description="free text shown in reports")
+    currency: str = Field(default="CNY", description="currency of every money field")
+    horizon_months: Annotated[int, Field(ge=1, le=120)] = Field(
+        description="simulated calendar months"
+    )
+    days_per_month: Annotated[int, Field(ge=1, le=31)] = Field(
+        default=30, description="length of a billing month (days)"
+    )
+    start_weekday: Annotated[int, Field(ge=0, le=6)] = Field(
+        default=0, description="weekday of day 0 (0 = Monday)"
+    )
+    seed: Annotated[int, Field(ge=0)] = Field(
+        default=1, description="root seed of the named random streams"
+    )
+    replications: Annotated[int, Field(ge=1, le=1000)] = Field(
+        default=1, description="independent replications (confidence intervals need >= 2)"
+    )
+    catalog: Catalog = Field(description="models and GPU types")
+    plans: list[Plan] = Field(min_length=1, description="token packages on sale")
+    segments: list[Segment] = Field(min_length=1, description="kinds of subscribers")
+    cluster: Cluster = Field(description="GPU pools and SLA classes")
+    churn: Churn = Field(default_factory=Churn, description="renewal and switching behaviour")
+    outputs: Outputs = Field(default_factory=Outputs, description="optional outputs")
+    sweep: Sweep | None = Field(
+        default=None, description="parameters varied by `tokensim sweep` (ignored by `run`)"
+    )
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Scenario:
+        check_references(self)
+        return self
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical JSON of the validated scenario (identifies a run's input)."""
+        text = json.dumps(self.model_dump(mode="json", exclude={"sweep"}), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()

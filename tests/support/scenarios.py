@@ -1,0 +1,127 @@
+"""SMALL: a small, fast scenario every test layer can modify, as data or validated."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from sim.scenario.loading import validate_data
+from sim.scenario.schema import Scenario
+
+FLAT24 = [1.0] * 24
+
+SMALL: dict[str, Any] = {
+    "name": "small",
+    "currency": "CNY",
+    "horizon_months": 2,
+    "days_per_month": 30,
+    "seed": 7,
+    "replications": 1,
+    "outputs": {"ledger": True, "plots": False},
+    "catalog": {
+        "gpus": [{"name": "h800", "cost_per_hour": 14.4}],
+        "models": [
+            {
+                "name": "big",
+                "price_input_miss_per_mtok": 2.0,
+                "price_input_hit_per_mtok": 0.5,
+                "price_output_per_mtok": 8.0,
+                "serving": [
+                    {
+                        "gpu": "h800",
+                        "prefill_tokens_per_s_per_gpu": 2000,
+                        "decode_tokens_per_s_per_gpu": 400,
+                        "batch_slots_per_replica": 8,
+                        "gpus_per_replica": 1,
+                    }
+                ],
+            },
+            {
+                "name": "small",
+                "price_input_miss_per_mtok": 1.0,
+                "price_input_hit_per_mtok": 0.25,
+                "price_output_per_mtok": 4.0,
+                "serving": [
+                    {
+                        "gpu": "h800",
+                        "prefill_tokens_per_s_per_gpu": 6000,
+                        "decode_tokens_per_s_per_gpu": 1200,
+                        "batch_slots_per_replica": 8,
+                        "gpus_per_replica": 1,
+                    }
+                ],
+            },
+        ],
+    },
+    "plans": [
+        {
+            "name": "lite",
+            "price_per_month": 9.9,
+            "quota": {"unit": "tokens", "amount": 400_000},
+            "models": {"big": 1.0, "small": 1.0},
+            "on_exhaustion": {"rule": "cutoff"},
+        },
+        {
+            "name": "pro",
+            "price_per_month": 39.9,
+            "quota": {"unit": "tokens", "amount": 2_000_000},
+            "models": {"big": 2.0, "small": 1.0},
+            "on_exhaustion": {"rule": "payg", "price_per_munit": 4.0},
+        },
+    ],
+    "segments": [
+        {
+            "name": "chat",
+            "kind": "chat",
+            "plans": ["lite", "pro"],
+            "initial_subscribers": 300,
+            "acquisition": {"model": "bass", "market_size": 600, "p": 0.02, "q": 0.2},
+            "sessions_per_day": 2.0,
+            "requests_per_session": 3.0,
+            "think_time_s": 60.0,
+            "hour_profile": [0.5] * 8 + [1.2] * 12 + [1.0] * 4,
+            "input_tokens": {"median": 800, "sigma": 1.0, "max": 32768},
+            "output_tokens": {"median": 150, "sigma": 0.8, "max": 4096},
+            "cache_hit_share": 0.3,
+            "model_preference": {"big": 0.6, "small": 0.4},
+            "value_per_mtok": 8.0,
+            "churn_intercept": -2.6,
+        },
+        {
+            "name": "coder",
+            "kind": "coder",
+            "plans": ["pro"],
+            "initial_subscribers": 60,
+            "acquisition": {"model": "constant", "per_month": 10},
+            "sessions_per_day": 1.0,
+            "requests_per_session": 10.0,
+            "think_time_s": 20.0,
+            "hour_profile": FLAT24,
+            "input_tokens": {"median": 3000, "sigma": 1.0},
+            "output_tokens": {"median": 200, "sigma": 0.8},
+            "cache_hit_share": 0.8,
+            "model_preference": {"big": 0.7, "small": 0.3},
+            "value_per_mtok": 4.0,
+            "churn_intercept": -2.9,
+        },
+    ],
+    "cluster": {
+        "pools": [
+            {"name": "big", "model": "big", "gpu": "h800", "gpus": 2},
+            {"name": "small", "model": "small", "gpu": "h800", "gpus": 1},
+        ],
+        "sla_classes": [{"name": "standard", "priority": 1, "slo": {"ttft_s": 2.0, "tpot_s": 0.2}}],
+    },
+}
+
+
+def small_dict(**overrides: Any) -> dict[str, Any]:
+    """A deep copy of SMALL with top-level keys replaced."""
+    d = copy.deepcopy(SMALL)
+    d.update(overrides)
+    return d
+
+
+def small_scenario(**overrides: Any) -> Scenario:
+    """SMALL (with overrides) validated into a Scenario."""
+    return validate_data(small_dict(**overrides))
