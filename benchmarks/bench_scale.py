@@ -49,11 +49,17 @@ def worker(n: int, months: int, seed: int) -> dict[str, float]:
     whole = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
-        "n": n, "months": months, "seed": seed, "engine_s": r.engine_s, "whole_s": whole,
-        "requests": r.requests, "subscriber_months": r.subscriber_months,
+        "n": n,
+        "months": months,
+        "seed": seed,
+        "engine_s": r.engine_s,
+        "whole_s": whole,
+        "requests": r.requests,
+        "subscriber_months": r.subscriber_months,
         "req_per_s": r.requests / r.engine_s,
-        "submonths_per_s": r.subscriber_months / r.engine_s, "peak_rss_mb": peak_mb,
-    }  # fmt: skip
+        "submonths_per_s": r.subscriber_months / r.engine_s,
+        "peak_rss_mb": peak_mb,
+    }
 
 
 def run(n: int, months: int, seed: int) -> dict[str, float]:
@@ -76,14 +82,18 @@ def main() -> None:
         return
     run(1000, 1, 0)  # warm numba's cache
     print(f"TPD scaled to {a.n:,} subscribers (warm numba cache; one core per run)")
-    print(f"{'months':>6} {'engine s':>9} {'whole s':>8} {'requests':>13} {'req/s':>11} "
-          f"{'sub-months/s':>13} {'peak MB':>8}")  # fmt: skip
+    print(
+        f"{'months':>6} {'engine s':>9} {'whole s':>8} {'requests':>13} {'req/s':>11} "
+        f"{'sub-months/s':>13} {'peak MB':>8}"
+    )
     for months in a.months:
         rows = [run(a.n, months, seed) for seed in range(1, a.repeats + 1)]
         med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
-        print(f"{months:>6} {med['engine_s']:>9.1f} {med['whole_s']:>8.1f} "
-              f"{med['requests']:>13,.0f} {med['req_per_s']:>11,.0f} "
-              f"{med['submonths_per_s']:>13,.0f} {med['peak_rss_mb']:>8,.0f}")  # fmt: skip
+        print(
+            f"{months:>6} {med['engine_s']:>9.1f} {med['whole_s']:>8.1f} "
+            f"{med['requests']:>13,.0f} {med['req_per_s']:>11,.0f} "
+            f"{med['submonths_per_s']:>13,.0f} {med['peak_rss_mb']:>8,.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -103,15 +103,24 @@ def measure(config: str, n: int, reps: int) -> dict[str, Any]:
             res = [f.result() for f in futs]
             wall = time.perf_counter() - t1
         requests = sum(r.requests for r in res)
-        return {"config": config, "workers": workers, "start_s": t1 - t0, "wall_s": wall,
-                "tasks": len(res), "requests": requests}  # fmt: skip
+        return {
+            "config": config,
+            "workers": workers,
+            "start_s": t1 - t0,
+            "wall_s": wall,
+            "tasks": len(res),
+            "requests": requests,
+        }
     if config == "dask-default-all":
         from distributed import Client, LocalCluster
 
         cm: Any = LocalCluster(
-            n_workers=workers, threads_per_worker=1, dashboard_address=None, silence_logs=40,
+            n_workers=workers,
+            threads_per_worker=1,
+            dashboard_address=None,
+            silence_logs=40,
             scheduler_kwargs={"dashboard": False, "dashboard_address": ":0"},
-        )  # fmt: skip
+        )
         cluster = cm.__enter__()
         client = Client(cluster, set_as_default=False)
     else:
@@ -129,9 +138,15 @@ def measure(config: str, n: int, reps: int) -> dict[str, Any]:
         if config == "dask-default-all":
             client.close()
         cm.__exit__(None, None, None)
-    return {"config": config, "workers": workers, "start_s": t1 - t0, "wall_s": wall,
-            "tasks": len(res.table), "requests": float(res.table["requests"].sum()),
-            "worker_malloc_trim_threshold": sorted(set(map(str, env.values())))}  # fmt: skip
+    return {
+        "config": config,
+        "workers": workers,
+        "start_s": t1 - t0,
+        "wall_s": wall,
+        "tasks": len(res.table),
+        "requests": float(res.table["requests"].sum()),
+        "worker_malloc_trim_threshold": sorted(set(map(str, env.values()))),
+    }
 
 
 def _noop(i: int) -> int:
@@ -173,8 +188,10 @@ def main() -> None:
         c: statistics.median(r["start_s"] for r in rows if r["config"] == c) for c in a.configs
     }
     ncpu = os.cpu_count()
-    print(f"TPD at {a.n:,} subscribers, 30 days; 16 points x {a.reps} replications; "
-          f"{ncpu} cores; medians of {a.repeats} runs")  # fmt: skip
+    print(
+        f"TPD at {a.n:,} subscribers, 30 days; 16 points x {a.reps} replications; "
+        f"{ncpu} cores; medians of {a.repeats} runs"
+    )
     print(
         f"{'config':18s} {'workers':>7} {'start s':>8} {'sweep s':>8} {'req/s':>12} {'x vs 1':>7}"
     )

@@ -312,9 +312,13 @@ def run_worker(cfg: Config, model: str, n: int, days: int, seed: int) -> dict[st
     gpus = cfg.servers if n == cfg.n else _servers(cfg.tpd_dir, n)
     cmd = [cfg.python, str(Path(__file__).resolve()), "--worker", model]
     for flag, value in (
-        ("--n", n), ("--days", days), ("--seed", seed), ("--gpus", gpus),
-        ("--tpd-dir", cfg.tpd_dir), ("--scenario", cfg.scenario),
-    ):  # fmt: skip
+        ("--n", n),
+        ("--days", days),
+        ("--seed", seed),
+        ("--gpus", gpus),
+        ("--tpd-dir", cfg.tpd_dir),
+        ("--scenario", cfg.scenario),
+    ):
         cmd += [flag, str(value)]
     for attempt in range(2 if model == "product" else 1):
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan

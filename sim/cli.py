@@ -28,8 +28,9 @@ DEFAULT_MAX_REPLICATIONS = 30
 
 
 def _report(err: ScenarioError, path: str) -> int:
-    print(f"error: {path} is not a valid scenario ({len(err.problems)} problem(s)):",
-          file=sys.stderr)  # fmt: skip
+    print(
+        f"error: {path} is not a valid scenario ({len(err.problems)} problem(s)):", file=sys.stderr
+    )
     for where, msg in err.problems:
         print(f"  {where}: {msg}", file=sys.stderr)
     return EXIT_BAD_INPUT
@@ -54,8 +55,10 @@ def cmd_validate(a: argparse.Namespace) -> int:
     except ScenarioError as e:
         return _report(e, a.scenario)
     n_plans, n_segs = len(s.plans), len(s.segments)
-    print(f"ok: {a.scenario}: scenario '{s.name}', {n_plans} plans, {n_segs} segments, "
-          f"{s.horizon_months} months, sha256 {s.digest()[:12]}")  # fmt: skip
+    print(
+        f"ok: {a.scenario}: scenario '{s.name}', {n_plans} plans, {n_segs} segments, "
+        f"{s.horizon_months} months, sha256 {s.digest()[:12]}"
+    )
     return 0
 
 
@@ -72,8 +75,11 @@ def cmd_run(a: argparse.Namespace) -> int:
 
     horizon_days = s.horizon_months * s.days_per_month
     if a.export_days and a.export_days[0] >= horizon_days:
-        print(f"error: --export-requests: day {a.export_days[0]} is past the horizon"
-              f" ({horizon_days} days)", file=sys.stderr)  # fmt: skip
+        print(
+            f"error: --export-requests: day {a.export_days[0]} is past the horizon"
+            f" ({horizon_days} days)",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
     from sim.experiments.runner import Precision, relative_halfwidth
 
@@ -90,9 +96,14 @@ def cmd_run(a: argparse.Namespace) -> int:
         tqdm(total=days, unit="day", desc=s.name, disable=a.quiet or None, file=sys.stderr) as bar,
     ):
         result = run_scenario(
-            s, seed=seed, replications=reps, progress=bar.update, export_days=a.export_days,
-            client=client, precision=precision,
-        )  # fmt: skip
+            s,
+            seed=seed,
+            replications=reps,
+            progress=bar.update,
+            export_days=a.export_days,
+            client=client,
+            precision=precision,
+        )
     write_run(result, out, seed, plots=s.outputs.plots and not a.no_plots)
     summ = result.summary()
     if not a.quiet:
@@ -100,10 +111,20 @@ def cmd_run(a: argparse.Namespace) -> int:
         if precision is not None:
             rhw = relative_halfwidth(result.kpis()[precision.kpi].to_numpy(dtype=float))
             met = "met" if rhw <= precision.rel_halfwidth else "NOT met (cap reached)"
-            print(f"  stopping rule {precision.kpi} rel. half-width {rhw:.4g}"
-                  f" <= {precision.rel_halfwidth:g}: {met}")  # fmt: skip
-        for k in ("subscribers_end", "churn_rate_monthly", "revenue_total", "gpu_cost",
-                  "gross_margin", "ttft_p95_s", "slo_attainment", "gpu_utilisation"):  # fmt: skip
+            print(
+                f"  stopping rule {precision.kpi} rel. half-width {rhw:.4g}"
+                f" <= {precision.rel_halfwidth:g}: {met}"
+            )
+        for k in (
+            "subscribers_end",
+            "churn_rate_monthly",
+            "revenue_total",
+            "gpu_cost",
+            "gross_margin",
+            "ttft_p95_s",
+            "slo_attainment",
+            "gpu_utilisation",
+        ):
             v = summ[k]
             ci = ""
             if v["ci95_low"] == v["ci95_low"]:  # not NaN
@@ -152,16 +173,23 @@ def cmd_sweep(a: argparse.Namespace) -> int:
         return _refuse(e)
     with (
         _maybe_client(True, a.scheduler, a.workers) as client,
-        tqdm(total=len(pts), unit="point", desc=f"{s.name} sweep",
-             disable=a.quiet or None, file=sys.stderr) as bar,
-    ):  # fmt: skip
+        tqdm(
+            total=len(pts),
+            unit="point",
+            desc=f"{s.name} sweep",
+            disable=a.quiet or None,
+            file=sys.stderr,
+        ) as bar,
+    ):
         try:
             res = run_sweep(s, spec, out, client, seed, reps, a.resume, a.plots, bar.update)
         except ScenarioError as e:
             return _refuse(e)
     if not a.quiet:
-        print(f"wrote {out}: {len(pts)} points x {reps} replications"
-              f" ({len(res.ran)} run, {len(res.reused)} reused) in {res.wall_s:.1f} s")  # fmt: skip
+        print(
+            f"wrote {out}: {len(pts)} points x {reps} replications"
+            f" ({len(res.ran)} run, {len(res.reused)} reused) in {res.wall_s:.1f} s"
+        )
         cols = ["point", *spec.parameters, *SWEEP_SHOWN_KPIS]
         mean = res.table.groupby("point", sort=True)[cols[1:]].mean(numeric_only=True)
         print(mean.to_string(float_format=lambda x: f"{x:.4g}"))
@@ -447,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_argument_problem(a: argparse.Namespace) -> str | None:
-    """Why ``run``'s arguments cannot be used, or None."""
+    """Why ``run``'s (or ``sweep``'s) arguments cannot be used, or None."""
     if a.replications is not None and not 1 <= a.replications <= MAX_REPLICATIONS:
         return f"--replications must be between 1 and {MAX_REPLICATIONS}"
     if a.seed is not None and a.seed < 0:
@@ -458,40 +486,68 @@ def _run_argument_problem(a: argparse.Namespace) -> str | None:
         if a.samples is not None and a.samples < 2:
             return "--samples must be >= 2"
         return None
-    if a.ci_halfwidth is not None:
-        if not a.ci_halfwidth > 0:
-            return "--ci-halfwidth must be > 0"
-        from sim.results.kpis import KPIS
+    return _precision_problem(a) or _export_problem(a) or _out_problem(a)
 
-        if a.ci_kpi not in KPIS:
-            return f"--ci-kpi: unknown KPI '{a.ci_kpi}' (known: {', '.join(KPIS)})"
-        if not 2 <= a.max_replications <= MAX_REPLICATIONS:
-            return f"--max-replications must be between 2 and {MAX_REPLICATIONS}"
-    a.export_days = None
-    if a.export_requests:
-        try:
-            first, _, days = a.export_requests.partition(":")
-            a.export_days = (int(first), int(days or 1))
-        except ValueError:
-            return "--export-requests takes DAY or DAY:DAYS (whole numbers)"
-        if a.export_days[0] < 0 or a.export_days[1] < 1:
-            return "--export-requests: DAY must be >= 0 and DAYS >= 1"
-    if a.out:
-        out = Path(a.out)
-        if out.exists() and not out.is_dir():
-            return f"--out {out} exists and is not a folder"
-        if out.is_dir() and any(out.iterdir()) and not is_run_folder(out):
-            return (f"--out {out} is a non-empty folder that is not a tokensim run folder;"
-                    " refusing to replace it")  # fmt: skip
+
+def _precision_problem(a: argparse.Namespace) -> str | None:
+    """Why the stopping rule's options (``--ci-halfwidth`` and friends) are unusable, or None."""
+    if a.ci_halfwidth is None:
+        return None
+    if not a.ci_halfwidth > 0:
+        return "--ci-halfwidth must be > 0"
+    from sim.results.kpis import KPIS
+
+    if a.ci_kpi not in KPIS:
+        return f"--ci-kpi: unknown KPI '{a.ci_kpi}' (known: {', '.join(KPIS)})"
+    if not 2 <= a.max_replications <= MAX_REPLICATIONS:
+        return f"--max-replications must be between 2 and {MAX_REPLICATIONS}"
     return None
 
 
-def is_run_folder(path: Path) -> bool:
-    """True when ``path`` holds a manifest.json written by tokensim (safe to replace)."""
+def _export_problem(a: argparse.Namespace) -> str | None:
+    """Parse ``--export-requests DAY[:DAYS]`` into ``a.export_days``; why not, or None."""
+    a.export_days = None
+    if not a.export_requests:
+        return None
     try:
-        return json.loads((path / "manifest.json").read_text()).get("package") == "tokensim"
-    except (OSError, ValueError, AttributeError):
+        first, _, days = a.export_requests.partition(":")
+        a.export_days = (int(first), int(days or 1))
+    except ValueError:
+        return "--export-requests takes DAY or DAY:DAYS (whole numbers)"
+    if a.export_days[0] < 0 or a.export_days[1] < 1:
+        return "--export-requests: DAY must be >= 0 and DAYS >= 1"
+    return None
+
+
+def _out_problem(a: argparse.Namespace) -> str | None:
+    """Why ``--out`` cannot be written (a file, or a foreign non-empty folder), or None."""
+    if not a.out:
+        return None
+    out = Path(a.out)
+    if out.exists() and not out.is_dir():
+        return f"--out {out} exists and is not a folder"
+    if out.is_dir() and any(out.iterdir()) and not _replaceable(out):
+        return (
+            f"--out {out} is a non-empty folder that is not a tokensim run folder;"
+            " refusing to replace it"
+        )
+    return None
+
+
+def _replaceable(path: Path) -> bool:
+    """True when ``path`` is a run folder written by tokensim, complete or not.
+
+    Such a folder is only ever tokensim's own output, so ``run --out`` may replace it.
+    Completeness does not matter here (``sim.results.run_folder.is_run_folder`` checks it
+    for the readers); anything else, a sweep folder included, is the user's and is refused.
+    """
+    from sim.results.run_folder import RunFolderError, read_manifest
+
+    try:
+        read_manifest(path)
+    except RunFolderError:
         return False
+    return True
 
 
 if __name__ == "__main__":

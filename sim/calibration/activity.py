@@ -132,8 +132,12 @@ def _fit(x: NDArray[np.float64], grid: NDArray[np.int64], seed: int) -> tuple[fl
 
     s0 = np.sqrt(np.log1p(real[0] ** 2 / hhi))  # the closed form (independent customers)
     phi0 = np.exp(-ACTIVITY_WINDOW_S / SECONDS_PER_HOUR)  # a start of one hour
-    res = minimize(loss, [np.log(s0), np.log(phi0 / (1 - phi0))], method="Nelder-Mead",
-                   options={"xatol": 1e-3, "fatol": 1e-7})  # fmt: skip
+    res = minimize(
+        loss,
+        [np.log(s0), np.log(phi0 / (1 - phi0))],
+        method="Nelder-Mead",
+        options={"xatol": 1e-3, "fatol": 1e-7},
+    )
     sigma, phi = float(np.exp(res.x[0])), float(1.0 / (1.0 + np.exp(-res.x[1])))
     return sigma, -ACTIVITY_WINDOW_S / float(np.log(phi)), hhi, float(real[0])
 

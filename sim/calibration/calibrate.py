@@ -201,30 +201,46 @@ def presets(inp: Inputs) -> list[Preset]:
     """Every preset the given files allow, in a fixed order."""
     agg = _aggregates(inp)
     out: list[Preset] = []
-    chat_cache = Fit(CHAT_CACHE_HIT_DEFAULT, "share", "shared/data README (section 2)",
-                     "Mooncake unbounded prefix-cache token hit ratio")  # fmt: skip
+    chat_cache = Fit(
+        CHAT_CACHE_HIT_DEFAULT,
+        "share",
+        "shared/data README (section 2)",
+        "Mooncake unbounded prefix-cache token hit ratio",
+    )
     mooncake = read_trace(inp.mooncake, "mooncake") if inp.mooncake else None
     if mooncake is not None and mooncake.hash_ids is not None:
         hit = prefix_cache_hit_ratio(mooncake.hash_ids, mooncake.input)
         chat_cache = Fit(
-            round_sig(hit, 3), "share", mooncake.name,
+            round_sig(hit, 3),
+            "share",
+            mooncake.name,
             "prefix hashes, unbounded cache empty at the first request: hit tokens / input",
-        )  # fmt: skip
-    chat_rpd = Fit(CHAT_REQUESTS_PER_DAY, "requests/day", "assumption (sim/calibrate.py)",
-                   "baseline chat segment: 1.5 sessions x 3 requests")  # fmt: skip
+        )
+    chat_rpd = Fit(
+        CHAT_REQUESTS_PER_DAY,
+        "requests/day",
+        "assumption (sim/calibration/calibrate.py)",
+        "baseline chat segment: 1.5 sessions x 3 requests",
+    )
     if inp.azure_code is not None:
         code = read_trace(inp.azure_code, "azure")
         cop = agg.get("github_copilot_coding_agent_2026", {})
-        asrc = inp.aggregates.name if inp.aggregates else "sim/calibrate.py"
+        asrc = inp.aggregates.name if inp.aggregates else "sim/calibration/calibrate.py"
         rpd = Fit(
-            round_sig(float(cop.get("llm_calls_per_session_derived",
-                                    CODER_REQUESTS_PER_DAY_DEFAULT))), "requests/day", asrc,
-            "GitHub Copilot coding agent LLM calls per session, one session per day"
-            " (assumption)",
-        )  # fmt: skip
+            round_sig(
+                float(cop.get("llm_calls_per_session_derived", CODER_REQUESTS_PER_DAY_DEFAULT))
+            ),
+            "requests/day",
+            asrc,
+            "GitHub Copilot coding agent LLM calls per session, one session per day (assumption)",
+        )
         if "cached_prompt_share_derived" in cop:
-            cache = Fit(round_sig(float(cop["cached_prompt_share_derived"]), 3), "share", asrc,
-                        "GitHub Copilot coding agent: cached / all prompt tokens")  # fmt: skip
+            cache = Fit(
+                round_sig(float(cop["cached_prompt_share_derived"]), 3),
+                "share",
+                asrc,
+                "GitHub Copilot coding agent: cached / all prompt tokens",
+            )
         else:
             cache = Fit(0.0, "share", "none given", "no cache data for coders")
         out.append(
@@ -240,7 +256,7 @@ def presets(inp: Inputs) -> list[Preset]:
                 cache,
                 _window(code),
                 [inp.aggregates.name] if inp.aggregates else [],
-            )  # fmt: skip
+            )
         )
     if inp.azure_conv is not None:
         conv = read_trace(inp.azure_conv, "azure")
@@ -257,7 +273,7 @@ def presets(inp: Inputs) -> list[Preset]:
                 chat_cache,
                 _window(conv),
                 [mooncake.name] if mooncake else [],
-            )  # fmt: skip
+            )
         )
     if mooncake is not None:
         out.append(
@@ -273,7 +289,7 @@ def presets(inp: Inputs) -> list[Preset]:
                 chat_cache,
                 _window(mooncake, MOONCAKE_WINDOW_START_S),
                 [],
-            )  # fmt: skip
+            )
         )
     if inp.servegen_arrivals is not None and inp.servegen_pmf is not None:
         out.extend(_servegen_presets(inp, agg))
@@ -286,7 +302,8 @@ def presets(inp: Inputs) -> list[Preset]:
 
 
 def _servegen_presets(inp: Inputs, agg: dict[str, Any]) -> list[Preset]:
-    assert inp.servegen_arrivals is not None and inp.servegen_pmf is not None
+    assert inp.servegen_arrivals is not None
+    assert inp.servegen_pmf is not None
     arr = read_table(inp.servegen_arrivals)
     pmf = read_table(inp.servegen_pmf)
     ct = read_table(inp.servegen_client_tokens) if inp.servegen_client_tokens else None
@@ -294,9 +311,13 @@ def _servegen_presets(inp: Inputs, agg: dict[str, Any]) -> list[Preset]:
     ds = agg.get("deepseek_v3_r1_online_service_24h", {})
     if "input_cache_hit_share" in ds:
         assert inp.aggregates is not None
-        cache = Fit(round_sig(float(ds["input_cache_hit_share"]), 3), "share", inp.aggregates.name,
-                    "DeepSeek online service, 24 h of Feb 2025: cache-hit input / all input"
-                    " (whole platform; ServeGen publishes no cache data)")  # fmt: skip
+        cache = Fit(
+            round_sig(float(ds["input_cache_hit_share"]), 3),
+            "share",
+            inp.aggregates.name,
+            "DeepSeek online service, 24 h of Feb 2025: cache-hit input / all input"
+            " (whole platform; ServeGen publishes no cache data)",
+        )
     else:
         cache = Fit(0.0, "share", "none given", "no cache data for API customers")
     out = []
@@ -325,24 +346,30 @@ def _servegen_presets(inp: Inputs, agg: dict[str, Any]) -> list[Preset]:
             lognormal[fld] = (mu, sg)
             real[fld] = pmf_stats(v, p)
         fits["requests_per_session"] = Fit(
-            1.0, "requests", asrc,
+            1.0,
+            "requests",
+            asrc,
             "1: each request its own session; a customer's burstiness is arrival_cv within a"
             " window and activity spells across windows",
-        )  # fmt: skip
+        )
         acv = arrival_cv_fit(arr[arr["model"] == model])
         fits["arrival_cv"] = Fit(
-            round_sig(acv.cv, 3), "1", asrc,
+            round_sig(acv.cv, 3),
+            "1",
+            asrc,
             "simulated method of moments (sim.calibration.activity.arrival_cv_fit): Gamma renewal"
             " whose 10-min windows give the trace's request-weighted median inter-arrival CV"
             f" ({acv.median_iat_cv:.3f}), simulated on {ARRIVAL_FIT_ROWS:,} (customer, window)"
             " rows drawn by requests; se: the median's bootstrap over customers / the model's"
             " slope",
             acv.cv_se,
-        )  # fmt: skip
+        )
         fits["sessions_per_day"] = Fit(
-            round_sig(per_client_day), "requests/day", asrc,
+            round_sig(per_client_day),
+            "requests/day",
+            asrc,
             "mean request rate / active customers x 86,400 (10-min windows, gaps left out)",
-        )  # fmt: skip
+        )
         fits["hour_profile"] = Fit(
             "list above",
             "relative rate per hour (trace clock)",
@@ -350,34 +377,42 @@ def _servegen_presets(inp: Inputs, agg: dict[str, Any]) -> list[Preset]:
             "10-min aggregate rate, mean per hour of day / mean",
         )
         fits["weekday_profile"] = Fit(
-            "list above", "relative rate per weekday", asrc,
+            "list above",
+            "relative rate per weekday",
+            asrc,
             "flat: ServeGen does not publish the weekday of its day 0",
-        )  # fmt: skip
+        )
         fits["cache_hit_share"] = cache
         act = activity_fit(arr[arr["model"] == model])
         cv_txt = f"{act.cv_after_hour_shape:.3f}"
         fits["activity_sigma"] = Fit(
-            round_sig(act.sigma, 3), "ln units", asrc,
+            round_sig(act.sigma, 3),
+            "ln units",
+            asrc,
             "simulated method of moments with activity_timescale_s (sim.calibration.activity): the"
             f" aggregate 10-min rate's CV after its hour-of-day shape ({cv_txt}) and its"
             " autocorrelation at lags 10 min-6 h, vs weeks simulated with the trace's"
             f" {rs['active_clients']} customer shares (HHI {act.hhi:.4f}); se by bootstrap"
             " over customers",
             act.sigma_se,
-        )  # fmt: skip
+        )
         fits["activity_timescale_s"] = Fit(
-            round_sig(act.timescale_s, 3), "s", asrc,
+            round_sig(act.timescale_s, 3),
+            "s",
+            asrc,
             "fitted jointly with activity_sigma (see there); one time scale, so the fit trades"
             " a higher autocorrelation than the trace's below 2 h for a lower one beyond",
             act.timescale_se_s,
-        )  # fmt: skip
+        )
         shape, shape_se = intensity_shape_fit(rs["client_requests"])
         fits["intensity_shape"] = Fit(
-            round_sig(shape), "1", asrc,
+            round_sig(shape),
+            "1",
+            asrc,
             f"Gamma intensity (mean 1) by moments: 1 / CV^2 of the {rs['active_clients']}"
             " customers' request counts over the period; se by bootstrap over customers",
             shape_se,
-        )  # fmt: skip
+        )
         seg = {
             "kind": "enterprise_bot",
             "sessions_per_day": fits["sessions_per_day"].value,
@@ -399,8 +434,18 @@ def _servegen_presets(inp: Inputs, agg: dict[str, Any]) -> list[Preset]:
             + ([inp.aggregates.name] if inp.aggregates else [])
         )
         name = "api_servegen_" + model.replace("-", "_")
-        out.append(Preset(name, f"API customers, Alibaba Model Studio {model} (ServeGen)", seg,
-                          fits, srcs, real, None, lognormal))  # fmt: skip
+        out.append(
+            Preset(
+                name,
+                f"API customers, Alibaba Model Studio {model} (ServeGen)",
+                seg,
+                fits,
+                srcs,
+                real,
+                None,
+                lognormal,
+            )
+        )
     return out
 
 

@@ -127,7 +127,7 @@ HARNESS: dict[str, Any] = {
     },
     "plans": [
         {"name": "unlimited", "price_per_month": 0, "quota": {"amount": 1e18}, "models": {"m": 1.0}}
-    ],  # fmt: skip
+    ],
     "cluster": {"pools": [{"name": "m", "model": "m", "gpu": "gpu", "gpus": 16}]},
 }
 
@@ -254,38 +254,81 @@ def rows(p: Preset, req: pd.DataFrame, real_peak_hour: float | None) -> list[Row
         real = p.real[fld] if fld in p.real else p.real["servegen"][fld]
         mu, sg = p.lognormal[fld]
         for stat in ("mean", "p50", "p90", "p99"):
-            out.append(Row(p.name, f"{label} tokens {stat}", real[stat], sim_tok[fld][stat], stat,
-                           _lognormal_value(mu, sg, stat)))  # fmt: skip
+            out.append(
+                Row(
+                    p.name,
+                    f"{label} tokens {stat}",
+                    real[stat],
+                    sim_tok[fld][stat],
+                    stat,
+                    _lognormal_value(mu, sg, stat),
+                )
+            )
     if "out_in_ratio_of_sums" in p.real:
         ratio = p.real["out_in_ratio_of_sums"]
-        out.append(Row(p.name, "output/input (ratio of sums)", ratio, outp.sum() / inp.sum(),
-                       "out_in_ratio"))  # fmt: skip
+        out.append(
+            Row(
+                p.name,
+                "output/input (ratio of sums)",
+                ratio,
+                outp.sum() / inp.sum(),
+                "out_in_ratio",
+            )
+        )
     else:
-        out.append(Row(p.name, "output/input (ratio of means)", p.real["out_in_ratio_of_means"],
-                       outp.mean() / inp.mean(), "out_in_ratio"))  # fmt: skip
+        out.append(
+            Row(
+                p.name,
+                "output/input (ratio of means)",
+                p.real["out_in_ratio_of_means"],
+                outp.mean() / inp.mean(),
+                "out_in_ratio",
+            )
+        )
     if p.window is not None:
         ra = p.real["arrivals"]
         ws = _window_stats(t, p.window)
         slotted = p.name.startswith("chat_mooncake")
-        for k, label in (("iat_cv", "inter-arrival CV"), ("count_cv_60s", "CV of counts per 60 s"),
-                         ("idc_60s", "dispersion (var/mean) of counts per 60 s")):  # fmt: skip
+        for k, label in (
+            ("iat_cv", "inter-arrival CV"),
+            ("count_cv_60s", "CV of counts per 60 s"),
+            ("idc_60s", "dispersion (var/mean) of counts per 60 s"),
+        ):
             if slotted and k == "iat_cv":
-                out.append(Row(p.name, label, ra[k], ws[k], None,
-                               note="not fitted: the trace's times sit on 3-s slots"))  # fmt: skip
+                out.append(
+                    Row(
+                        p.name,
+                        label,
+                        ra[k],
+                        ws[k],
+                        None,
+                        note="not fitted: the trace's times sit on 3-s slots",
+                    )
+                )
                 continue
             out.append(Row(p.name, label, ra[k], ws[k], k))
     sim_hours = arrival_stats(t).get("hour_of_day_norm")
     if real_peak_hour is not None and sim_hours is not None:
-        out.append(Row(p.name, "peak/mean hour of day", real_peak_hour, max(sim_hours),
-                       "peak_to_mean_hour"))  # fmt: skip
+        out.append(
+            Row(
+                p.name, "peak/mean hour of day", real_peak_hour, max(sim_hours), "peak_to_mean_hour"
+            )
+        )
     if "servegen" in p.real and "intensity_shape" in p.segment:
         rs = p.real["servegen"]
         sim_shares = expected_top_shares(p.segment["intensity_shape"], rs["active_clients"])
         for top, sim_v in zip((1, 5, 10), sim_shares, strict=True):
-            out.append(Row(p.name, f"top-{top} customer share of requests",
-                           rs[f"top{top}_client_share"], sim_v, f"top{top}_share",
-                           note=f"expected over {INTENSITY_DRAWS:,} draws of"
-                           f" {rs['active_clients']} intensities"))  # fmt: skip
+            out.append(
+                Row(
+                    p.name,
+                    f"top-{top} customer share of requests",
+                    rs[f"top{top}_client_share"],
+                    sim_v,
+                    f"top{top}_share",
+                    note=f"expected over {INTENSITY_DRAWS:,} draws of"
+                    f" {rs['active_clients']} intensities",
+                )
+            )
     if "servegen" in p.real:
         out += _rate_rows(p)
     return out
@@ -301,12 +344,20 @@ def _rate_rows(p: Preset) -> list[Row]:
         t = req["timestamp_s"].to_numpy(dtype=float)
         counts = np.bincount((t // RATE_WINDOW_S).astype(np.int64), minlength=n)[:n]
         st = rate_modulation_stats(counts, np.arange(n) * RATE_WINDOW_S)
-        runs.append({**st, "cv_of_10min_rate": rate_10min_cv(t),
-                     "client_window_iat_cv_median":
-                         client_window_iat_cv(t, req["subscriber"].to_numpy())})  # fmt: skip
+        runs.append(
+            {
+                **st,
+                "cv_of_10min_rate": rate_10min_cv(t),
+                "client_window_iat_cv_median": client_window_iat_cv(
+                    t, req["subscriber"].to_numpy()
+                ),
+            }
+        )
     sim = pd.DataFrame(runs).mean()
-    note = (f"mean of {RATE_REPLICATIONS} weeks of {rs['active_clients']} customers with the"
-            " preset's intensity spread")  # fmt: skip
+    note = (
+        f"mean of {RATE_REPLICATIONS} weeks of {rs['active_clients']} customers with the"
+        " preset's intensity spread"
+    )
     gap = "; one time scale: the model's correlation fades faster beyond 2 h"
     return [
         Row(p.name, label, rs[k], float(sim[k]), tol, note=note + extra)
@@ -373,15 +424,19 @@ def report(ps: list[Preset], command: str, fitted_here: bool = True) -> str:
         req = simulate(p)
         rs = rows(p, req, real_peak_hour(p))
         lines += [f"## {p.name}", "", p.description + f"; {len(req):,} simulated requests.", ""]
-        lines += ["| statistic | real | simulated | diff | tol | lognormal fit | |",
-                  "|---|---:|---:|---:|---:|---:|---|"]  # fmt: skip
+        lines += [
+            "| statistic | real | simulated | diff | tol | lognormal fit | |",
+            "|---|---:|---:|---:|---:|---:|---|",
+        ]
         for r in rs:
             tol = f"{TOLERANCE[r.tol_key]:.0%}" if r.tol_key else "-"
             ln = f"{r.lognormal:.4g}" if r.lognormal is not None else ""
             flag = ("ok" if r.ok else "**out of tolerance**") if r.tol_key else ""
             flag = "; ".join(x for x in (flag, r.note) if x)
-            lines.append(f"| {r.statistic} | {r.real:.4g} | {r.simulated:.4g} | "
-                         f"{r.diff:+.1%} | {tol} | {ln} | {flag} |")  # fmt: skip
+            lines.append(
+                f"| {r.statistic} | {r.real:.4g} | {r.simulated:.4g} | "
+                f"{r.diff:+.1%} | {tol} | {ln} | {flag} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -396,8 +451,16 @@ def parse_report(text: str) -> list[dict[str, Any]]:
         elif line.startswith("| ") and not line.startswith("| statistic"):
             c = [x.strip() for x in line.strip("|").split("|")]
             tol = float(c[4].rstrip("%")) / 100 if c[4] != "-" else None
-            out.append({"preset": preset, "statistic": c[0], "real": float(c[1]),
-                        "simulated": float(c[2]), "tol": tol, "note": c[6]})  # fmt: skip
+            out.append(
+                {
+                    "preset": preset,
+                    "statistic": c[0],
+                    "real": float(c[1]),
+                    "simulated": float(c[2]),
+                    "tol": tol,
+                    "note": c[6],
+                }
+            )
     return out
 
 

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from sim.traces.stats import counts_in_windows
 
-TABLE_PROBS: tuple[float, ...] = tuple(k / 50 for k in range(50)) + (0.99, 0.995, 0.999, 1.0)
+TABLE_PROBS: tuple[float, ...] = (*tuple(k / 50 for k in range(50)), 0.99, 0.995, 0.999, 1.0)
 """Cumulative probabilities of the empirical token tables: every 2% plus the upper tail."""
 SMM_SEED = 20231116
 """Seed of the simulated method of moments (fixed: the presets are reproducible byte for
@@ -65,8 +65,12 @@ class Fit:
 
     def as_dict(self) -> dict[str, Any]:
         """YAML form."""
-        d: dict[str, Any] = {"value": self.value, "unit": self.unit, "source": self.source,
-                             "method": self.method}  # fmt: skip
+        d: dict[str, Any] = {
+            "value": self.value,
+            "unit": self.unit,
+            "source": self.source,
+            "method": self.method,
+        }
         if self.se is not None:
             d["se"] = round_sig(self.se, 3)
         return d
@@ -131,7 +135,7 @@ def token_fits(
             "tokens",
             src,
             "empirical quantile table (linear percentiles at `probs`), sampled by inverse CDF",
-        ),  # fmt: skip
+        ),
     }
 
 
@@ -196,7 +200,9 @@ MIN_FIT_SPAN_S = 600.0
 """Shortest span of a trace whose arrivals calibrate fits (s): ten 60-s count windows."""
 
 
-def fit_arrivals(t: NDArray[np.float64], keys: tuple[str, ...], fit_cv: bool = True) -> ArrivalFit:
+def fit_arrivals(  # noqa: C901 - grid then two refinements, one loop each; to split
+    t: NDArray[np.float64], keys: tuple[str, ...], fit_cv: bool = True
+) -> ArrivalFit:
     """Simulated method of moments for (m, tau, cv) on the trace's arrival times (s)."""
     t = np.sort(np.asarray(t, dtype=float))
     t = t - t[0]
@@ -217,7 +223,7 @@ def fit_arrivals(t: NDArray[np.float64], keys: tuple[str, ...], fit_cv: bool = T
         sims = [
             _moments(
                 simulate_cluster(np.random.default_rng(seeds[i]), rate, m, tau, cv, span), keys
-            )  # fmt: skip
+            )
             for i in which
         ]
         return np.asarray(sims)
@@ -323,16 +329,16 @@ def arrival_fits(a: ArrivalFit, src: str, requests_per_day: Fit) -> dict[str, Fi
             "1",
             src,
             how
-            if "cv" in a.se and a.se["cv"] is not None or a.cv != 1
+            if ("cv" in a.se and a.se["cv"] is not None) or a.cv != 1
             else "fixed at 1 (exponential): not identified by the moments used",
             a.se["cv"],
-        ),  # fmt: skip
+        ),
         "sessions_per_day": Fit(
             round_sig(sessions),
             "sessions/day",
             src,
             "requests per subscriber per day / requests_per_session",
-        ),  # fmt: skip
+        ),
         "requests_per_subscriber_per_day": requests_per_day,
         "trace_request_rate": Fit(
             round_sig(a.rate), "requests/s", src, "requests / span of the trace", a.se["rate"]

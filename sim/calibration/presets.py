@@ -122,7 +122,7 @@ def preset_frame(ps: list[Preset]) -> pd.DataFrame:
             "unit": f.unit,
             "se": f.se,
             "source": f.source,
-        }  # fmt: skip
+        }
         for p in ps
         for k, f in p.fits.items()
     ]

@@ -26,21 +26,63 @@ from sim.world.rules import RULE_PAYG
 
 # order of the request-level metrics in the stacked monthly array (see sim.engine.metrics.MONTHLY)
 REQUEST_METRICS = (
-    "requests", "served", "throttled", "refused_quota", "refused_throttle",
-    "refused_concurrency", "refused_capacity", "slo_met", "slo_counted",
-    "tokens_requested", "tokens_served", "tokens_refused", "tokens_throttled",
-    "input_miss_tokens", "input_hit_tokens", "output_tokens", "revenue_topups", "api_list_value",
-)  # fmt: skip
-(R_REQ, R_SERVED, R_THR, R_RQ, R_RT, R_RC, R_RCAP, R_MET, R_CNT, R_TREQ, R_TSRV, R_TREF,
- R_TTHR, R_MISS, R_HIT, R_OUT, R_TOPUP, R_API) = range(len(REQUEST_METRICS))  # fmt: skip
+    "requests",
+    "served",
+    "throttled",
+    "refused_quota",
+    "refused_throttle",
+    "refused_concurrency",
+    "refused_capacity",
+    "slo_met",
+    "slo_counted",
+    "tokens_requested",
+    "tokens_served",
+    "tokens_refused",
+    "tokens_throttled",
+    "input_miss_tokens",
+    "input_hit_tokens",
+    "output_tokens",
+    "revenue_topups",
+    "api_list_value",
+)
+(
+    R_REQ,
+    R_SERVED,
+    R_THR,
+    R_RQ,
+    R_RT,
+    R_RC,
+    R_RCAP,
+    R_MET,
+    R_CNT,
+    R_TREQ,
+    R_TSRV,
+    R_TREF,
+    R_TTHR,
+    R_MISS,
+    R_HIT,
+    R_OUT,
+    R_TOPUP,
+    R_API,
+) = range(len(REQUEST_METRICS))
 # order of the per-subscriber month counters passed as one 2-D array
 SUB_COUNTERS = (
-    "requests", "served", "throttled", "refused", "slo_miss", "slo_counted",
-    "tokens_requested", "tokens_served", "tokens_throttled", "tokens_refused",
-    "over_units", "topup_spend",
-)  # fmt: skip
-(S_REQ, S_SERVED, S_THR, S_REF, S_MISS, S_CNT, S_TREQ, S_TSRV, S_TTHR, S_TREF, S_OVER,
- S_SPEND) = range(len(SUB_COUNTERS))  # fmt: skip
+    "requests",
+    "served",
+    "throttled",
+    "refused",
+    "slo_miss",
+    "slo_counted",
+    "tokens_requested",
+    "tokens_served",
+    "tokens_throttled",
+    "tokens_refused",
+    "over_units",
+    "topup_spend",
+)
+(S_REQ, S_SERVED, S_THR, S_REF, S_MISS, S_CNT, S_TREQ, S_TSRV, S_TTHR, S_TREF, S_OVER, S_SPEND) = (
+    range(len(SUB_COUNTERS))
+)
 # order of the hourly metrics filled here (see sim.engine.metrics.HOURLY)
 HOURLY_FILLED = ("arrivals", "started", "wait_sum_s", "slo_met", "slo_counted", "busy_slot_s")
 H_ARR, H_START, H_WAIT, H_MET, H_CNT, H_BUSY = range(len(HOURLY_FILLED))
@@ -59,7 +101,7 @@ def _bin(x, buf, bits, n_bins):
 
 
 @nb.njit(cache=True)
-def tally_day(  # noqa: PLR0913
+def tally_day(  # noqa: C901 - a compiled kernel: one pass over the day's requests
     # requests and their outcomes
     t,
     sub,
@@ -101,7 +143,11 @@ def tally_day(  # noqa: PLR0913
     model_tokens,
     hourly,
 ):
-    """Accumulate one day's requests (see the module docstring)."""
+    """Accumulate one day's requests (see the module docstring).
+
+    Python callers pass every argument by keyword (tests/unit/test_kernel_calls.py checks
+    the names): two same-dtype arrays swapped by position would run silently.
+    """
     n_h = hourly.shape[0]
     n_bins = hist.shape[3]
     buf = np.empty(1, dtype=np.float64)

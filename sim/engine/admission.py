@@ -159,7 +159,7 @@ def _advance(
 
 
 @nb.njit(cache=True)
-def serve_day(  # noqa: PLR0913
+def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's requests
     # requests of the day, sorted by t
     t,
     sub,
@@ -211,6 +211,9 @@ def serve_day(  # noqa: PLR0913
     Returns nothing; ``start`` holds each admitted request's service start (s),
     ``over`` the quota units it added beyond the quota, ``bought`` the packs
     bought at its admission, ``crossed`` 1 where it crossed the quota.
+
+    Python callers pass every argument by keyword (tests/unit/test_kernel_calls.py checks
+    the names): two same-dtype arrays swapped by position would run silently.
     """
     n = t.shape[0]
     n_pool = slots.shape[0]

@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 
 from sim.engine.population import Population
 from sim.world.arrays import World
-from sim.world.rules import RULE_PAYG
+from sim.world.rules import RULE_PAYG, payg_billable_units
 
 LEDGER_STATUS = ("renewed", "switched", "churned", "open")
 """How a ledger row's billing month ended ("open": still running at the horizon)."""
@@ -25,8 +25,7 @@ LEDGER_STATUS = ("renewed", "switched", "churned", "open")
 def overage_due(world: World, plan: NDArray[np.int64], over_units: NDArray) -> NDArray:
     """Pay-as-you-go overage owed for a month: whole blocks of over-quota units times price."""
     pl = world.plan
-    block = pl.payg_block_units[plan]
-    billable = np.ceil(over_units / block - 1e-9) * block
+    billable = payg_billable_units(over_units, pl.payg_block_units[plan])
     return np.where(pl.rule[plan] == RULE_PAYG, billable * pl.payg_price_per_unit[plan], 0.0)
 
 

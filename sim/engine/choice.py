@@ -23,7 +23,13 @@ from numpy.typing import NDArray
 
 from sim.units import TOKENS_PER_MTOK
 from sim.world.arrays import World
-from sim.world.rules import RULE_PAYG, RULE_THROTTLE_DOWNGRADE, RULE_THROTTLE_SLOW, RULE_TOPUP
+from sim.world.rules import (
+    RULE_PAYG,
+    RULE_THROTTLE_DOWNGRADE,
+    RULE_THROTTLE_SLOW,
+    RULE_TOPUP,
+    payg_billable_units,
+)
 
 VALUE_FLOOR = 1e-9
 """Smallest value/payment used inside the logarithm (currency); avoids log(0)."""
@@ -64,9 +70,9 @@ def plan_utility(world: World, seg: NDArray[np.int64], scale: NDArray[np.float64
     served = within.copy()
     cost = np.broadcast_to(pl.fee[None, :], demand.shape).copy()
     thr = (rule == RULE_THROTTLE_SLOW) | (rule == RULE_THROTTLE_DOWNGRADE)
-    served += np.where(thr, w.churn["throttled_value_share"] * over, 0.0)
+    served += np.where(thr, w.churn.throttled_value_share * over, 0.0)
     payg = rule == RULE_PAYG
-    blocks = np.ceil(over / pl.payg_block_units[None, :]) * pl.payg_block_units[None, :]
+    blocks = payg_billable_units(over, pl.payg_block_units[None, :])
     served += np.where(payg, over, 0.0)
     cost += np.where(payg, blocks * pl.payg_price_per_unit[None, :], 0.0)
     topup = rule == RULE_TOPUP
@@ -87,7 +93,7 @@ def choose_plans(
     """Plan of each new subscriber by a logit over its eligible plans."""
     if len(seg) == 0:
         return np.zeros(0, dtype=np.int64)
-    u = plan_utility(world, seg, scale) / world.churn["choice_temperature"]
+    u = plan_utility(world, seg, scale) / world.churn.choice_temperature
     u -= u.max(axis=1, keepdims=True)
     p = np.exp(u)
     cum = np.cumsum(p / p.sum(axis=1, keepdims=True), axis=1)
@@ -119,8 +125,8 @@ def switch_plans(
         lad = np.asarray(ladder)
         mine = seg == k
         pos = pos_of[plan]
-        go_up = mine & up & (pos >= 0) & (pos < len(ladder) - 1) & (r < c["upgrade_probability"])
-        go_down = mine & ~go_up & down & (pos > 0) & (r < c["downgrade_probability"])
+        go_up = mine & up & (pos >= 0) & (pos < len(ladder) - 1) & (r < c.upgrade_probability)
+        go_down = mine & ~go_up & down & (pos > 0) & (r < c.downgrade_probability)
         new[go_up] = lad[pos[go_up] + 1]
         new[go_down] = lad[pos[go_down] - 1]
     return new

@@ -34,12 +34,12 @@ def churn_probability(
     ratio = np.log(np.maximum(paid, VALUE_FLOOR) / np.maximum(value, VALUE_FLOOR))
     x = (
         world.seg.churn_intercept[seg]
-        + c["price_value"] * np.clip(ratio, -PRICE_VALUE_LOG_CAP, PRICE_VALUE_LOG_CAP)
-        + c["exhausted"] * exhausted
-        + c["refused"] * refused_share
-        + c["throttled"] * throttled_share
-        + c["slo_miss"] * slo_miss_share
-        + c["unused"] * unused_share
-        + c["tenure"] * np.log1p(tenure_months)
+        + c.price_value * np.clip(ratio, -PRICE_VALUE_LOG_CAP, PRICE_VALUE_LOG_CAP)
+        + c.exhausted * exhausted
+        + c.refused * refused_share
+        + c.throttled * throttled_share
+        + c.slo_miss * slo_miss_share
+        + c.unused * unused_share
+        + c.tenure * np.log1p(tenure_months)
     )
     return 1.0 / (1.0 + np.exp(-x))

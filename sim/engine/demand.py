@@ -129,9 +129,22 @@ def _session_requests(rng, s_sub, s_seg, s_start, s_n, think_s, think_cv):
 
 @nb.njit(cache=True)
 def _modulated_sessions(
-    rng, rng_act, ids, rate, seg, day0, hour_weight, sigma, phi, z, arrival_cv, resid,
-    per_session, think_s, think_cv,
-):  # fmt: skip
+    rng,
+    rng_act,
+    ids,
+    rate,
+    seg,
+    day0,
+    hour_weight,
+    sigma,
+    phi,
+    z,
+    arrival_cv,
+    resid,
+    per_session,
+    think_s,
+    think_cv,
+):
     """:func:`_sessions` for subscribers with activity spells or non-Poisson session arrivals.
 
     The rate is set per ACTIVITY_WINDOW_S window: the day's rate x hour weight, times
@@ -240,9 +253,20 @@ def _inverse_cdf(u, p, q, g, m):
 
 @nb.njit(cache=True)
 def _tokens_lognormal(
-    rng_tokens, rng_models, sub, sub_seg, sub_plan, in_mu, in_sigma, in_max, out_mu, out_sigma,
-    out_max, cache_hit, model_cum,
-):  # fmt: skip
+    rng_tokens,
+    rng_models,
+    sub,
+    sub_seg,
+    sub_plan,
+    in_mu,
+    in_sigma,
+    in_max,
+    out_mu,
+    out_sigma,
+    out_max,
+    cache_hit,
+    model_cum,
+):
     """:func:`_tokens_and_models` when every segment is lognormal and nothing is replayed.
 
     The same draws in the same order (a test checks equal outputs), without the
@@ -275,10 +299,30 @@ def _tokens_lognormal(
 
 @nb.njit(cache=True)
 def _tokens_and_models(
-    rng_tokens, rng_models, sub, sub_seg, sub_plan, in_mu, in_sigma, in_max, out_mu, out_sigma,
-    out_max, in_kind, out_kind, in_tp, in_tq, in_tn, out_tp, out_tq, out_tn, fixed_in,
-    fixed_out, cache_hit, model_cum,
-):  # fmt: skip
+    rng_tokens,
+    rng_models,
+    sub,
+    sub_seg,
+    sub_plan,
+    in_mu,
+    in_sigma,
+    in_max,
+    out_mu,
+    out_sigma,
+    out_max,
+    in_kind,
+    out_kind,
+    in_tp,
+    in_tq,
+    in_tn,
+    out_tp,
+    out_tq,
+    out_tn,
+    fixed_in,
+    fixed_out,
+    cache_hit,
+    model_cum,
+):
     """Token lengths, cached input and model of each request.
 
     Lengths are lognormal, empirical, or fixed by a replayed trace where ``fixed_in`` >= 0.
@@ -373,9 +417,16 @@ class DemandGenerator:
             t, sub = self._sessions_modulated(pop, ids, seg, rate, day0)
         else:
             t, sub = _sessions(
-                self.s["arrivals"], ids, rate, seg, day0, self._hour_cum, sp.requests_per_session,
-                sp.think_time_s, sp.think_time_cv,
-            )  # fmt: skip
+                self.s["arrivals"],
+                ids,
+                rate,
+                seg,
+                day0,
+                self._hour_cum,
+                sp.requests_per_session,
+                sp.think_time_s,
+                sp.think_time_cv,
+            )
         if len(self.carry_t):
             alive = pop.active[self.carry_sub]  # a subscriber who left today drops them
             t = np.concatenate([self.carry_t[alive], t])
@@ -392,17 +443,46 @@ class DemandGenerator:
             fixed_in, fixed_out = fixed_in[:cut], fixed_out[:cut]
         if self._lognormal_only and not len(fixed_in):
             inp, cached, out, model = _tokens_lognormal(
-                self.s["tokens"], self.s["models"], sub, pop.seg, pop.plan, sp.in_mu,
-                sp.in_sigma, sp.in_max, sp.out_mu, sp.out_sigma, sp.out_max, sp.cache_hit,
+                self.s["tokens"],
+                self.s["models"],
+                sub,
+                pop.seg,
+                pop.plan,
+                sp.in_mu,
+                sp.in_sigma,
+                sp.in_max,
+                sp.out_mu,
+                sp.out_sigma,
+                sp.out_max,
+                sp.cache_hit,
                 sp.model_cum,
-            )  # fmt: skip
+            )
         else:
             inp, cached, out, model = _tokens_and_models(
-                self.s["tokens"], self.s["models"], sub, pop.seg, pop.plan, sp.in_mu,
-                sp.in_sigma, sp.in_max, sp.out_mu, sp.out_sigma, sp.out_max, sp.in_kind,
-                sp.out_kind, sp.in_table_p, sp.in_table_q, sp.in_table_n, sp.out_table_p,
-                sp.out_table_q, sp.out_table_n, fixed_in, fixed_out, sp.cache_hit, sp.model_cum,
-            )  # fmt: skip
+                self.s["tokens"],
+                self.s["models"],
+                sub,
+                pop.seg,
+                pop.plan,
+                sp.in_mu,
+                sp.in_sigma,
+                sp.in_max,
+                sp.out_mu,
+                sp.out_sigma,
+                sp.out_max,
+                sp.in_kind,
+                sp.out_kind,
+                sp.in_table_p,
+                sp.in_table_q,
+                sp.in_table_n,
+                sp.out_table_p,
+                sp.out_table_q,
+                sp.out_table_n,
+                fixed_in,
+                fixed_out,
+                sp.cache_hit,
+                sp.model_cum,
+            )
         return Requests(t, sub, model, inp, cached, out)
 
     def _sessions_modulated(
@@ -425,14 +505,33 @@ class DemandGenerator:
             self._resid = np.concatenate([self._resid, np.full(len(fresh), -1.0)])
         mod = self._modulated[seg]
         t0, sub0 = _sessions(
-            self.s["arrivals"], ids[~mod], rate[~mod], seg[~mod], day0, self._hour_cum,
-            sp.requests_per_session, sp.think_time_s, sp.think_time_cv,
-        )  # fmt: skip
+            self.s["arrivals"],
+            ids[~mod],
+            rate[~mod],
+            seg[~mod],
+            day0,
+            self._hour_cum,
+            sp.requests_per_session,
+            sp.think_time_s,
+            sp.think_time_cv,
+        )
         t1, sub1 = _modulated_sessions(
-            self.s["arrivals"], self.s["activity"], ids[mod], rate[mod], seg[mod], day0,
-            sp.hour_weight, sp.activity_sigma, self._phi, self._z, sp.arrival_cv, self._resid,
-            sp.requests_per_session, sp.think_time_s, sp.think_time_cv,
-        )  # fmt: skip
+            self.s["arrivals"],
+            self.s["activity"],
+            ids[mod],
+            rate[mod],
+            seg[mod],
+            day0,
+            sp.hour_weight,
+            sp.activity_sigma,
+            self._phi,
+            self._z,
+            sp.arrival_cv,
+            self._resid,
+            sp.requests_per_session,
+            sp.think_time_s,
+            sp.think_time_cv,
+        )
         return np.concatenate([t0, t1]), np.concatenate([sub0, sub1])
 
     def _with_replay(

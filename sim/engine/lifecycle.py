@@ -111,7 +111,7 @@ def renew(
 
     # features of the month, scaled to a full month where the run saw only part of it
     observed = np.clip(day - np.maximum(c["month_start_day"][ids], 0), 1, dpm) / dpm
-    tvs = world.churn["throttled_value_share"]
+    tvs = world.churn.throttled_value_share
     useful = c["tokens_served"][ids] - (1 - tvs) * c["tokens_throttled"][ids]
     value = world.seg.value_per_mtok[seg] / TOKENS_PER_MTOK * useful / observed
     paid = pl.fee[plan] + overage + c["topup_spend"][ids]
@@ -134,10 +134,10 @@ def renew(
 
     # survivors: streaks, plan switch
     c["exhaust_streak"][ids] = np.where(exhausted, c["exhaust_streak"][ids] + 1, 0)
-    waste = use_share < world.churn["downgrade_use_below"]
+    waste = use_share < world.churn.downgrade_use_below
     c["waste_streak"][ids] = np.where(waste, c["waste_streak"][ids] + 1, 0)
-    up = c["exhaust_streak"][ids] >= world.churn["upgrade_after_months"]
-    down = c["waste_streak"][ids] >= world.churn["downgrade_after_months"]
+    up = c["exhaust_streak"][ids] >= world.churn.upgrade_after_months
+    down = c["waste_streak"][ids] >= world.churn.downgrade_after_months
     new_plan = switch_plans(world, seg, plan, up & ~leave, down & ~leave, rng)
     switched = (new_plan != plan) & ~leave
     status = np.where(

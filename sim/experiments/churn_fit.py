@@ -173,7 +173,7 @@ def _worst_gap(it: Iteration, targets: Mapping[str, float]) -> float:
     return max(abs(it.churn[k].mean - t) for k, t in targets.items())
 
 
-def fit_churn(
+def fit_churn(  # noqa: C901 - the secant loop with its stopping and best-iteration rules; to split
     scenario: Scenario,
     targets: Mapping[str, float],
     *,

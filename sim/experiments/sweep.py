@@ -7,7 +7,9 @@ runs with the same seed, so points see the same demand draws wherever the
 parameters leave them alone (common random numbers), and differences between
 points are mostly the parameters' effect.
 
-The sweep folder::
+The sweep folder (its names are declared here once, beside the writer, and readers such as
+``sim.report`` use them: :data:`SWEEP_JSON`, :data:`POINTS_CSV`, :data:`POINTS_DIR`,
+:func:`point_folder`)::
 
     sweep.json       design, parameters, points (id -> values), seed, replications, status
     points.csv       tidy table: point, replication, one column per swept path, every KPI
@@ -25,7 +27,6 @@ from __future__ import annotations
 import io
 import itertools
 import json
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -37,8 +38,24 @@ import pandas as pd
 from scipy.stats import qmc
 
 from sim import __version__
-from sim.experiments.distributed import TASK_RETRIES
-from sim.results.run_folder import render_run, write_files
+from sim.results.atomic import atomic_file
+from sim.results.run_folder import (
+    KEY_PACKAGE,
+    KEY_REPLICATIONS,
+    KEY_SCENARIO,
+    KEY_SCENARIO_SHA256,
+    KEY_SEED,
+    KEY_STATUS,
+    KEY_VERSION,
+    KEY_WALL_S,
+    KPIS_BY_REPLICATION,
+    PACKAGE_NAME,
+    STATUS_COMPLETE,
+    RunFolderError,
+    check_run_folder,
+    render_run,
+    write_files,
+)
 from sim.results.tables import RunResult
 from sim.scenario.errors import ScenarioError
 from sim.scenario.overrides import apply_overrides
@@ -49,6 +66,34 @@ if TYPE_CHECKING:
 
     from sim.engine.replication import ReplicationResult
 
+SWEEP_JSON = "sweep.json"
+"""The sweep's specification and status (see :func:`sweep_manifest`)."""
+POINTS_CSV = "points.csv"
+"""Tidy table of finished points: point, replication, one column per swept path, every KPI."""
+POINTS_DIR = "points"
+"""Folder holding one run folder per point, named by point id (:func:`point_folder`)."""
+SWEEP_FILES = (SWEEP_JSON, POINTS_CSV)
+"""Files a sweep folder holds once its first point has finished."""
+KEY_KIND = "kind"
+"""Key of sweep.json telling a sweep folder from a run folder; its value is :data:`KIND_SWEEP`."""
+KIND_SWEEP = "sweep"
+"""Value of :data:`KEY_KIND` in sweep.json."""
+KEY_DESIGN = "design"
+"""Key of sweep.json: ``factorial`` or ``lhs``."""
+KEY_PARAMETERS = "parameters"
+"""Key of sweep.json: the swept parameters, each ``{"path": ..., "values": ...}``."""
+KEY_POINTS = "points"
+"""Key of sweep.json: every planned point, each ``{"point": id, "params": {path: value}}``."""
+SWEEP_KEYS = (KEY_SCENARIO, KEY_DESIGN, KEY_PARAMETERS, KEY_POINTS, KEY_REPLICATIONS, KEY_SEED)
+"""Keys every sweep.json holds (besides package, kind, version, scenario digest and status).
+
+sweep.json shares the run manifest's keys (``sim.results.run_folder.KEY_*``) where they mean
+the same: package, version, scenario, scenario_sha256, seed, replications, status, wall_s.
+"""
+STATUS_RUNNING = "running"
+"""sweep.json's status until every point has finished (then ``STATUS_COMPLETE``)."""
+POINT_ID_PREFIX = "p"
+"""Point ids (and their folders' names) are this prefix and the point's zero-padded index."""
 POINT_ID_DIGITS = 3
 """Point folders are p000, p001, ... (more digits once a sweep has over 1000 points)."""
 MAX_POINTS = 10_000
@@ -64,9 +109,15 @@ class Point:
     scenario: Scenario
 
 
-def _point_ids(n: int) -> list[str]:
+def point_ids(n: int) -> list[str]:
+    """The ids of a sweep's ``n`` points, in point order: p000, p001, ..."""
     width = max(POINT_ID_DIGITS, len(str(n - 1)))
-    return [f"p{i:0{width}d}" for i in range(n)]
+    return [f"{POINT_ID_PREFIX}{i:0{width}d}" for i in range(n)]
+
+
+def point_folder(sweep_dir: Path, point_id: str) -> Path:
+    """The run folder of point ``point_id`` inside the sweep folder ``sweep_dir``."""
+    return Path(sweep_dir) / POINTS_DIR / point_id
 
 
 def _lhs_values(spec: Sweep) -> list[dict[str, SweepValue]]:
@@ -80,7 +131,7 @@ def _lhs_values(spec: Sweep) -> list[dict[str, SweepValue]]:
             u = float(unit[i, j])
             if isinstance(p, Range):
                 x = p.low + u * (p.high - p.low)
-                rows[i][path] = int(round(x)) if p.integer else x
+                rows[i][path] = round(float(x)) if p.integer else x
             else:  # a list: each stratum picks one of the values
                 rows[i][path] = p[min(int(u * len(p)), len(p) - 1)]
     return rows
@@ -102,7 +153,7 @@ def points(base: Scenario, spec: Sweep) -> list[Point]:
     if len(values) > MAX_POINTS:
         raise ScenarioError([("sweep", f"{len(values)} points is over the limit of {MAX_POINTS}")])
     out = []
-    for pid, params in zip(_point_ids(len(values)), values, strict=True):
+    for pid, params in zip(point_ids(len(values)), values, strict=True):
         s = apply_overrides(base, params)
         out.append(Point(pid, params, s.model_copy(update={"name": f"{base.name}.{pid}"})))
     return out
@@ -166,34 +217,32 @@ def sweep_manifest(
 ) -> dict[str, Any]:
     """The content of sweep.json (status 'running' until the sweep completes)."""
     return {
-        "package": "tokensim",
-        "kind": "sweep",
-        "version": __version__,
-        "scenario": base.name,
-        "scenario_sha256": base.digest(),
-        "design": spec.design,
-        "parameters": [
+        KEY_PACKAGE: PACKAGE_NAME,
+        KEY_KIND: KIND_SWEEP,
+        KEY_VERSION: __version__,
+        KEY_SCENARIO: base.name,
+        KEY_SCENARIO_SHA256: base.digest(),
+        KEY_DESIGN: spec.design,
+        KEY_PARAMETERS: [
             {"path": p, "values": v.model_dump() if isinstance(v, Range) else list(v)}
             for p, v in spec.parameters.items()
         ],
-        "points": [{"point": p.id, "params": p.params} for p in pts],
-        "seed": seed,
-        "replications": reps,
-        "status": "running",
+        KEY_POINTS: [{"point": p.id, "params": p.params} for p in pts],
+        KEY_SEED: seed,
+        KEY_REPLICATIONS: reps,
+        KEY_STATUS: STATUS_RUNNING,
     }
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_file(path, json.dumps(data, indent=2) + "\n")
 
 
 def is_sweep_folder(path: Path) -> bool:
     """True when ``path`` holds a sweep.json written by tokensim."""
     try:
-        m = json.loads((path / "sweep.json").read_text())
-        return bool(m.get("package") == "tokensim" and m.get("kind") == "sweep")
+        m = json.loads((Path(path) / SWEEP_JSON).read_text())
+        return bool(m.get(KEY_PACKAGE) == PACKAGE_NAME and m.get(KEY_KIND) == KIND_SWEEP)
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -208,23 +257,23 @@ def check_folder(out: Path, manifest: Mapping[str, Any], resume: bool) -> None:
         raise ScenarioError([("--out", f"{out} is not empty (use --resume to continue it)")])
     if not is_sweep_folder(out):
         raise ScenarioError([("--out", f"{out} is not a tokensim sweep folder")])
-    old = json.loads((out / "sweep.json").read_text())
-    if old.get("points") != json.loads(json.dumps(manifest["points"])):
+    old = json.loads((out / SWEEP_JSON).read_text())
+    if old.get(KEY_POINTS) != json.loads(json.dumps(manifest[KEY_POINTS])):
         raise ScenarioError(
             [("--resume", f"{out} holds a different sweep (its points differ from this one's)")]
         )
 
 
 def _point_done(folder: Path, point: Point, seed: int, reps: int) -> bool:
+    """True when ``folder`` is a complete run of ``point``'s scenario, seed and replications."""
     try:
-        m = json.loads((folder / "manifest.json").read_text())
-    except (OSError, ValueError):
+        m = check_run_folder(folder)
+    except RunFolderError:
         return False
     return bool(
-        m.get("status") == "complete"
-        and m.get("scenario_sha256") == point.scenario.digest()
-        and m.get("seed") == seed
-        and m.get("replications") == reps
+        m.get(KEY_SCENARIO_SHA256) == point.scenario.digest()
+        and m.get(KEY_SEED) == seed
+        and m.get(KEY_REPLICATIONS) == reps
     )
 
 
@@ -238,9 +287,7 @@ def _point_rows(point: Point, kpis: pd.DataFrame) -> pd.DataFrame:
 def _write_table(out: Path, rows: Mapping[str, pd.DataFrame], pts: list[Point]) -> pd.DataFrame:
     frames = [rows[p.id] for p in pts if p.id in rows]  # in point order
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    tmp = out / f".points.csv.tmp-{os.getpid()}"
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, out / "points.csv")
+    atomic_file(out / POINTS_CSV, table.to_csv(index=False))
     return table
 
 
@@ -289,16 +336,17 @@ def run_sweep(
     out = Path(out)
     manifest = sweep_manifest(base, spec, pts, seed, reps)
     check_folder(out, manifest, resume)
-    (out / "points").mkdir(parents=True, exist_ok=True)
-    _write_json(out / "sweep.json", manifest)
-    todo = [p for p in pts if not (resume and _point_done(out / "points" / p.id, p, seed, reps))]
+    (out / POINTS_DIR).mkdir(parents=True, exist_ok=True)
+    _write_json(out / SWEEP_JSON, manifest)
+    todo = [p for p in pts if not (resume and _point_done(point_folder(out, p.id), p, seed, reps))]
     reused = [p.id for p in pts if p not in todo]
     rows = {
-        p.id: _point_rows(p, pd.read_csv(out / "points" / p.id / "kpis_by_replication.csv"))
+        p.id: _point_rows(p, pd.read_csv(point_folder(out, p.id) / KPIS_BY_REPLICATION))
         for p in pts
         if p.id in reused
     }
-    from sim.experiments.distributed import as_finished
+    # dask is imported only here: readers of the sweep folder's names (the reports) skip it
+    from sim.experiments.distributed import TASK_RETRIES, as_finished
     from sim.experiments.runner import replicate
 
     # one task per replication, then one per point that builds its folder's files from them
@@ -307,25 +355,39 @@ def run_sweep(
     for p in todo:
         tag = f"{p.id}-{p.scenario.digest()[:10]}-s{seed}"
         rep_futs = [
-            client.submit(replicate, p.scenario, seed, r, None, key=f"{tag}-r{r}", pure=False,
-                          retries=TASK_RETRIES)
+            client.submit(
+                replicate,
+                p.scenario,
+                seed,
+                r,
+                None,
+                key=f"{tag}-r{r}",
+                pure=False,
+                retries=TASK_RETRIES,
+            )
             for r in range(reps)
-        ]  # fmt: skip
+        ]
         folders[p.id] = client.submit(
-            render_point, p.scenario, seed, plots, *rep_futs, key=f"{tag}-folder", pure=False,
+            render_point,
+            p.scenario,
+            seed,
+            plots,
+            *rep_futs,
+            key=f"{tag}-folder",
+            pure=False,
             retries=TASK_RETRIES,
-        )  # fmt: skip
+        )
     by_key = {f.key: pid for pid, f in folders.items()}
     by_id = {p.id: p for p in todo}
     for fut, files in as_finished(client, list(folders.values())):
         p = by_id[by_key[fut.key]]
-        write_files(files, out / "points" / p.id)
-        rows[p.id] = _point_rows(p, pd.read_csv(io.BytesIO(files["kpis_by_replication.csv"])))
+        write_files(files, point_folder(out, p.id))
+        rows[p.id] = _point_rows(p, pd.read_csv(io.BytesIO(files[KPIS_BY_REPLICATION])))
         _write_table(out, rows, pts)
         if on_point is not None:
             on_point()
     table = _write_table(out, rows, pts)
-    manifest["status"] = "complete"
-    manifest["wall_s"] = round(time.perf_counter() - t0, 3)
-    _write_json(out / "sweep.json", manifest)
+    manifest[KEY_STATUS] = STATUS_COMPLETE
+    manifest[KEY_WALL_S] = round(time.perf_counter() - t0, 3)
+    _write_json(out / SWEEP_JSON, manifest)
     return SweepResult(out, table, [p.id for p in todo], reused, time.perf_counter() - t0)

@@ -74,8 +74,17 @@ def plan_table(by_plan: pd.DataFrame, plans: Sequence[str] = ()) -> pd.DataFrame
     """
     reps = by_plan["replication"].nunique()
     last = by_plan[by_plan["month"] == by_plan["month"].max()]
-    flows = ["new", "churned", "renewals", "switched_in", "switched_out", "submonths",
-             "revenue_fees", "revenue_overage", "revenue_topups"]  # fmt: skip
+    flows = [
+        "new",
+        "churned",
+        "renewals",
+        "switched_in",
+        "switched_out",
+        "submonths",
+        "revenue_fees",
+        "revenue_overage",
+        "revenue_topups",
+    ]
     t = by_plan.groupby("plan")[flows].sum() / reps
     t.insert(0, "subscribers_end", last.groupby("plan")["subscribers_end"].sum() / reps)
     t["subscribers_end"] = t["subscribers_end"].fillna(0.0)
@@ -157,8 +166,11 @@ def latency_table(latency: pd.DataFrame, pools: Sequence[str] = ()) -> pd.DataFr
     latency.csv; the weighted mean of monthly percentiles is the summary shown.
     """
     reps = max(latency["replication"].nunique(), 1)
-    vals = ["wait_mean_s", *[f"{w}_p{q}_s" for w in ("ttft", "e2e") for q in (50, 95, 99)],
-            "slo_attainment"]  # fmt: skip
+    vals = [
+        "wait_mean_s",
+        *[f"{w}_p{q}_s" for w in ("ttft", "e2e") for q in (50, 95, 99)],
+        "slo_attainment",
+    ]
     rows = []
     for (pool, cls), g in latency.groupby(["pool", "sla_class"]):
         w = g["requests"].to_numpy(dtype=float)
@@ -185,9 +197,13 @@ def day_profile(
     the horizon's days; wait = queue wait seconds / requests started. The CI is over
     replications. Returns ``(utilisation, wait)``: pool -> frame indexed by hour of day.
     """
-    g = hourly.groupby(["pool", "replication", "hour_of_day"], observed=True)[
-        ["busy_slot_s", "slots", "wait_sum_s", "started"]
-    ].sum().reset_index()  # fmt: skip
+    g = (
+        hourly.groupby(["pool", "replication", "hour_of_day"], observed=True)[
+            ["busy_slot_s", "slots", "wait_sum_s", "started"]
+        ]
+        .sum()
+        .reset_index()
+    )
     cap = g["slots"] * SECONDS_PER_HOUR
     g["utilisation"] = g["busy_slot_s"] / cap.where(cap > 0)
     g["wait_mean_s"] = g["wait_sum_s"] / g["started"].where(g["started"] > 0)
@@ -221,9 +237,17 @@ def sweep_response(points: pd.DataFrame, parameters: Sequence[str]) -> pd.DataFr
             for kpi in KPIS:
                 x = g[kpi].to_numpy(dtype=float)
                 mean, lo, hi = mean_ci(x)
-                rows.append({"parameter": par, "value": value, "kpi": kpi,
-                             "n": int(np.isfinite(x).sum()), "mean": mean, "ci95_low": lo,
-                             "ci95_high": hi})  # fmt: skip
+                rows.append(
+                    {
+                        "parameter": par,
+                        "value": value,
+                        "kpi": kpi,
+                        "n": int(np.isfinite(x).sum()),
+                        "mean": mean,
+                        "ci95_low": lo,
+                        "ci95_high": hi,
+                    }
+                )
     return pd.DataFrame(rows)
 
 

@@ -22,8 +22,11 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
 from sim.results.kpis import KPIS
 
-TOKEN_CLASSES = {"input_miss": "input (cache miss)", "input_hit": "input (cache hit)",
-                 "output": "output"}  # fmt: skip
+TOKEN_CLASSES = {
+    "input_miss": "input (cache miss)",
+    "input_hit": "input (cache hit)",
+    "output": "output",
+}
 """Token classes of the ledger's ``tokens|MODEL|CLASS`` columns and their labels."""
 
 CLASS_COLOURS = {"input_miss": "#4c72b0", "input_hit": "#8fb0d8", "output": "#dd8452"}
@@ -64,8 +67,9 @@ def _band(ax: Axes, s: pd.DataFrame, label: str, **kw: object) -> None:
     """Plot ``s`` (index x; columns mean, ci95_low, ci95_high) as a line with a shaded CI."""
     (line,) = ax.plot(s.index, s["mean"].to_numpy(), label=label, **kw)  # type: ignore[arg-type]
     if s["ci95_low"].notna().any():
-        ax.fill_between(s.index, s["ci95_low"], s["ci95_high"], alpha=0.2,
-                        color=line.get_color(), linewidth=0)  # fmt: skip
+        ax.fill_between(
+            s.index, s["ci95_low"], s["ci95_high"], alpha=0.2, color=line.get_color(), linewidth=0
+        )
 
 
 def subscribers_churn_by_plan(subs: pd.DataFrame, churn: pd.DataFrame) -> Figure:
@@ -76,14 +80,20 @@ def subscribers_churn_by_plan(subs: pd.DataFrame, churn: pd.DataFrame) -> Figure
     fig, (a1, a2) = _figure(12, 4.6, ncols=2)
     months = subs.index.to_numpy()
     a1.stackplot(months, subs.T.to_numpy(), labels=[str(c) for c in subs.columns], alpha=0.85)
-    a1.set(title="Active subscribers at month end, by plan", xlabel="month",
-           ylabel="subscribers (mean over replications)")  # fmt: skip
+    a1.set(
+        title="Active subscribers at month end, by plan",
+        xlabel="month",
+        ylabel="subscribers (mean over replications)",
+    )
     _thousands(a1)
     a1.legend(fontsize=8, loc="upper left", title="plan", title_fontsize=8)
     for plan in churn.columns:
         a2.plot(churn.index, churn[plan].to_numpy(), marker="o", markersize=3, label=str(plan))
-    a2.set(title="Monthly churn rate by plan (churned / renewal decisions)", xlabel="month",
-           ylabel="churn rate")  # fmt: skip
+    a2.set(
+        title="Monthly churn rate by plan (churned / renewal decisions)",
+        xlabel="month",
+        ylabel="churn rate",
+    )
     _share_axis(a2)
     a2.legend(fontsize=8, title="plan", title_fontsize=8)
     _months(a1, a2)
@@ -100,21 +110,28 @@ def revenue_cost_margin(months: pd.DataFrame, currency: str) -> Figure:
     fig, (ax,) = _figure(11, 4.6)
     x = months.index.to_numpy()
     bottom = np.zeros(len(x))
-    for col, label, colour in (("revenue_fees", "fees", "#4c72b0"),
-                               ("revenue_overage", "pay-as-you-go overage", "#55a868"),
-                               ("revenue_topups", "top-up packs", "#8172b2")):  # fmt: skip
+    for col, label, colour in (
+        ("revenue_fees", "fees", "#4c72b0"),
+        ("revenue_overage", "pay-as-you-go overage", "#55a868"),
+        ("revenue_topups", "top-up packs", "#8172b2"),
+    ):
         v = months[col].to_numpy(dtype=float)
         ax.bar(x, v, bottom=bottom, label=label, color=colour, width=0.8)
         bottom += v
-    for col, label, kw in (("gpu_cost", "GPU cost", {"color": "#c44e52", "linewidth": 2}),
-                           ("gross_margin", "gross margin",
-                            {"color": "black", "linestyle": "--"})):  # fmt: skip
-        s = pd.DataFrame({"mean": months[col], "ci95_low": months[f"{col}_lo"],
-                          "ci95_high": months[f"{col}_hi"]})  # fmt: skip
+    for col, label, kw in (
+        ("gpu_cost", "GPU cost", {"color": "#c44e52", "linewidth": 2}),
+        ("gross_margin", "gross margin", {"color": "black", "linestyle": "--"}),
+    ):
+        s = pd.DataFrame(
+            {"mean": months[col], "ci95_low": months[f"{col}_lo"], "ci95_high": months[f"{col}_hi"]}
+        )
         _band(ax, s, label, **kw)
     ax.axhline(0, color="grey", linewidth=0.8)
-    ax.set(title="Revenue by source vs GPU cost and gross margin, per month", xlabel="month",
-           ylabel=f"{currency} per month")  # fmt: skip
+    ax.set(
+        title="Revenue by source vs GPU cost and gross margin, per month",
+        xlabel="month",
+        ylabel=f"{currency} per month",
+    )
     _thousands(ax)
     _months(ax)
     ax.legend(fontsize=8, ncols=2)
@@ -138,8 +155,11 @@ def token_mix_by_model(mix: pd.DataFrame, share_by_plan: pd.DataFrame | None) ->
         left += v
     ax.set_yticks(y, [str(m) for m in mix.index])
     ax.invert_yaxis()
-    ax.set(title="Tokens served over the horizon, by model and class",
-           xlabel="billion tokens (mean per replication)", ylabel="model")  # fmt: skip
+    ax.set(
+        title="Tokens served over the horizon, by model and class",
+        xlabel="billion tokens (mean per replication)",
+        ylabel="model",
+    )
     ax.legend(fontsize=8)
     if share_by_plan is not None:
         a2 = axes[1]
@@ -151,11 +171,20 @@ def token_mix_by_model(mix: pd.DataFrame, share_by_plan: pd.DataFrame | None) ->
             left += v
         a2.set_yticks(y2, [str(p) for p in share_by_plan.index])
         a2.invert_yaxis()
-        a2.set(title="Each plan's tokens by model", xlabel="share of the plan's tokens",
-               ylabel="plan", xlim=(0, 1))  # fmt: skip
+        a2.set(
+            title="Each plan's tokens by model",
+            xlabel="share of the plan's tokens",
+            ylabel="plan",
+            xlim=(0, 1),
+        )
         _share_axis(a2, "x")
-        a2.legend(fontsize=8, title="model", title_fontsize=8, loc="upper left",
-                  bbox_to_anchor=(1.01, 1.0))  # fmt: skip
+        a2.legend(
+            fontsize=8,
+            title="model",
+            title_fontsize=8,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+        )
     return fig
 
 
@@ -167,14 +196,23 @@ def latency_percentiles(lat: pd.DataFrame) -> Figure:
     fig, axes = _figure(12, 4.4, ncols=2)
     labels = [f"{p} / {c}" for p, c in zip(lat["pool"], lat["sla_class"], strict=True)]
     x = np.arange(len(lat))
-    for ax, what, title in ((axes[0], "ttft", "Time to first token"),
-                            (axes[1], "e2e", "End-to-end latency")):  # fmt: skip
+    for ax, what, title in (
+        (axes[0], "ttft", "Time to first token"),
+        (axes[1], "e2e", "End-to-end latency"),
+    ):
         for k, q in enumerate((50, 95, 99)):
-            ax.bar(x + (k - 1) * 0.27, lat[f"{what}_p{q}_s"].to_numpy(dtype=float), width=0.27,
-                   label=f"p{q}")  # fmt: skip
+            ax.bar(
+                x + (k - 1) * 0.27,
+                lat[f"{what}_p{q}_s"].to_numpy(dtype=float),
+                width=0.27,
+                label=f"p{q}",
+            )
         ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
-        ax.set(title=f"{title} percentiles by pool / SLA class", xlabel="pool / SLA class",
-               ylabel="seconds")  # fmt: skip
+        ax.set(
+            title=f"{title} percentiles by pool / SLA class",
+            xlabel="pool / SLA class",
+            ylabel="seconds",
+        )
         ax.legend(fontsize=8, title="percentile", title_fontsize=8)
     return fig
 
@@ -190,12 +228,20 @@ def cluster_day(util: dict[str, pd.DataFrame], wait: dict[str, pd.DataFrame]) ->
         _band(a1, s, pool)
     for pool, s in wait.items():
         _band(a2, s, pool)
-    a1.set(title="GPU slot utilisation over the day, by pool", xlabel="hour of day",
-           ylabel="busy / available slot-seconds", xticks=range(0, 24, 3))  # fmt: skip
+    a1.set(
+        title="GPU slot utilisation over the day, by pool",
+        xlabel="hour of day",
+        ylabel="busy / available slot-seconds",
+        xticks=range(0, 24, 3),
+    )
     _share_axis(a1)
     a1.legend(fontsize=8, title="pool", title_fontsize=8)
-    a2.set(title="Mean queue wait over the day, by pool", xlabel="hour of day",
-           ylabel="seconds", xticks=range(0, 24, 3))  # fmt: skip
+    a2.set(
+        title="Mean queue wait over the day, by pool",
+        xlabel="hour of day",
+        ylabel="seconds",
+        xticks=range(0, 24, 3),
+    )
     a2.set_ylim(bottom=0)  # a wait is never negative, whatever a wide CI says
     a2.legend(fontsize=8, title="pool", title_fontsize=8)
     return fig
@@ -209,22 +255,39 @@ def quota_use(table: pd.DataFrame) -> Figure:
     """
     fig, (ax,) = _figure(10, 0.9 + 0.45 * max(len(table), 2))
     stats = [
-        {"label": str(plan), "whislo": r.p05, "q1": r.p25, "med": r.p50, "q3": r.p75,
-         "whishi": r.p95, "mean": r["mean"], "fliers": []}
+        {
+            "label": str(plan),
+            "whislo": r.p05,
+            "q1": r.p25,
+            "med": r.p50,
+            "q3": r.p75,
+            "whishi": r.p95,
+            "mean": r["mean"],
+            "fliers": [],
+        }
         for plan, r in table.iterrows()
-    ]  # fmt: skip
+    ]
     # matplotlib >= 3.10 spells vert=False as orientation="horizontal" (and deprecates vert)
     horizontal: dict[str, object] = (
         {"orientation": "horizontal"} if matplotlib.__version_info__ >= (3, 10) else {"vert": False}
     )
-    ax.bxp(stats, showmeans=True, showfliers=False, patch_artist=True,
-           boxprops={"facecolor": "#c6d6ea"},
-           meanprops={"marker": "D", "markerfacecolor": "black", "markersize": 4},
-           **horizontal)  # type: ignore[arg-type]  # fmt: skip
+    ax.bxp(
+        stats,
+        showmeans=True,
+        showfliers=False,
+        patch_artist=True,
+        boxprops={"facecolor": "#c6d6ea"},
+        meanprops={"marker": "D", "markerfacecolor": "black", "markersize": 4},
+        **horizontal,  # type: ignore[arg-type]
+    )
     ax.invert_yaxis()
     ax.axvline(1.0, color="#c44e52", linestyle="--", linewidth=1, label="quota (100%)")
-    ax.set(title="Quota use per subscriber-month, by plan (box: quartiles; whiskers: 5th-95th"
-           " percentile; diamond: mean)", xlabel="used / quota", ylabel="plan")  # fmt: skip
+    ax.set(
+        title="Quota use per subscriber-month, by plan (box: quartiles; whiskers: 5th-95th"
+        " percentile; diamond: mean)",
+        xlabel="used / quota",
+        ylabel="plan",
+    )
     ax.title.set_fontsize(10)
     _share_axis(ax, "x")
     ax.legend(fontsize=8, loc="lower right")
@@ -251,8 +314,9 @@ def compare_series(
     )
     for ax, (col, title, ylabel) in zip(axes, panels, strict=False):
         for run, m in months.items():
-            s = pd.DataFrame({"mean": m[col], "ci95_low": m[f"{col}_lo"],
-                              "ci95_high": m[f"{col}_hi"]})  # fmt: skip
+            s = pd.DataFrame(
+                {"mean": m[col], "ci95_low": m[f"{col}_lo"], "ci95_high": m[f"{col}_hi"]}
+            )
             _band(ax, s, run, marker="o", markersize=3)
         ax.set(title=title, xlabel="month", ylabel=ylabel)
         if col == "churn_rate":
@@ -264,8 +328,12 @@ def compare_series(
     ax = axes[5]
     for run, s in util_day.items():
         _band(ax, s, run)
-    ax.set(title="Cluster utilisation over the day", xlabel="hour of day",
-           ylabel="busy / available slot-seconds", xticks=range(0, 24, 3))  # fmt: skip
+    ax.set(
+        title="Cluster utilisation over the day",
+        xlabel="hour of day",
+        ylabel="busy / available slot-seconds",
+        xticks=range(0, 24, 3),
+    )
     _share_axis(ax)
     ax.legend(fontsize=7, title="run", title_fontsize=7)
     return fig
@@ -305,6 +373,8 @@ def sweep_response(
     for ax in axes[len(kpis) :]:
         ax.set_visible(False)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"KPI response to {parameter} (mean over the other parameters and replications)",
-                 fontsize=11)  # fmt: skip
+    fig.suptitle(
+        f"KPI response to {parameter} (mean over the other parameters and replications)",
+        fontsize=11,
+    )
     return fig

@@ -4,7 +4,9 @@ A report never touches a folder's files directly: ``RunFolder`` and ``SweepFolde
 that a folder is complete, read its small files eagerly and its tables on first use, and
 turn every missing or corrupt file or column into a ``ReportError`` that names the path.
 Kept apart from the numbers (``sim.report.data``) and the pages (``sim.report.pages``) so
-that each can be read and tested on its own.
+that each can be read and tested on its own. The folders' layout (file names, manifest keys,
+what "complete" means) is not repeated here: it comes from the writers,
+``sim.results.run_folder`` and ``sim.experiments.sweep``.
 """
 
 from __future__ import annotations
@@ -19,15 +21,31 @@ from typing import Any, Literal
 import pandas as pd
 import yaml
 
+from sim.experiments.sweep import (
+    KEY_PARAMETERS,
+    POINTS_CSV,
+    SWEEP_FILES,
+    SWEEP_JSON,
+    SWEEP_KEYS,
+    point_folder,
+)
 from sim.results.kpis import KPIS
-
-RUN_FILES = ("manifest.json", "summary.json", "scenario.yaml", "kpis_by_replication.csv",
-             "monthly.csv", "monthly_by_plan_segment.csv", "hourly_cluster.parquet",
-             "latency.csv")  # fmt: skip
-"""Files a run folder must hold for a report (``ledger.parquet`` is optional)."""
-
-SWEEP_FILES = ("sweep.json", "points.csv")
-"""Files a sweep folder must hold for a report."""
+from sim.results.run_folder import (
+    HOURLY_CLUSTER,
+    KEY_CURRENCY,
+    KEY_REPLICATIONS,
+    KPIS_BY_REPLICATION,
+    LATENCY,
+    LEDGER,
+    MANIFEST,
+    MONTHLY,
+    MONTHLY_BY_PLAN_SEGMENT,
+    SCENARIO,
+    SUMMARY,
+    RunFolderError,
+    check_run_folder,
+    read_manifest,
+)
 
 
 class ReportError(Exception):
@@ -72,24 +90,14 @@ class RunFolder:
         path = Path(path)
         if not path.is_dir():
             raise ReportError(f"{path}: not a folder")
-        missing = [f for f in RUN_FILES if not (path / f).is_file()]
-        if "manifest.json" in missing:
-            raise ReportError(f"{path}: not a tokensim run folder (no manifest.json)")
-        manifest = _read(path / "manifest.json", _json)
-        if not isinstance(manifest, dict) or manifest.get("package") != "tokensim":
-            raise ReportError(f"{path / 'manifest.json'}: not written by tokensim")
-        if manifest.get("status") != "complete":
-            raise ReportError(f"{path}: run folder is not complete (status "
-                              f"{manifest.get('status')!r})")  # fmt: skip
-        listed = set(manifest.get("files", []))
-        if "ledger.parquet" in listed and not (path / "ledger.parquet").is_file():
-            missing.append("ledger.parquet")
-        if missing:
-            raise ReportError(f"{path}: run folder lacks {', '.join(missing)}")
-        summary = _read(path / "summary.json", _json)
-        scenario = _read(path / "scenario.yaml", lambda p: yaml.safe_load(p.read_text("utf-8")))
+        try:
+            manifest = check_run_folder(path)
+        except RunFolderError as e:
+            raise ReportError(str(e)) from None
+        summary = _read(path / SUMMARY, _json)
+        scenario = _read(path / SCENARIO, lambda p: yaml.safe_load(p.read_text("utf-8")))
         if not isinstance(summary, dict) or not isinstance(scenario, dict):
-            raise ReportError(f"{path}: summary.json or scenario.yaml is not a mapping")
+            raise ReportError(f"{path}: {SUMMARY} or {SCENARIO} is not a mapping")
         return cls(path, manifest, summary, scenario)
 
     @property
@@ -100,12 +108,12 @@ class RunFolder:
     @property
     def currency(self) -> str:
         """Currency code of money KPIs."""
-        return str(self.manifest.get("currency") or self.scenario.get("currency") or "currency")
+        return str(self.manifest.get(KEY_CURRENCY) or self.scenario.get("currency") or "currency")
 
     @property
     def replications(self) -> int:
         """Number of replications in the run."""
-        return int(self.manifest.get("replications") or 1)
+        return int(self.manifest.get(KEY_REPLICATIONS) or 1)
 
     def _csv(self, name: str, cols: Sequence[str]) -> pd.DataFrame:
         p = self.path / name
@@ -114,30 +122,64 @@ class RunFolder:
     @cached_property
     def kpis(self) -> pd.DataFrame:
         """kpis_by_replication.csv."""
-        return self._csv("kpis_by_replication.csv", ["replication", *KPIS])
+        return self._csv(KPIS_BY_REPLICATION, ["replication", *KPIS])
 
     @cached_property
     def months(self) -> pd.DataFrame:
         """monthly.csv (replication x month)."""
-        return self._csv("monthly.csv", ["replication", "month", "subscribers_end", "churn_rate",
-                                         "revenue_fees", "revenue_overage", "revenue_topups",
-                                         "revenue_total", "gpu_cost", "gross_margin",
-                                         "ttft_p95_s"])  # fmt: skip
+        return self._csv(
+            MONTHLY,
+            [
+                "replication",
+                "month",
+                "subscribers_end",
+                "churn_rate",
+                "revenue_fees",
+                "revenue_overage",
+                "revenue_topups",
+                "revenue_total",
+                "gpu_cost",
+                "gross_margin",
+                "ttft_p95_s",
+            ],
+        )
 
     @cached_property
     def by_plan(self) -> pd.DataFrame:
         """monthly_by_plan_segment.csv (replication x month x plan x segment)."""
-        return self._csv("monthly_by_plan_segment.csv",
-                         ["replication", "month", "plan", "segment", "subscribers_end", "new",
-                          "renewals", "churned", "switched_in", "switched_out", "submonths",
-                          "revenue_fees", "revenue_overage", "revenue_topups"])  # fmt: skip
+        return self._csv(
+            MONTHLY_BY_PLAN_SEGMENT,
+            [
+                "replication",
+                "month",
+                "plan",
+                "segment",
+                "subscribers_end",
+                "new",
+                "renewals",
+                "churned",
+                "switched_in",
+                "switched_out",
+                "submonths",
+                "revenue_fees",
+                "revenue_overage",
+                "revenue_topups",
+            ],
+        )
 
     @cached_property
     def hourly(self) -> pd.DataFrame:
         """The columns of hourly_cluster.parquet the report needs."""
-        p = self.path / "hourly_cluster.parquet"
-        cols = ["replication", "hour_of_day", "pool", "slots", "busy_slot_s", "wait_sum_s",
-                "started"]  # fmt: skip
+        p = self.path / HOURLY_CLUSTER
+        cols = [
+            "replication",
+            "hour_of_day",
+            "pool",
+            "slots",
+            "busy_slot_s",
+            "wait_sum_s",
+            "started",
+        ]
         df = _read(p, lambda q: pd.read_parquet(q))
         return _need_columns(p, df, cols)[cols]
 
@@ -145,13 +187,24 @@ class RunFolder:
     def latency(self) -> pd.DataFrame:
         """latency.csv (replication x month x pool x SLA class)."""
         q = [f"{w}_p{n}_s" for w in ("ttft", "e2e") for n in (50, 95, 99)]
-        return self._csv("latency.csv", ["replication", "month", "pool", "sla_class", "requests",
-                                         "wait_mean_s", "slo_attainment", *q])  # fmt: skip
+        return self._csv(
+            LATENCY,
+            [
+                "replication",
+                "month",
+                "pool",
+                "sla_class",
+                "requests",
+                "wait_mean_s",
+                "slo_attainment",
+                *q,
+            ],
+        )
 
     @cached_property
     def ledger(self) -> pd.DataFrame | None:
         """The ledger's plan, status, quota, usage and per-model token columns, or None."""
-        p = self.path / "ledger.parquet"
+        p = self.path / LEDGER
         if not p.is_file():
             return None
         import pyarrow.parquet as pq
@@ -190,17 +243,16 @@ class SweepFolder:
         missing = [f for f in SWEEP_FILES if not (path / f).is_file()]
         if missing:
             raise ReportError(f"{path}: sweep folder lacks {', '.join(missing)}")
-        spec = _read(path / "sweep.json", _json)
-        need = ("scenario", "design", "parameters", "points", "replications", "seed")
-        if not isinstance(spec, dict) or any(k not in spec for k in need):
-            raise ReportError(f"{path / 'sweep.json'}: needs keys {', '.join(need)}")
+        spec = _read(path / SWEEP_JSON, _json)
+        if not isinstance(spec, dict) or any(k not in spec for k in SWEEP_KEYS):
+            raise ReportError(f"{path / SWEEP_JSON}: needs keys {', '.join(SWEEP_KEYS)}")
         try:
-            params = [str(p["path"]) for p in spec["parameters"]]
+            params = [str(p["path"]) for p in spec[KEY_PARAMETERS]]
         except (TypeError, KeyError):
-            raise ReportError(f"{path / 'sweep.json'}: each parameter needs a 'path'") from None
+            raise ReportError(f"{path / SWEEP_JSON}: each parameter needs a 'path'") from None
         if not params:
-            raise ReportError(f"{path / 'sweep.json'}: no swept parameters")
-        p = path / "points.csv"
+            raise ReportError(f"{path / SWEEP_JSON}: no swept parameters")
+        p = path / POINTS_CSV
         if p.stat().st_size == 0 or not p.read_text(encoding="utf-8", errors="replace").strip():
             raise ReportError(f"{p}: no finished points")
         points = _need_columns(p, _read(p, pd.read_csv), ["point", "replication", *params, *KPIS])
@@ -218,24 +270,24 @@ class SweepFolder:
         """Currency of the first point's run folder when readable, else 'currency'."""
         for point in self.points["point"].unique():
             try:
-                m = _json(self.path / "points" / str(point) / "manifest.json")
-                return str(m.get("currency") or "currency")
-            except (OSError, ValueError, AttributeError):
+                m = read_manifest(point_folder(self.path, str(point)))
+            except RunFolderError:
                 continue
+            return str(m.get(KEY_CURRENCY) or "currency")
         return "currency"
 
 
 def folder_kind(path: Path) -> Literal["run", "sweep"]:
     """Whether ``path`` is a sweep folder (has sweep.json) or otherwise a run folder.
 
-    Raises ReportError when it is neither.
+    Only the presence of the files decides; ``RunFolder.open`` and ``SweepFolder.open``
+    check the content. Raises ReportError when it is neither.
     """
     path = Path(path)
     if not path.is_dir():
         raise ReportError(f"{path}: no such folder")
-    if (path / "sweep.json").is_file():
+    if (path / SWEEP_JSON).is_file():
         return "sweep"
-    if (path / "manifest.json").is_file():
+    if (path / MANIFEST).is_file():
         return "run"
-    raise ReportError(f"{path}: not a tokensim run or sweep folder (no manifest.json or "
-                      "sweep.json)")  # fmt: skip
+    raise ReportError(f"{path}: not a tokensim run or sweep folder (no {MANIFEST} or {SWEEP_JSON})")

@@ -41,8 +41,9 @@ def fmt(x: Any, unit: str = "", currency: str = "", diff: bool = False) -> str:
     return f"{sign}{num}{' ' + cur if cur else ''}"
 
 
-def fmt_ci(mean: Any, lo: Any, hi: Any, unit: str = "", currency: str = "",
-           diff: bool = False) -> str:  # fmt: skip
+def fmt_ci(
+    mean: Any, lo: Any, hi: Any, unit: str = "", currency: str = "", diff: bool = False
+) -> str:
     """``mean [lo, hi]``, or only the mean without an interval."""
     m = fmt(mean, unit, currency, diff)
     if lo is None or not np.isfinite(float(lo)):
@@ -65,14 +66,18 @@ def table_html(header: Sequence[str], rows: Sequence[Sequence[Cell]], caption: s
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
     head = "".join(cell(h, "th") for h in header)
     body = "\n".join("<tr>" + "".join(cell(c) for c in r) + "</tr>" for r in rows)
-    return (f'<div class="tw"><table>{cap}<thead><tr>{head}</tr></thead>'
-            f"<tbody>\n{body}\n</tbody></table></div>")  # fmt: skip
+    return (
+        f'<div class="tw"><table>{cap}<thead><tr>{head}</tr></thead>'
+        f"<tbody>\n{body}\n</tbody></table></div>"
+    )
 
 
 def figure_html(uri: str, alt: str, caption: str) -> str:
     """A figure element showing the image at ``uri`` with its alt text and caption."""
-    return (f'<figure><img src="{uri}" alt="{html.escape(alt)}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>")  # fmt: skip
+    return (
+        f'<figure><img src="{uri}" alt="{html.escape(alt)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
 
 
 def fig_html(fig: Any, alt: str, caption: str) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from sim.experiments.sweep import KEY_DESIGN, KEY_PARAMETERS, KEY_POINTS, POINTS_CSV
 from sim.report.data import (
     QUOTA_PERCENTILES,
     churn_by_plan,
@@ -40,6 +41,19 @@ from sim.report.html import (
     unit_label,
 )
 from sim.results.kpis import KPIS
+from sim.results.run_folder import (
+    KEY_CREATED_UTC,
+    KEY_REPLICATIONS,
+    KEY_REQUESTS_SIMULATED,
+    KEY_SCENARIO,
+    KEY_SCENARIO_SHA256,
+    KEY_SEED,
+    KEY_STATUS,
+    KEY_SUBSCRIBER_MONTHS,
+    KEY_VERSION,
+    KEY_WALL_S,
+    STATUS_COMPLETE,
+)
 
 RESPONSE_KPIS = (
     "revenue_total",
@@ -58,28 +72,34 @@ def _kpi_rows(summary: dict[str, Any], currency: str) -> list[list[Cell]]:
     rows: list[list[Cell]] = []
     for name, (unit, desc) in KPIS.items():
         s = summary.get(name) or {}
-        rows.append([name, fmt(s.get("mean"), unit, currency),
-                     fmt(s.get("ci95_low"), unit, currency),
-                     fmt(s.get("ci95_high"), unit, currency),
-                     unit_label(unit, currency), (desc, "l")])  # fmt: skip
+        rows.append(
+            [
+                name,
+                fmt(s.get("mean"), unit, currency),
+                fmt(s.get("ci95_low"), unit, currency),
+                fmt(s.get("ci95_high"), unit, currency),
+                unit_label(unit, currency),
+                (desc, "l"),
+            ]
+        )
     return rows
 
 
 def _facts(run: RunFolder) -> str:
     m, s = run.manifest, run.scenario
     facts: list[list[Cell]] = [
-        ["scenario", (str(m.get("scenario")), "l")],
+        ["scenario", (str(m.get(KEY_SCENARIO)), "l")],
         ["description", (str(s.get("description") or ""), "l")],
-        ["scenario SHA-256", (str(m.get("scenario_sha256", ""))[:16], "l")],
-        ["seed", str(m.get("seed"))],
-        ["replications", str(m.get("replications"))],
+        ["scenario SHA-256", (str(m.get(KEY_SCENARIO_SHA256, ""))[:16], "l")],
+        ["seed", str(m.get(KEY_SEED))],
+        ["replications", str(m.get(KEY_REPLICATIONS))],
         ["horizon", f"{s.get('horizon_months')} months of {s.get('days_per_month')} days"],
         ["currency", run.currency],
-        ["requests simulated", fmt(m.get("requests_simulated"), "requests")],
-        ["subscriber-months simulated", fmt(m.get("subscriber_months_simulated"))],
-        ["wall time", fmt(m.get("wall_s"), "s")],
-        ["tokensim version", str(m.get("version"))],
-        ["created", str(m.get("created_utc"))],
+        ["requests simulated", fmt(m.get(KEY_REQUESTS_SIMULATED), "requests")],
+        ["subscriber-months simulated", fmt(m.get(KEY_SUBSCRIBER_MONTHS))],
+        ["wall time", fmt(m.get(KEY_WALL_S), "s")],
+        ["tokensim version", str(m.get(KEY_VERSION))],
+        ["created", str(m.get(KEY_CREATED_UTC))],
     ]
     out = [table_html(["fact", "value"], facts, f"Run folder {run.name}")]
     plans: list[list[Cell]] = []
@@ -88,34 +108,90 @@ def _facts(run: RunFolder) -> str:
         ex = dict(p.get("on_exhaustion") or {})
         rule = str(ex.pop("rule", ""))
         detail = ", ".join(f"{k}={v}" for k, v in ex.items() if v is not None)
-        models = ", ".join(f"{k}×{v:g}" if isinstance(v, int | float) else str(k)
-                           for k, v in (p.get("models") or {}).items())  # fmt: skip
-        plans.append([str(p.get("name")), fmt(p.get("price_per_month"), "currency", run.currency),
-                      f"{fmt(q.get('amount'))} {q.get('unit', '')}", (rule, "l"),
-                      (detail, "l"), (models, "l"), str(p.get("sla_class", ""))])  # fmt: skip
-    out.append(table_html(["plan", "price / month", "quota / month", "on exhaustion", "terms",
-                           "models × quota weight", "SLA class"], plans, "Plans"))  # fmt: skip
+        models = ", ".join(
+            f"{k}×{v:g}" if isinstance(v, int | float) else str(k)
+            for k, v in (p.get("models") or {}).items()
+        )
+        plans.append(
+            [
+                str(p.get("name")),
+                fmt(p.get("price_per_month"), "currency", run.currency),
+                f"{fmt(q.get('amount'))} {q.get('unit', '')}",
+                (rule, "l"),
+                (detail, "l"),
+                (models, "l"),
+                str(p.get("sla_class", "")),
+            ]
+        )
+    out.append(
+        table_html(
+            [
+                "plan",
+                "price / month",
+                "quota / month",
+                "on exhaustion",
+                "terms",
+                "models × quota weight",
+                "SLA class",
+            ],
+            plans,
+            "Plans",
+        )
+    )
     segs: list[list[Cell]] = []
     for g in s.get("segments", []):
         acq = g.get("acquisition") or {}
-        segs.append([str(g.get("name")), str(g.get("kind", "")),
-                     (", ".join(map(str, g.get("plans", []))), "l"),
-                     fmt(g.get("initial_subscribers")), str(acq.get("model", "")),
-                     fmt(g.get("sessions_per_day")),
-                     fmt(g.get("requests_per_session"))])  # fmt: skip
-    out.append(table_html(["segment", "kind", "plans", "initial subscribers", "acquisition",
-                           "sessions / day", "requests / session"], segs, "Segments"))  # fmt: skip
-    gpu_cost = {g.get("name"): g.get("cost_per_hour")
-                for g in (s.get("catalog") or {}).get("gpus", [])}  # fmt: skip
+        segs.append(
+            [
+                str(g.get("name")),
+                str(g.get("kind", "")),
+                (", ".join(map(str, g.get("plans", []))), "l"),
+                fmt(g.get("initial_subscribers")),
+                str(acq.get("model", "")),
+                fmt(g.get("sessions_per_day")),
+                fmt(g.get("requests_per_session")),
+            ]
+        )
+    out.append(
+        table_html(
+            [
+                "segment",
+                "kind",
+                "plans",
+                "initial subscribers",
+                "acquisition",
+                "sessions / day",
+                "requests / session",
+            ],
+            segs,
+            "Segments",
+        )
+    )
+    gpu_cost = {
+        g.get("name"): g.get("cost_per_hour") for g in (s.get("catalog") or {}).get("gpus", [])
+    }
     pools: list[list[Cell]] = []
     for p in (s.get("cluster") or {}).get("pools", []):
-        sched = "; ".join(f"month {c.get('month')}: {c.get('gpus')} GPUs"
-                          for c in p.get("schedule") or [])  # fmt: skip
-        pools.append([str(p.get("name")), str(p.get("model")), str(p.get("gpu")),
-                      fmt(p.get("gpus")), (sched or "–", "l"),
-                      fmt(gpu_cost.get(p.get("gpu")), "currency", run.currency)])  # fmt: skip
-    out.append(table_html(["pool", "model", "GPU", "GPUs", "capacity changes", "cost / GPU-hour"],
-                          pools, "GPU pools"))  # fmt: skip
+        sched = "; ".join(
+            f"month {c.get('month')}: {c.get('gpus')} GPUs" for c in p.get("schedule") or []
+        )
+        pools.append(
+            [
+                str(p.get("name")),
+                str(p.get("model")),
+                str(p.get("gpu")),
+                fmt(p.get("gpus")),
+                (sched or "–", "l"),
+                fmt(gpu_cost.get(p.get("gpu")), "currency", run.currency),
+            ]
+        )
+    out.append(
+        table_html(
+            ["pool", "model", "GPU", "GPUs", "capacity changes", "cost / GPU-hour"],
+            pools,
+            "GPU pools",
+        )
+    )
     return "\n".join(out)
 
 
@@ -130,117 +206,269 @@ def run_sections(run: RunFolder) -> list[tuple[str, str, str]]:
     cur, plans = run.currency, run.plan_order
     run.load()
     secs: list[tuple[str, str, str]] = []
-    secs.append(("kpis", "Headline KPIs", table_html(
-        ["KPI", "mean", "95% CI low", "95% CI high", "unit", "what it is"],
-        _kpi_rows(run.summary, cur),
-        f"Whole horizon, mean over {run.replications} replication(s)"),
-    ))  # fmt: skip
+    secs.append(
+        (
+            "kpis",
+            "Headline KPIs",
+            table_html(
+                ["KPI", "mean", "95% CI low", "95% CI high", "unit", "what it is"],
+                _kpi_rows(run.summary, cur),
+                f"Whole horizon, mean over {run.replications} replication(s)",
+            ),
+        )
+    )
 
     subs = subscribers_by_plan(run.by_plan, plans)
     churn = churn_by_plan(run.by_plan, plans)
     pt = plan_table(run.by_plan, plans)
     rows: list[list[Cell]] = [
-        [str(plan), fmt(r.subscribers_end), fmt(r.new), fmt(r.churned), fmt(r.switched_in),
-         fmt(r.switched_out), fmt(r.churn_rate, "share"), fmt(r.revenue_total, "currency", cur),
-         fmt(r.revenue_per_submonth, "currency", cur)]
+        [
+            str(plan),
+            fmt(r.subscribers_end),
+            fmt(r.new),
+            fmt(r.churned),
+            fmt(r.switched_in),
+            fmt(r.switched_out),
+            fmt(r.churn_rate, "share"),
+            fmt(r.revenue_total, "currency", cur),
+            fmt(r.revenue_per_submonth, "currency", cur),
+        ]
         for plan, r in pt.iterrows()
-    ]  # fmt: skip
-    secs.append(("plans", "Subscribers and churn by plan", "\n".join([
-        fig_html(figures.subscribers_churn_by_plan(subs, churn), "subscribers and churn by plan",
-                 "Left: active subscribers at each month's end, stacked by plan. Right: share of "
-                 "renewal decisions that ended in churn, by plan."),
-        table_html(["plan", "subscribers at end", "new", "churned", "switched in", "switched out",
-                    "churn rate", "revenue", "revenue / subscriber-month"], rows,
-                   "Over the horizon, mean per replication"),
-    ])))  # fmt: skip
+    ]
+    secs.append(
+        (
+            "plans",
+            "Subscribers and churn by plan",
+            "\n".join(
+                [
+                    fig_html(
+                        figures.subscribers_churn_by_plan(subs, churn),
+                        "subscribers and churn by plan",
+                        "Left: active subscribers at each month's end, stacked by plan. Right: "
+                        "share of "
+                        "renewal decisions that ended in churn, by plan.",
+                    ),
+                    table_html(
+                        [
+                            "plan",
+                            "subscribers at end",
+                            "new",
+                            "churned",
+                            "switched in",
+                            "switched out",
+                            "churn rate",
+                            "revenue",
+                            "revenue / subscriber-month",
+                        ],
+                        rows,
+                        "Over the horizon, mean per replication",
+                    ),
+                ]
+            ),
+        )
+    )
 
     ms = run.months.groupby("month")[["revenue_fees", "revenue_overage", "revenue_topups"]].mean()
     ms = ms.join(month_series(run.months, ["gpu_cost", "gross_margin"]))
     k = run.summary
     money: list[list[Cell]] = [
-        [name, fmt_ci((k.get(name) or {}).get("mean"), (k.get(name) or {}).get("ci95_low"),
-                      (k.get(name) or {}).get("ci95_high"), KPIS[name][0], cur)]
-        for name in ("revenue_fees", "revenue_overage", "revenue_topups", "revenue_total",
-                     "gpu_cost", "gross_margin", "gross_margin_share", "effective_price_per_mtok",
-                     "api_list_value")
-    ]  # fmt: skip
-    secs.append(("money", "Revenue, GPU cost and margin", "\n".join([
-        fig_html(figures.revenue_cost_margin(ms, cur), "revenue vs GPU cost and margin",
-                 "Bars: revenue by source per month. Lines: GPU cost and gross margin (revenue - "
-                 "GPU cost), shaded 95% CI over replications."),
-        table_html(["KPI", "whole horizon, mean [95% CI]"], money),
-    ])))  # fmt: skip
+        [
+            name,
+            fmt_ci(
+                (k.get(name) or {}).get("mean"),
+                (k.get(name) or {}).get("ci95_low"),
+                (k.get(name) or {}).get("ci95_high"),
+                KPIS[name][0],
+                cur,
+            ),
+        ]
+        for name in (
+            "revenue_fees",
+            "revenue_overage",
+            "revenue_topups",
+            "revenue_total",
+            "gpu_cost",
+            "gross_margin",
+            "gross_margin_share",
+            "effective_price_per_mtok",
+            "api_list_value",
+        )
+    ]
+    secs.append(
+        (
+            "money",
+            "Revenue, GPU cost and margin",
+            "\n".join(
+                [
+                    fig_html(
+                        figures.revenue_cost_margin(ms, cur),
+                        "revenue vs GPU cost and margin",
+                        "Bars: revenue by source per month. Lines: GPU cost and gross margin "
+                        "(revenue - "
+                        "GPU cost), shaded 95% CI over replications.",
+                    ),
+                    table_html(["KPI", "whole horizon, mean [95% CI]"], money),
+                ]
+            ),
+        )
+    )
 
     led = run.ledger
     if led is not None and any(c.startswith("tokens|") for c in led.columns):
         mix, share = token_mix(led, plans)
         mrows: list[list[Cell]] = [
-            [str(model), *(fmt(r[c], "tokens") for c in ("input_miss", "input_hit", "output")),
-             fmt(r.sum(), "tokens"), fmt(r.sum() / mix.to_numpy().sum(), "share")]
+            [
+                str(model),
+                *(fmt(r[c], "tokens") for c in ("input_miss", "input_hit", "output")),
+                fmt(r.sum(), "tokens"),
+                fmt(r.sum() / mix.to_numpy().sum(), "share"),
+            ]
             for model, r in mix.iterrows()
-        ]  # fmt: skip
-        inner = "\n".join([
-            fig_html(figures.token_mix_by_model(mix, share), "token mix by model",
-                     "Left: tokens served per model over the horizon by class. Right: how each "
-                     "plan's tokens split across models."),
-            table_html(["model", "input (cache miss)", "input (cache hit)", "output", "total",
-                        "share"], mrows, "Tokens per replication over the horizon"),
-        ])  # fmt: skip
+        ]
+        inner = "\n".join(
+            [
+                fig_html(
+                    figures.token_mix_by_model(mix, share),
+                    "token mix by model",
+                    "Left: tokens served per model over the horizon by class. Right: how each "
+                    "plan's tokens split across models.",
+                ),
+                table_html(
+                    [
+                        "model",
+                        "input (cache miss)",
+                        "input (cache hit)",
+                        "output",
+                        "total",
+                        "share",
+                    ],
+                    mrows,
+                    "Tokens per replication over the horizon",
+                ),
+            ]
+        )
     else:
-        inner = para_html("The run kept no ledger (outputs.ledger: false), so tokens by model "
-                          "are not recorded; see the headline tokens_served KPI.",
-                          "note")  # fmt: skip
+        inner = para_html(
+            "The run kept no ledger (outputs.ledger: false), so tokens by model "
+            "are not recorded; see the headline tokens_served KPI.",
+            "note",
+        )
     secs.append(("tokens", "Token mix by model", inner))
 
     pools = _pool_order(run)
     lat = latency_table(run.latency, pools)
     util, wait = day_profile(run.hourly, pools)
     lrows: list[list[Cell]] = [
-        [f"{r.pool} / {r.sla_class}", fmt(r.requests, "requests"), fmt(r.wait_mean_s, "s"),
-         fmt(r.ttft_p50_s, "s"), fmt(r.ttft_p95_s, "s"), fmt(r.ttft_p99_s, "s"),
-         fmt(r.e2e_p50_s, "s"), fmt(r.e2e_p95_s, "s"), fmt(r.e2e_p99_s, "s"),
-         fmt(r.slo_attainment, "share")]
+        [
+            f"{r.pool} / {r.sla_class}",
+            fmt(r.requests, "requests"),
+            fmt(r.wait_mean_s, "s"),
+            fmt(r.ttft_p50_s, "s"),
+            fmt(r.ttft_p95_s, "s"),
+            fmt(r.ttft_p99_s, "s"),
+            fmt(r.e2e_p50_s, "s"),
+            fmt(r.e2e_p95_s, "s"),
+            fmt(r.e2e_p99_s, "s"),
+            fmt(r.slo_attainment, "share"),
+        ]
         for r in lat.itertuples()
-    ]  # fmt: skip
+    ]
     urows: list[list[Cell]] = []
     for pool, u in util.items():
         peak = u["mean"].idxmax() if u["mean"].notna().any() else None
-        urows.append([pool, fmt(u["mean"].mean(), "share"),
-                      fmt(u["mean"].max(), "share"), "–" if peak is None else f"{peak}:00",
-                      fmt(wait[pool]["mean"].max(), "s")])  # fmt: skip
+        urows.append(
+            [
+                pool,
+                fmt(u["mean"].mean(), "share"),
+                fmt(u["mean"].max(), "share"),
+                "–" if peak is None else f"{peak}:00",
+                fmt(wait[pool]["mean"].max(), "s"),
+            ]
+        )
     parts = []
     if len(lat):
-        parts.append(fig_html(figures.latency_percentiles(lat), "latency percentiles",
-                              "Request-weighted means over months and replications of each month's "
-                              "percentiles, per pool and SLA class."))  # fmt: skip
+        parts.append(
+            fig_html(
+                figures.latency_percentiles(lat),
+                "latency percentiles",
+                "Request-weighted means over months and replications of each month's "
+                "percentiles, per pool and SLA class.",
+            )
+        )
     parts += [
-        table_html(["pool / SLA class", "requests", "mean wait", "TTFT p50", "TTFT p95", "TTFT p99",
-                    "e2e p50", "e2e p95", "e2e p99", "SLO attainment"], lrows,
-                   "Latency per pool and SLA class (requests per replication)"),
-        fig_html(figures.cluster_day(util, wait), "utilisation and wait over the day",
-                 "Busy / available slot-seconds and mean queue wait by hour of day over the whole "
-                 "horizon; shaded 95% CI over replications."),
-        table_html(["pool", "mean utilisation", "peak-hour utilisation", "peak hour",
-                    "worst hourly mean wait"], urows, "The cluster's day"),
-    ]  # fmt: skip
+        table_html(
+            [
+                "pool / SLA class",
+                "requests",
+                "mean wait",
+                "TTFT p50",
+                "TTFT p95",
+                "TTFT p99",
+                "e2e p50",
+                "e2e p95",
+                "e2e p99",
+                "SLO attainment",
+            ],
+            lrows,
+            "Latency per pool and SLA class (requests per replication)",
+        ),
+        fig_html(
+            figures.cluster_day(util, wait),
+            "utilisation and wait over the day",
+            "Busy / available slot-seconds and mean queue wait by hour of day over the whole "
+            "horizon; shaded 95% CI over replications.",
+        ),
+        table_html(
+            [
+                "pool",
+                "mean utilisation",
+                "peak-hour utilisation",
+                "peak hour",
+                "worst hourly mean wait",
+            ],
+            urows,
+            "The cluster's day",
+        ),
+    ]
     secs.append(("latency", "Latency and utilisation over the day", "\n".join(parts)))
 
     if led is not None:
         qt = quota_use_table(led, plans)
         qrows: list[list[Cell]] = [
-            [str(plan), fmt(r.subscriber_months), fmt(r["mean"], "share"),
-             *(fmt(r[f"p{p:02d}"], "share") for p in QUOTA_PERCENTILES),
-             fmt(r.over_quota, "share"), fmt(r.exhausted, "share")]
+            [
+                str(plan),
+                fmt(r.subscriber_months),
+                fmt(r["mean"], "share"),
+                *(fmt(r[f"p{p:02d}"], "share") for p in QUOTA_PERCENTILES),
+                fmt(r.over_quota, "share"),
+                fmt(r.exhausted, "share"),
+            ]
             for plan, r in qt.iterrows()
-        ]  # fmt: skip
-        inner = "\n".join([
-            fig_html(figures.quota_use(qt), "quota use per plan",
-                     "Used / quota per closed subscriber-month (months still open at the end of "
-                     "the horizon are left out), all replications pooled.") if len(qt) else "",
-            table_html(["plan", "subscriber-months", "mean",
-                        *(f"p{p}" for p in QUOTA_PERCENTILES), "at or over quota",
-                        "exhausted (ledger)"], qrows, "Quota use per subscriber-month"),
-        ])  # fmt: skip
+        ]
+        inner = "\n".join(
+            [
+                fig_html(
+                    figures.quota_use(qt),
+                    "quota use per plan",
+                    "Used / quota per closed subscriber-month (months still open at the end of "
+                    "the horizon are left out), all replications pooled.",
+                )
+                if len(qt)
+                else "",
+                table_html(
+                    [
+                        "plan",
+                        "subscriber-months",
+                        "mean",
+                        *(f"p{p}" for p in QUOTA_PERCENTILES),
+                        "at or over quota",
+                        "exhausted (ledger)",
+                    ],
+                    qrows,
+                    "Quota use per subscriber-month",
+                ),
+            ]
+        )
     else:
         inner = para_html(
             "The run kept no ledger (outputs.ledger: false): quota use per subscriber-month is"
@@ -255,10 +483,12 @@ def run_sections(run: RunFolder) -> list[tuple[str, str, str]]:
 def run_report(run: RunFolder) -> str:
     """The HTML report of one run folder."""
     m = run.manifest
-    sub = (f"Scenario {m.get('scenario')} · seed {m.get('seed')} · {run.replications} "
-           f"replication(s) · {run.scenario.get('horizon_months')} months · run folder "
-           f"{run.name}")  # fmt: skip
-    return page_html(f"tokensim report: {m.get('scenario')}", sub, run_sections(run))
+    sub = (
+        f"Scenario {m.get(KEY_SCENARIO)} · seed {m.get(KEY_SEED)} · {run.replications} "
+        f"replication(s) · {run.scenario.get('horizon_months')} months · run folder "
+        f"{run.name}"
+    )
+    return page_html(f"tokensim report: {m.get(KEY_SCENARIO)}", sub, run_sections(run))
 
 
 def _labels(runs: Sequence[RunFolder]) -> list[str]:
@@ -294,8 +524,12 @@ def compare_report(runs: Sequence[RunFolder]) -> str:
         raise ReportError(str(e)) from None
     table["label"] = np.repeat(labels, len(KPIS))
     cur = runs[0].currency
-    header = ["KPI", "unit", *(f"{lab}: mean [95% CI]" for lab in labels),
-              *(f"{lab} − {labels[0]} [95% CI]" for lab in labels[1:])]  # fmt: skip
+    header = [
+        "KPI",
+        "unit",
+        *(f"{lab}: mean [95% CI]" for lab in labels),
+        *(f"{lab} − {labels[0]} [95% CI]" for lab in labels[1:]),
+    ]
     rows: list[list[Cell]] = []
     for kpi, g in table.groupby("kpi", sort=False):
         unit = str(g["unit"].iloc[0])
@@ -307,17 +541,33 @@ def compare_report(runs: Sequence[RunFolder]) -> str:
                 cls = "up"
             elif np.isfinite(r.diff_ci95_high) and r.diff_ci95_high < 0:
                 cls = "down"
-            row.append((fmt_ci(r.diff_vs_first, r.diff_ci95_low, r.diff_ci95_high, unit, cur,
-                               diff=True), cls))  # fmt: skip
+            row.append(
+                (
+                    fmt_ci(
+                        r.diff_vs_first, r.diff_ci95_low, r.diff_ci95_high, unit, cur, diff=True
+                    ),
+                    cls,
+                )
+            )
         rows.append(row)
     unpaired = sorted(set(table.loc[~table["paired"].astype(bool), "label"]))
-    notes = [para_html("Differences are taken replication by replication against the first "
-                       "run (common random numbers: the same seed gives the same demand draws), so "
-                       "their intervals are narrower than the runs' own. Green: the interval is "
-                       "above 0; red: below 0.", "note")]  # fmt: skip
+    notes = [
+        para_html(
+            "Differences are taken replication by replication against the first "
+            "run (common random numbers: the same seed gives the same demand draws), so "
+            "their intervals are narrower than the runs' own. Green: the interval is "
+            "above 0; red: below 0.",
+            "note",
+        )
+    ]
     if unpaired:
-        notes.append(para_html(f"{', '.join(unpaired)} used another seed than {labels[0]}: their "
-                               "differences are unpaired.", "note"))  # fmt: skip
+        notes.append(
+            para_html(
+                f"{', '.join(unpaired)} used another seed than {labels[0]}: their "
+                "differences are unpaired.",
+                "note",
+            )
+        )
     secs = [("kpis", "Headline KPIs side by side", table_html(header, rows) + "\n".join(notes))]
 
     cols = ["subscribers_end", "revenue_total", "gross_margin", "churn_rate", "ttft_p95_s"]
@@ -334,17 +584,20 @@ def compare_report(runs: Sequence[RunFolder]) -> str:
     keys = sorted(set().union(*flats) - {"name", "description"})
     diff = [k for k in keys if len({f.get(k, "–") for f in flats}) > 1]
     facts: list[list[Cell]] = [
-        ["scenario", *(str(r.manifest.get("scenario")) for r in runs)],
-        ["scenario SHA-256", *(str(r.manifest.get("scenario_sha256", ""))[:16] for r in runs)],
-        ["seed", *(str(r.manifest.get("seed")) for r in runs)],
+        ["scenario", *(str(r.manifest.get(KEY_SCENARIO)) for r in runs)],
+        ["scenario SHA-256", *(str(r.manifest.get(KEY_SCENARIO_SHA256, ""))[:16] for r in runs)],
+        ["seed", *(str(r.manifest.get(KEY_SEED)) for r in runs)],
         ["replications", *(str(r.replications) for r in runs)],
-        ["created", *(str(r.manifest.get("created_utc")) for r in runs)],
+        ["created", *(str(r.manifest.get(KEY_CREATED_UTC)) for r in runs)],
     ]
     drows: list[list[Cell]] = [[k, *((f.get(k, "–"), "l") for f in flats)] for k in diff]
     inner = table_html(["fact", *labels], facts, "Runs")
     if drows:
-        inner += table_html(["scenario setting that differs", *labels], drows,
-                            f"{len(diff)} setting(s) differ between the scenarios")  # fmt: skip
+        inner += table_html(
+            ["scenario setting that differs", *labels],
+            drows,
+            f"{len(diff)} setting(s) differ between the scenarios",
+        )
     else:
         inner += para_html("The scenarios are identical apart from their names.", "note")
     secs.append(("facts", "Scenario facts", inner))
@@ -370,27 +623,38 @@ def sweep_report(sweep: SweepFolder) -> str:
     spec, params, cur = sweep.spec, sweep.parameters, sweep.currency
     resp = sweep_response(sweep.points, params)
     pts = sweep_points(sweep.points, params)
-    planned = len(spec.get("points") or [])
+    planned = len(spec.get(KEY_POINTS) or [])
     done = sweep.points["point"].nunique()
     prow: list[list[Cell]] = [
-        [str(p.get("path")), (_values_text(p.get("values")), "l")] for p in spec["parameters"]
+        [str(p.get("path")), (_values_text(p.get("values")), "l")] for p in spec[KEY_PARAMETERS]
     ]
     facts: list[list[Cell]] = [
-        ["scenario", str(spec.get("scenario"))], ["design", str(spec.get("design"))],
+        ["scenario", str(spec.get(KEY_SCENARIO))],
+        ["design", str(spec.get(KEY_DESIGN))],
         ["points", f"{done} finished of {planned or done}"],
-        ["replications per point", str(spec.get("replications"))], ["seed", str(spec.get("seed"))],
-        ["status", str(spec.get("status", "complete"))],
-    ]  # fmt: skip
+        ["replications per point", str(spec.get(KEY_REPLICATIONS))],
+        ["seed", str(spec.get(KEY_SEED))],
+        ["status", str(spec.get(KEY_STATUS, STATUS_COMPLETE))],
+    ]
     inner = [table_html(["fact", "value"], facts), table_html(["swept parameter", "values"], prow)]
     if planned and done < planned:
-        inner.append(para_html(f"{planned - done} planned point(s) have no results yet; the "
-                               "figures use the finished ones.", "note"))  # fmt: skip
+        inner.append(
+            para_html(
+                f"{planned - done} planned point(s) have no results yet; the "
+                "figures use the finished ones.",
+                "note",
+            )
+        )
     best = pts.loc[pts["gross_margin"].idxmax()] if pts["gross_margin"].notna().any() else None
     if best is not None:
         setting = ", ".join(f"{p} = {fmt(best[p])}" for p in params)
-        inner.append(para_html(f"Highest mean gross margin: point {best['point']} ({setting}): "
-                               f"{fmt(best['gross_margin'], 'currency', cur)}.",
-                               "note"))  # fmt: skip
+        inner.append(
+            para_html(
+                f"Highest mean gross margin: point {best['point']} ({setting}): "
+                f"{fmt(best['gross_margin'], 'currency', cur)}.",
+                "note",
+            )
+        )
     secs = [("sweep", "The sweep", "\n".join(inner))]
 
     for i, par in enumerate(params):
@@ -398,25 +662,66 @@ def sweep_report(sweep: SweepFolder) -> str:
         rows: list[list[Cell]] = []
         for value, g in r.groupby("value", sort=True):
             gi = g.set_index("kpi")
-            rows.append([fmt(value), fmt(gi["n"].iloc[0]),
-                         *(fmt_ci(gi.loc[k, "mean"], gi.loc[k, "ci95_low"], gi.loc[k, "ci95_high"],
-                                  KPIS[k][0], cur) for k in RESPONSE_KPIS)])  # fmt: skip
-        secs.append((f"param{i}", f"Response to {par}", "\n".join([
-            fig_html(figures.sweep_response(r, par, RESPONSE_KPIS, cur), f"KPI response to {par}",
-                     f"Mean and 95% CI of each KPI at each value of {par}, over all points with "
-                     "that value (the other parameters vary) and their replications."),
-            table_html([par, "rows", *RESPONSE_KPIS], rows,
-                       "Mean [95% CI] per value; rows = points x replications"),
-        ])))  # fmt: skip
+            rows.append(
+                [
+                    fmt(value),
+                    fmt(gi["n"].iloc[0]),
+                    *(
+                        fmt_ci(
+                            gi.loc[k, "mean"],
+                            gi.loc[k, "ci95_low"],
+                            gi.loc[k, "ci95_high"],
+                            KPIS[k][0],
+                            cur,
+                        )
+                        for k in RESPONSE_KPIS
+                    ),
+                ]
+            )
+        secs.append(
+            (
+                f"param{i}",
+                f"Response to {par}",
+                "\n".join(
+                    [
+                        fig_html(
+                            figures.sweep_response(r, par, RESPONSE_KPIS, cur),
+                            f"KPI response to {par}",
+                            f"Mean and 95% CI of each KPI at each value of {par}, over all points "
+                            f"with "
+                            "that value (the other parameters vary) and their replications.",
+                        ),
+                        table_html(
+                            [par, "rows", *RESPONSE_KPIS],
+                            rows,
+                            "Mean [95% CI] per value; rows = points x replications",
+                        ),
+                    ]
+                ),
+            )
+        )
     trows: list[list[Cell]] = [
-        [str(r["point"]), *(fmt(r[p]) for p in params), fmt(r["replications"]),
-         *(fmt_ci(r[k], r[f"{k}_lo"], r[f"{k}_hi"], KPIS[k][0], cur) for k in RESPONSE_KPIS)]
+        [
+            str(r["point"]),
+            *(fmt(r[p]) for p in params),
+            fmt(r["replications"]),
+            *(fmt_ci(r[k], r[f"{k}_lo"], r[f"{k}_hi"], KPIS[k][0], cur) for k in RESPONSE_KPIS),
+        ]
         for _, r in pts.iterrows()
-    ]  # fmt: skip
-    secs.append(("points", "Points", table_html(["point", *params, "replications",
-                                                 *RESPONSE_KPIS], trows,
-                                                "Mean [95% CI] over each point's replications;"
-                                                " every KPI is in points.csv")))  # fmt: skip
-    sub = (f"Scenario {spec.get('scenario')} · {spec.get('design')} design · {done} points × "
-           f"{spec.get('replications')} replications · sweep folder {sweep.name}")  # fmt: skip
-    return page_html(f"tokensim sweep report: {spec.get('scenario')}", sub, secs)
+    ]
+    secs.append(
+        (
+            "points",
+            "Points",
+            table_html(
+                ["point", *params, "replications", *RESPONSE_KPIS],
+                trows,
+                f"Mean [95% CI] over each point's replications; every KPI is in {POINTS_CSV}",
+            ),
+        )
+    )
+    sub = (
+        f"Scenario {spec.get(KEY_SCENARIO)} · {spec.get(KEY_DESIGN)} design · {done} points × "
+        f"{spec.get(KEY_REPLICATIONS)} replications · sweep folder {sweep.name}"
+    )
+    return page_html(f"tokensim sweep report: {spec.get(KEY_SCENARIO)}", sub, secs)

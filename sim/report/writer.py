@@ -2,8 +2,8 @@
 
 The page has no external references: CSS is inline, figures are SVG data URIs
 drawn by matplotlib (``sim.report.figures``), and there is no JavaScript. It is
-written atomically (a temporary file beside the target, then ``os.replace``), so a
-failure leaves nothing behind.
+written atomically (``sim.results.atomic.atomic_file``: a temporary file beside the
+target, then ``os.replace``), so a failure leaves nothing behind.
 
 * one run folder: headline KPIs with 95% confidence intervals, subscribers and
   churn by plan, revenue vs GPU cost and margin, token mix by model, latency
@@ -25,7 +25,6 @@ This module picks the page for the folders given and writes the file.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +36,7 @@ from sim.report.folders import (
     folder_kind,
 )
 from sim.report.pages import compare_report, run_report, sweep_report
+from sim.results.atomic import atomic_file
 
 
 def build_report(paths: Sequence[Path]) -> str:
@@ -75,12 +75,4 @@ def write_report(paths: Sequence[Path], out: Path | None = None) -> Path:
     if target.is_dir():
         raise ReportError(f"{target}: is a folder; give a file name for the report")
     html_text = build_report(paths)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    try:
-        tmp.write_text(html_text, encoding="utf-8")
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return target
+    return atomic_file(target, html_text)

@@ -12,13 +12,19 @@ by index, and the note in the table says so.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from sim.results.kpis import KPIS, mean_ci
+from sim.results.run_folder import (
+    KEY_SCENARIO,
+    KEY_SEED,
+    KPIS_BY_REPLICATION,
+    RunFolderError,
+    check_run_folder,
+)
 
 
 class CompareError(Exception):
@@ -26,14 +32,19 @@ class CompareError(Exception):
 
 
 def load_run(path: Path) -> tuple[dict, pd.DataFrame]:
-    """A run folder's manifest and per-replication KPIs."""
+    """A complete run folder's manifest and per-replication KPIs.
+
+    Raises CompareError naming the path when it is not a complete run folder
+    (``sim.results.run_folder.check_run_folder``) or its KPI table cannot be read.
+    """
     try:
-        manifest = json.loads((path / "manifest.json").read_text())
-        kpis = pd.read_csv(path / "kpis_by_replication.csv")
+        manifest = check_run_folder(path)
+    except RunFolderError as e:
+        raise CompareError(str(e)) from None
+    try:
+        kpis = pd.read_csv(path / KPIS_BY_REPLICATION)
     except (OSError, ValueError) as e:
-        raise CompareError(f"{path}: not a tokensim run folder ({e})") from None
-    if manifest.get("package") != "tokensim" or manifest.get("status") != "complete":
-        raise CompareError(f"{path}: not a complete tokensim run folder")
+        raise CompareError(f"{path / KPIS_BY_REPLICATION}: cannot be read ({e})") from None
     return manifest, kpis
 
 
@@ -44,21 +55,29 @@ def compare_runs(paths: list[Path]) -> pd.DataFrame:
     rows = []
     for path, manifest, kp in runs:
         n = min(len(kp), len(base))
-        same_seed = manifest.get("seed") == base_manifest.get("seed")
+        same_seed = manifest.get(KEY_SEED) == base_manifest.get(KEY_SEED)
         for name, (unit, _) in KPIS.items():
             mean, lo, hi = mean_ci(kp[name].to_numpy(dtype=float))
             d = kp[name].to_numpy(dtype=float)[:n] - base[name].to_numpy(dtype=float)[:n]
             dmean, dlo, dhi = mean_ci(d)
             rows.append(
                 {
-                    "run": path.name, "scenario": manifest.get("scenario"),
-                    "seed": manifest.get("seed"), "kpi": name, "unit": unit,
+                    "run": path.name,
+                    "scenario": manifest.get(KEY_SCENARIO),
+                    "seed": manifest.get(KEY_SEED),
+                    "kpi": name,
+                    "unit": unit,
                     "replications": int(np.isfinite(kp[name].to_numpy(dtype=float)).sum()),
-                    "mean": mean, "ci95_low": lo, "ci95_high": hi,
-                    "diff_vs_first": dmean, "diff_ci95_low": dlo, "diff_ci95_high": dhi,
-                    "paired": bool(same_seed), "pairs": n,
+                    "mean": mean,
+                    "ci95_low": lo,
+                    "ci95_high": hi,
+                    "diff_vs_first": dmean,
+                    "diff_ci95_low": dlo,
+                    "diff_ci95_high": dhi,
+                    "paired": bool(same_seed),
+                    "pairs": n,
                 }
-            )  # fmt: skip
+            )
     return pd.DataFrame(rows)
 
 

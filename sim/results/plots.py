@@ -11,9 +11,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
 DPI = 110
 """Resolution of the PNGs (dots per inch)."""
@@ -52,8 +52,7 @@ def write_plots(
     a1.set(title="Active subscribers at month end, by plan", xlabel="month", ylabel="subscribers")
     a1.legend(fontsize=8, loc="upper left")
     _band(a2, months, "month", "churn_rate", "churn rate")
-    a2.set(title="Monthly churn rate (churned / renewal decisions)", xlabel="month",
-           ylabel="share")  # fmt: skip
+    a2.set(title="Monthly churn rate (churned / renewal decisions)", xlabel="month", ylabel="share")
     a2.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     paths.append(_save(fig, out / "subscribers_churn.png"))
 
@@ -61,10 +60,16 @@ def write_plots(
     fig, ax = plt.subplots(figsize=(10, 4.5))
     mm = months.groupby("month").mean(numeric_only=True)
     ax.bar(mm.index, mm["revenue_fees"], label="fees", color="#4c72b0")
-    ax.bar(mm.index, mm["revenue_overage"], bottom=mm["revenue_fees"], label="overage",
-           color="#55a868")  # fmt: skip
-    ax.bar(mm.index, mm["revenue_topups"], bottom=mm["revenue_fees"] + mm["revenue_overage"],
-           label="top-ups", color="#8172b2")  # fmt: skip
+    ax.bar(
+        mm.index, mm["revenue_overage"], bottom=mm["revenue_fees"], label="overage", color="#55a868"
+    )
+    ax.bar(
+        mm.index,
+        mm["revenue_topups"],
+        bottom=mm["revenue_fees"] + mm["revenue_overage"],
+        label="top-ups",
+        color="#8172b2",
+    )
     _band(ax, months, "month", "gpu_cost", "GPU cost", color="#c44e52", linewidth=2)
     _band(ax, months, "month", "gross_margin", "gross margin", color="black", linestyle="--")
     ax.axhline(0, color="grey", linewidth=0.8)
@@ -75,15 +80,24 @@ def write_plots(
     # 3. the cluster's day: utilisation and mean wait by hour of day, per pool
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.5))
     for pool, g in hourly.groupby("pool", observed=True):
-        _band(a1, g.groupby(["replication", "hour_of_day"], as_index=False)["utilisation"].mean(),
-              "hour_of_day", "utilisation", str(pool))  # fmt: skip
+        _band(
+            a1,
+            g.groupby(["replication", "hour_of_day"], as_index=False)["utilisation"].mean(),
+            "hour_of_day",
+            "utilisation",
+            str(pool),
+        )
         w = g.groupby(["replication", "hour_of_day"], as_index=False)[
             ["wait_sum_s", "started"]
         ].sum()
         w["wait_mean_s"] = w["wait_sum_s"] / w["started"].where(w["started"] > 0)
         _band(a2, w, "hour_of_day", "wait_mean_s", str(pool))
-    a1.set(title="GPU slot utilisation by hour of day", xlabel="hour", ylabel="share",
-           xticks=range(0, 24, 3))  # fmt: skip
+    a1.set(
+        title="GPU slot utilisation by hour of day",
+        xlabel="hour",
+        ylabel="share",
+        xticks=range(0, 24, 3),
+    )
     a1.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     a2.set(
         title="Mean queue wait by hour of day", xlabel="hour", ylabel="s", xticks=range(0, 24, 3)
@@ -109,8 +123,9 @@ def write_plots(
         ["input_miss_tokens", "input_hit_tokens", "output_tokens"]
     ].sum() / max(replications, 1)
     (mix / 1e9).plot.barh(stacked=True, ax=ax)
-    ax.set(title="Tokens served by plan and class over the horizon", xlabel="billion tokens",
-           ylabel="")  # fmt: skip
+    ax.set(
+        title="Tokens served by plan and class over the horizon", xlabel="billion tokens", ylabel=""
+    )
     ax.legend(["input (cache miss)", "input (cache hit)", "output"], fontsize=8)
     paths.append(_save(fig, out / "token_mix.png"))
     return paths

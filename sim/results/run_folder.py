@@ -1,13 +1,17 @@
-"""The run folder: its files, written to a staging folder and moved into place when complete."""
+"""The run folder: its files, written to a staging folder and moved into place when complete.
+
+This module owns the run folder's layout. It declares, once, the name of every file the
+writer puts there and the manifest keys readers rely on, and offers the small reader API
+(:func:`read_manifest`, :func:`check_run_folder`, :func:`is_run_folder`) that the command
+line, ``sim.results.compare``, the sweeps and the reports use, so that writer and readers
+agree through these names rather than through repeated string literals.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +20,159 @@ import pandas as pd
 import yaml
 
 from sim import __version__
+from sim.results.atomic import atomic_folder
 from sim.results.tables import RunResult
+
+# ---------------------------------------------------------------------- file names
+
+MANIFEST = "manifest.json"
+"""Identity and status of the run (written last; see the ``KEY_*`` names)."""
+SCENARIO = "scenario.yaml"
+"""The validated scenario that was run, every default filled in."""
+SUMMARY = "summary.json"
+"""Every KPI's mean and 95% confidence interval over the replications."""
+KPIS_BY_REPLICATION = "kpis_by_replication.csv"
+"""One row of KPIs per replication."""
+MONTHLY = "monthly.csv"
+"""Replication x month totals."""
+MONTHLY_BY_PLAN_SEGMENT = "monthly_by_plan_segment.csv"
+"""Replication x month x plan x segment."""
+HOURLY_CLUSTER = "hourly_cluster.parquet"
+"""Replication x hour x pool load of the GPU cluster."""
+LATENCY = "latency.csv"
+"""Replication x month x pool x SLA class latency percentiles."""
+LEDGER = "ledger.parquet"
+"""Subscription ledger (only when the scenario asks for it and it has rows)."""
+PLOTS_DIR = "plots"
+"""Folder of PNG plots (only when plots are on)."""
+REQUESTS_AZURE = "requests_azure.csv"
+"""Exported requests as an Azure LLM trace (only with ``--export-requests``)."""
+REQUESTS_MOONCAKE = "requests_mooncake.jsonl"
+"""Exported requests as a Mooncake trace (only with ``--export-requests``)."""
+
+REQUIRED_FILES = (
+    MANIFEST,
+    SUMMARY,
+    SCENARIO,
+    KPIS_BY_REPLICATION,
+    MONTHLY,
+    MONTHLY_BY_PLAN_SEGMENT,
+    HOURLY_CLUSTER,
+    LATENCY,
+)
+"""Files every complete run folder holds, whatever the scenario's outputs and options."""
+OPTIONAL_FILES = (LEDGER, REQUESTS_AZURE, REQUESTS_MOONCAKE)
+"""Files a run folder holds depending on the scenario and options (plots aside)."""
+
+# ---------------------------------------------------------------------- manifest keys
+
+KEY_PACKAGE = "package"
+"""Manifest key naming the writer; its value is :data:`PACKAGE_NAME`."""
+PACKAGE_NAME = "tokensim"
+"""Value of :data:`KEY_PACKAGE`: only folders whose manifest says so are tokensim's."""
+KEY_STATUS = "status"
+"""Manifest key of the folder's status; :data:`STATUS_COMPLETE` once fully written."""
+STATUS_COMPLETE = "complete"
+"""Status of a folder whose every file has been written."""
+KEY_SCENARIO = "scenario"
+"""Manifest key of the scenario's name."""
+KEY_SCENARIO_SHA256 = "scenario_sha256"
+"""Manifest key of the scenario's digest (``Scenario.digest``): same digest, same model."""
+KEY_SEED = "seed"
+"""Manifest key of the seed the replications' random streams derive from."""
+KEY_REPLICATIONS = "replications"
+"""Manifest key of the number of replications."""
+KEY_VERSION = "version"
+"""Manifest key of the tokensim version that wrote the folder."""
+KEY_WALL_S = "wall_s"
+"""Manifest key of the wall-clock seconds of the run, writing included."""
+KEY_ENGINE_S = "engine_s"
+"""Manifest key of each replication's engine seconds."""
+KEY_REQUESTS_SIMULATED = "requests_simulated"
+"""Manifest key of the number of requests simulated over all replications."""
+KEY_SUBSCRIBER_MONTHS = "subscriber_months_simulated"
+"""Manifest key of the subscriber-months simulated over all replications."""
+KEY_CURRENCY = "currency"
+"""Manifest key of the currency code of money columns."""
+KEY_CREATED_UTC = "created_utc"
+"""Manifest key of the creation time (UTC, ISO 8601)."""
+KEY_FILES = "files"
+"""Manifest key of the folder's other files (relative paths, sorted)."""
+
+
+class RunFolderError(ValueError):
+    """A folder that is not a (complete) tokensim run folder; the message names it and why."""
+
+
+# ---------------------------------------------------------------------- reading
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest of the tokensim run folder at ``path``, whatever its status.
+
+    Raises RunFolderError (naming the path) when there is no manifest, it cannot be read
+    as a JSON object, or it was not written by tokensim. Use :func:`check_run_folder` to
+    also require a complete folder.
+    """
+    path = Path(path)
+    f = path / MANIFEST
+    try:
+        manifest = json.loads(f.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunFolderError(f"{path}: not a tokensim run folder (no {MANIFEST})") from None
+    except (OSError, ValueError) as e:
+        raise RunFolderError(f"{f}: cannot be read ({type(e).__name__}: {e})") from None
+    if not isinstance(manifest, dict) or manifest.get(KEY_PACKAGE) != PACKAGE_NAME:
+        raise RunFolderError(f"{f}: not written by {PACKAGE_NAME}")
+    return manifest
+
+
+def missing_files(path: Path, manifest: dict[str, Any]) -> list[str]:
+    """Files a complete run folder at ``path`` would hold but it lacks.
+
+    Those are the :data:`REQUIRED_FILES` and every file its manifest lists (the ledger,
+    request traces and plots the writer put there).
+    """
+    listed = manifest.get(KEY_FILES)
+    expected = list(REQUIRED_FILES)
+    if isinstance(listed, list):
+        expected += sorted({str(f) for f in listed} - set(REQUIRED_FILES))
+    return [f for f in expected if not (Path(path) / f).is_file()]
+
+
+def check_run_folder(path: Path) -> dict[str, Any]:
+    """The manifest of the complete run folder at ``path``.
+
+    Complete means: written by tokensim, status :data:`STATUS_COMPLETE`, and no file
+    missing (:func:`missing_files`). Raises RunFolderError naming the path and the first
+    reason it is not.
+    """
+    path = Path(path)
+    manifest = read_manifest(path)
+    status = manifest.get(KEY_STATUS)
+    if status != STATUS_COMPLETE:
+        raise RunFolderError(f"{path}: run folder is not complete (status {status!r})")
+    missing = missing_files(path, manifest)
+    if missing:
+        raise RunFolderError(f"{path}: run folder lacks {', '.join(missing)}")
+    return manifest
+
+
+def is_run_folder(path: Path) -> bool:
+    """True when ``path`` is a complete tokensim run folder (see :func:`check_run_folder`)."""
+    try:
+        check_run_folder(path)
+    except RunFolderError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------- writing
 
 
 def write_run(result: RunResult, out_dir: Path, seed: int, plots: bool = True) -> Path:
     """Write the run folder atomically: build it beside ``out_dir``, then move it into place."""
-    return _atomic_folder(Path(out_dir), lambda stage: _write_contents(result, stage, seed, plots))
+    return atomic_folder(Path(out_dir), lambda stage: _write_contents(result, stage, seed, plots))
 
 
 def render_run(result: RunResult, seed: int, plots: bool = True) -> dict[str, bytes]:
@@ -48,83 +199,61 @@ def write_files(files: dict[str, bytes], out_dir: Path) -> Path:
             f.parent.mkdir(parents=True, exist_ok=True)
             f.write_bytes(data)
 
-    return _atomic_folder(Path(out_dir), fill)
-
-
-def _atomic_folder(out_dir: Path, fill: Callable[[Path], None]) -> Path:
-    """Fill a staging folder beside ``out_dir``, then move it into place (replacing it)."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = out_dir.parent / f".{out_dir.name}.staging-{os.getpid()}"
-    if stage.exists():
-        shutil.rmtree(stage)
-    stage.mkdir()
-    try:
-        fill(stage)
-        if out_dir.exists():
-            old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-            os.replace(out_dir, old)
-            os.replace(stage, out_dir)
-            shutil.rmtree(old)
-        else:
-            os.replace(stage, out_dir)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    return out_dir
+    return atomic_folder(Path(out_dir), fill)
 
 
 def _write_contents(result: RunResult, d: Path, seed: int, plots: bool) -> None:
     s = result.scenario
     t0 = time.perf_counter()
-    (d / "scenario.yaml").write_text(
+    (d / SCENARIO).write_text(
         yaml.safe_dump(s.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
     )
     by_plan = result.monthly()
-    by_plan.to_csv(d / "monthly_by_plan_segment.csv", index=False)
+    by_plan.to_csv(d / MONTHLY_BY_PLAN_SEGMENT, index=False)
     months = result.months()
-    months.to_csv(d / "monthly.csv", index=False)
+    months.to_csv(d / MONTHLY, index=False)
     hourly = result.hourly()
-    hourly.to_parquet(d / "hourly_cluster.parquet", index=False)
-    result.latency().to_csv(d / "latency.csv", index=False)
+    hourly.to_parquet(d / HOURLY_CLUSTER, index=False)
+    result.latency().to_csv(d / LATENCY, index=False)
     led = result.ledger()
     if len(led):
-        led.to_parquet(d / "ledger.parquet", index=False)
+        led.to_parquet(d / LEDGER, index=False)
     export = result.replications[0].requests_export
     if export is not None:
         write_request_traces(export, d)
     kp = result.kpis()
-    kp.to_csv(d / "kpis_by_replication.csv", index=False)
+    kp.to_csv(d / KPIS_BY_REPLICATION, index=False)
     summary = result.summary()
-    (d / "summary.json").write_text(json.dumps(_finite(summary), indent=2) + "\n")
+    (d / SUMMARY).write_text(json.dumps(_finite(summary), indent=2) + "\n")
     if plots:
         from sim.results.plots import write_plots
 
-        write_plots(s.currency, months, by_plan, hourly, len(result.replications), d / "plots")
+        write_plots(s.currency, months, by_plan, hourly, len(result.replications), d / PLOTS_DIR)
     reps = result.replications
     manifest = {
-        "scenario": s.name,
-        "scenario_sha256": s.digest(),
-        "seed": seed,
-        "replications": len(reps),
-        "package": "tokensim",
-        "version": __version__,
-        "status": "complete",
-        "wall_s": round(result.wall_s + time.perf_counter() - t0, 3),
-        "engine_s": [round(r.engine_s, 3) for r in reps],
-        "requests_simulated": int(sum(r.requests for r in reps)),
-        "subscriber_months_simulated": int(sum(r.subscriber_months for r in reps)),
-        "currency": s.currency,
-        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "files": sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file()),
+        KEY_SCENARIO: s.name,
+        KEY_SCENARIO_SHA256: s.digest(),
+        KEY_SEED: seed,
+        KEY_REPLICATIONS: len(reps),
+        KEY_PACKAGE: PACKAGE_NAME,
+        KEY_VERSION: __version__,
+        KEY_STATUS: STATUS_COMPLETE,
+        KEY_WALL_S: round(result.wall_s + time.perf_counter() - t0, 3),
+        KEY_ENGINE_S: [round(r.engine_s, 3) for r in reps],
+        KEY_REQUESTS_SIMULATED: int(sum(r.requests for r in reps)),
+        KEY_SUBSCRIBER_MONTHS: int(sum(r.subscriber_months for r in reps)),
+        KEY_CURRENCY: s.currency,
+        KEY_CREATED_UTC: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        KEY_FILES: sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file()),
     }
-    (d / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    (d / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 def write_request_traces(requests: pd.DataFrame, d: Path) -> None:
     """Write exported requests as an Azure LLM trace CSV and a Mooncake trace JSONL.
 
-    ``requests_azure.csv``: TIMESTAMP (s from midnight of the window's first day),
-    ContextTokens, GeneratedTokens. ``requests_mooncake.jsonl``: timestamp (ms),
+    :data:`REQUESTS_AZURE`: TIMESTAMP (s from midnight of the window's first day),
+    ContextTokens, GeneratedTokens. :data:`REQUESTS_MOONCAKE`: timestamp (ms),
     input_length, output_length. Both read directly with the calibration folder's stats.py.
     Every request is written, refused ones too (they were requested).
     """
@@ -134,14 +263,14 @@ def write_request_traces(requests: pd.DataFrame, d: Path) -> None:
             "ContextTokens": requests["input_tokens"],
             "GeneratedTokens": requests["output_tokens"],
         }
-    ).to_csv(d / "requests_azure.csv", index=False)
+    ).to_csv(d / REQUESTS_AZURE, index=False)
     pd.DataFrame(
         {
             "timestamp": (requests["timestamp_s"] * 1000).round().astype(np.int64),
             "input_length": requests["input_tokens"],
             "output_length": requests["output_tokens"],
         }
-    ).to_json(d / "requests_mooncake.jsonl", orient="records", lines=True)
+    ).to_json(d / REQUESTS_MOONCAKE, orient="records", lines=True)
 
 
 def _finite(x: Any) -> Any:

@@ -130,12 +130,15 @@ class RunResult:
                         if n == 0:
                             continue
                         row: dict[str, Any] = {
-                            "replication": r.replication, "month": m, "pool": pool,
-                            "sla_class": cname, "requests": n,
+                            "replication": r.replication,
+                            "month": m,
+                            "pool": pool,
+                            "sla_class": cname,
+                            "requests": n,
                             "wait_mean_s": a.wait_sum[m, j, c] / n,
                             "tpot_s": float(w.pool.tpot_s[j]),
                             "slo_attainment": _ratio(*a.slo_pool[m, j, c]),
-                        }  # fmt: skip
+                        }
                         for k, name in enumerate(LATENCY):
                             for q in (0.5, 0.95, 0.99):
                                 row[f"{name.removesuffix('_s')}_p{int(q * 100)}_s"] = hist_quantile(

@@ -2,18 +2,44 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import (
-    ValidationError,
-)
+from pydantic import BaseModel, ValidationError
 
 from sim.scenario.errors import ScenarioError
-from sim.scenario.schema import Scenario, Sweep
+from sim.scenario.schema import Acquisition, Exhaustion, Scenario, Sweep, TokenLength
 from sim.traces.readers import TraceError
 from sim.traces.replay import load_replay
+
+
+def _union_members(tp: Any) -> Iterator[type[BaseModel]]:
+    """The pydantic models inside a (possibly Annotated, possibly nested) union type."""
+    for arg in get_args(tp):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            yield arg
+        else:
+            yield from _union_members(arg)
+
+
+def union_tags(*unions: Any) -> frozenset[str]:
+    """Discriminator values of the unions' members: each member's single-valued Literal field."""
+    tags: set[str] = set()
+    for union in unions:
+        for member in _union_members(union):
+            for f in member.model_fields.values():
+                values = get_args(f.annotation) if get_origin(f.annotation) is Literal else ()
+                if len(values) == 1:
+                    tags.add(str(values[0]))
+    return frozenset(tags)
+
+
+UNION_TAGS = union_tags(Exhaustion, Acquisition, TokenLength)
+"""Tags pydantic puts in an error's location inside a discriminated union (``payg``, ``bass``,
+``empirical``, ...): not keys of the file, so error paths leave them out. Derived from the
+schema, so a new rule, acquisition model or token distribution needs no change here."""
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
@@ -21,9 +47,7 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in (
-            "cutoff", "throttle", "payg", "topup", "bass", "constant", "lognormal", "empirical"
-        ):  # fmt: skip
+        elif part in UNION_TAGS:
             continue  # discriminated-union tag, not a key of the file
         elif part.startswith("function-") or part.endswith("]"):
             continue

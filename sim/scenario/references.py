@@ -28,10 +28,17 @@ def _dupes(names: list[str]) -> set[str]:
 def check_references(s: Scenario) -> None:
     """Check every name a scenario uses refers to something it defines; raise all problems."""
     pr = _Problems()
-    models = {m.name: m for m in s.catalog.models}
-    gpus = {g.name for g in s.catalog.gpus}
-    plans = {p.name for p in s.plans}
-    classes = {c.name for c in s.cluster.sla_classes}
+    _check_unique_names(s, pr)
+    _check_catalog(s, pr)
+    pooled = _check_pools(s, pr)
+    _check_plans(s, pooled, pr)
+    _check_segments(s, pr)
+    if pr.items:
+        raise ScenarioError(pr.items)
+
+
+def _check_unique_names(s: Scenario, pr: _Problems) -> None:
+    """Names are unique within each collection (they are how other entries refer to them)."""
     for coll, items in (
         ("catalog.models", [m.name for m in s.catalog.models]),
         ("catalog.gpus", [g.name for g in s.catalog.gpus]),
@@ -42,10 +49,24 @@ def check_references(s: Scenario) -> None:
     ):
         for d in sorted(_dupes(items)):
             pr.add(coll, f"duplicate name '{d}'")
+
+
+def _check_catalog(s: Scenario, pr: _Problems) -> None:
+    """Every serving entry names a GPU type of the catalog."""
+    gpus = {g.name for g in s.catalog.gpus}
     for i, m in enumerate(s.catalog.models):
         for j, sv in enumerate(m.serving):
             if sv.gpu not in gpus:
                 pr.add(f"catalog.models[{i}].serving[{j}].gpu", f"unknown GPU type '{sv.gpu}'")
+
+
+def _check_pools(s: Scenario, pr: _Problems) -> dict[str, int]:
+    """Pools serve known models on GPUs those models run on, one pool each: model -> pool index.
+
+    A pool's capacity schedule must have strictly increasing months.
+    """
+    models = {m.name: m for m in s.catalog.models}
+    gpus = {g.name for g in s.catalog.gpus}
     pooled: dict[str, int] = {}
     for i, p in enumerate(s.cluster.pools):
         if p.model not in models:
@@ -63,6 +84,13 @@ def check_references(s: Scenario) -> None:
         months = [c.month for c in p.schedule]
         if months != sorted(months) or len(set(months)) != len(months):
             pr.add(f"cluster.pools[{i}].schedule", "months must be strictly increasing")
+    return pooled
+
+
+def _check_plans(s: Scenario, pooled: dict[str, int], pr: _Problems) -> None:
+    """Plans use known, pooled models and known SLA classes; a downgrade goes to a pooled model."""
+    models = {m.name for m in s.catalog.models}
+    classes = {c.name for c in s.cluster.sla_classes}
     for i, plan in enumerate(s.plans):
         for mname in plan.models:
             if mname not in models:
@@ -80,6 +108,12 @@ def check_references(s: Scenario) -> None:
                 pr.add(f"plans[{i}].on_exhaustion.downgrade_model", f"unknown model '{dm}'")
             elif dm not in pooled:
                 pr.add(f"plans[{i}].on_exhaustion.downgrade_model", f"model '{dm}' has no pool")
+
+
+def _check_segments(s: Scenario, pr: _Problems) -> None:
+    """Segments are offered known plans, prefer known models, and can use one under each plan."""
+    models = {m.name for m in s.catalog.models}
+    plans = {p.name: p for p in s.plans}
     for i, g in enumerate(s.segments):
         for j, pn in enumerate(g.plans):
             if pn not in plans:
@@ -88,7 +122,7 @@ def check_references(s: Scenario) -> None:
             if mname not in models:
                 pr.add(f"segments[{i}].model_preference.{mname}", f"unknown model '{mname}'")
         for pn in g.plans:
-            pl = next((p for p in s.plans if p.name == pn), None)
+            pl = plans.get(pn)
             if pl is None:
                 continue
             usable = [m for m in pl.models if g.model_preference.get(m, 0) > 0]
@@ -97,5 +131,3 @@ def check_references(s: Scenario) -> None:
                     f"segments[{i}].model_preference",
                     f"no preferred model is usable under plan '{pn}'",
                 )
-    if pr.items:
-        raise ScenarioError(pr.items)

@@ -13,6 +13,7 @@ are counts; times are seconds unless the name says otherwise.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -272,7 +273,7 @@ class Empirical(Strict):
     @model_validator(mode="after")
     def _table(self) -> Empirical:
         q = self.quantiles
-        if any(b < a for a, b in zip(q, q[1:], strict=False)):
+        if any(b < a for a, b in itertools.pairwise(q)):
             raise ValueError("quantiles must be non-decreasing")
         if self.probs is not None:
             p = self.probs
@@ -280,7 +281,7 @@ class Empirical(Strict):
                 raise ValueError(f"probs has {len(p)} entries, quantiles {len(q)}")
             if p[0] != 0.0 or p[-1] != 1.0:
                 raise ValueError("probs must start at 0 and end at 1")
-            if any(b <= a for a, b in zip(p, p[1:], strict=False)):
+            if any(b <= a for a, b in itertools.pairwise(p)):
                 raise ValueError("probs must be strictly increasing")
         return self
 

@@ -134,7 +134,7 @@ def request_stats(t: ArrayLike, inp: ArrayLike, out: ArrayLike) -> dict[str, Any
     span = float(ta.max() - ta.min())
     pos = i > 0
     return {
-        "requests": int(len(ta)),
+        "requests": len(ta),
         "span_s": span,
         "mean_rps": len(ta) / span if span > 0 else float("nan"),
         "input_tokens": dist(i),

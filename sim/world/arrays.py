@@ -142,6 +142,45 @@ class Classes:
 
 
 @dataclass(frozen=True)
+class ChurnParams:
+    """Renewal logit and plan-switching parameters (the scenario's ``churn`` block).
+
+    logit P(churn) = segment intercept + price_value * ln(paid / value)
+      + exhausted * [quota ran out] + refused * refused_share + throttled * throttled_share
+      + slo_miss * slo_miss_share + unused * unused_share + tenure * ln(1 + tenure months)
+    """
+
+    price_value: float
+    """Logit change per unit of ln(paid / realised value)."""
+    exhausted: float
+    """Logit change when the quota ran out in the month."""
+    refused: float
+    """Logit change per share of requests refused (0-1 share)."""
+    throttled: float
+    """Logit change per share of requests throttled (0-1 share)."""
+    slo_miss: float
+    """Logit change per share of SLO misses (0-1 share)."""
+    unused: float
+    """Logit change per share of quota left unused (0-1 share)."""
+    tenure: float
+    """Logit change per unit of ln(1 + tenure months)."""
+    upgrade_after_months: int
+    """Consecutive exhausted months (count) before a subscriber considers the next plan up."""
+    upgrade_probability: float
+    """Probability of moving one plan up once that streak is reached (per renewal)."""
+    downgrade_after_months: int
+    """Consecutive wasteful months (count) before a subscriber considers the next plan down."""
+    downgrade_use_below: float
+    """A month wastes quota below this used share of it (0-1 share)."""
+    downgrade_probability: float
+    """Probability of moving one plan down once that streak is reached (per renewal)."""
+    choice_temperature: float
+    """Logit scale of plan choice (currency per month): utility gaps this size shift odds by e."""
+    throttled_value_share: float
+    """Value of a token served over quota under throttling relative to a normal one (0-1)."""
+
+
+@dataclass(frozen=True)
 class World:
     """Everything a replication needs, as plain arrays."""
 
@@ -154,7 +193,7 @@ class World:
     plan: Plans
     pool: Pools
     cls: Classes
-    churn: dict[str, float]
+    churn: ChurnParams
     write_ledger: bool
     write_plots: bool
     model_names: list[str] = field(default_factory=list)

@@ -6,9 +6,11 @@ segments, pools and SLA classes become integer indices and numpy arrays.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from sim.scenario.errors import ScenarioError
 from sim.scenario.schema import (
@@ -16,9 +18,11 @@ from sim.scenario.schema import (
     Empirical,
     LogNormal,
     Payg,
+    Pool,
     Replay,
     Scenario,
     Segment,
+    Serving,
     Throttle,
     Topup,
 )
@@ -31,20 +35,14 @@ from sim.world.arrays import (
     TOKENS_EMPIRICAL,
     TOKENS_LOGNORMAL,
     TOKENS_REPLAY,
+    ChurnParams,
     Classes,
     Plans,
     Pools,
     Segments,
     World,
 )
-from sim.world.rules import (
-    NO_LIMIT,
-    RULE_CUTOFF,
-    RULE_PAYG,
-    RULE_THROTTLE_DOWNGRADE,
-    RULE_THROTTLE_SLOW,
-    RULE_TOPUP,
-)
+from sim.world.rules import NO_LIMIT, rule_code
 
 
 def _norm_mean1(x: list[float]) -> F64:
@@ -111,17 +109,34 @@ def _replay(segment: int, r: Replay) -> ReplayTrace:
         raise ScenarioError([(f"segments[{segment}].replay.file", str(e))]) from None
 
 
-def build(s: Scenario) -> World:
-    """Turn a validated scenario into the engine's plain arrays."""
-    model_names = [m.name for m in s.catalog.models]
-    m_idx = {n: i for i, n in enumerate(model_names)}
-    plan_idx = {p.name: i for i, p in enumerate(s.plans)}
-    gpu_cost = {g.name: g.cost_per_hour for g in s.catalog.gpus}
-    n_m, n_p = len(model_names), len(s.plans)
+def _capacity_by_month(p: Pool, sv: Serving, months: int) -> tuple[list[int], list[int]]:
+    """GPUs paid for and working batch slots of one pool in each month.
 
-    # --- pools
+    The procurement schedule applies from each step's month on. The share of cards down is
+    still paid for but has no slots, and only whole replicas of working cards serve.
+    """
+    g, b = sv.gpus_per_replica, sv.batch_slots_per_replica
+    changes = {c.month: c.gpus for c in p.schedule}
+    level = p.gpus
+    gpus, slots = [], []
+    for mo in range(months):
+        level = changes.get(mo, level)
+        gpus.append(level)
+        working = int(np.floor(level * (1.0 - p.unavailable_share) + 1e-9))
+        slots.append((working // g) * b)
+    return gpus, slots
+
+
+def _pools(s: Scenario, m_idx: dict[str, int]) -> Pools:
+    """Each pool's per-slot serving constants, GPU price, capacity by month and model prices.
+
+    A slot is one continuous-batching lane of a replica: a request holds it for
+    ``uncached_input * occ_in + output * occ_out`` seconds, so a replica with every slot busy
+    runs at its catalog prefill and decode throughput (the admission kernel's queue model).
+    """
     pools = s.cluster.pools
-    model_pool = np.full(n_m, -1, dtype=np.int64)
+    gpu_cost = {g.name: g.cost_per_hour for g in s.catalog.gpus}
+    model_pool = np.full(len(s.catalog.models), -1, dtype=np.int64)
     occ_in, occ_out, prefill, tpot, cost = [], [], [], [], []
     months = s.horizon_months
     gpus = np.zeros((months, len(pools)), dtype=np.int64)
@@ -138,14 +153,8 @@ def build(s: Scenario) -> World:
         prefill.append(replica_prefill)
         tpot.append(b / replica_decode)
         cost.append(gpu_cost[p.gpu])
-        level = p.gpus
-        changes = {c.month: c.gpus for c in p.schedule}
-        for mo in range(months):
-            level = changes.get(mo, level)
-            gpus[mo, j] = level
-            working = int(np.floor(level * (1.0 - p.unavailable_share) + 1e-9))
-            slots[mo, j] = (working // g) * b
-    pool_arr = Pools(
+        gpus[:, j], slots[:, j] = _capacity_by_month(p, sv, months)
+    return Pools(
         names=[p.name for p in pools],
         model_names=[p.model for p in pools],
         model_pool=model_pool,
@@ -162,21 +171,72 @@ def build(s: Scenario) -> World:
         price_out=np.array([m.price_output_per_mtok for m in s.catalog.models]),
     )
 
-    # --- SLA classes: dense ranks by priority; the throttled lane ranks last
+
+def _class_ranks(s: Scenario) -> dict[str, int]:
+    """Queue rank of each SLA class: its priority made dense (0 first, equal priorities tie).
+
+    Dense ranks keep the kernel's per-priority queues few; the throttled lane ranks after them.
+    """
+    distinct = sorted({c.priority for c in s.cluster.sla_classes})
+    return {c.name: distinct.index(c.priority) for c in s.cluster.sla_classes}
+
+
+def _classes(s: Scenario) -> Classes:
+    """SLA classes' SLO targets (inf where unset, so a missing target never fails).
+
+    ``n_prio`` counts the distinct priorities plus one for the throttled lane, which ranks last.
+    """
     classes = s.cluster.sla_classes
-    distinct = sorted({c.priority for c in classes})
-    rank = {c.name: distinct.index(c.priority) for c in classes}
-    cls_idx = {c.name: i for i, c in enumerate(classes)}
     inf = np.inf
-    cls_arr = Classes(
+    return Classes(
         names=[c.name for c in classes],
         ttft_s=np.array([c.slo.ttft_s if c.slo.ttft_s is not None else inf for c in classes]),
         tpot_s=np.array([c.slo.tpot_s if c.slo.tpot_s is not None else inf for c in classes]),
         wait_s=np.array([c.slo.wait_s if c.slo.wait_s is not None else inf for c in classes]),
-        n_prio=len(distinct) + 1,
+        n_prio=len({c.priority for c in classes}) + 1,
     )
 
-    # --- plans
+
+def _plan_models(s: Scenario, m_idx: dict[str, int]) -> tuple[F64, F64]:
+    """Each plan's quota weight per model and whether it lists the model, both [P, M].
+
+    Plans count a request against the quota at the model's weight; a listed model of weight 0
+    is free of quota, while an unlisted one is not offered (segments' model choice needs both).
+    """
+    n_p, n_m = len(s.plans), len(s.catalog.models)
+    weight = np.zeros((n_p, n_m))
+    listed = np.zeros((n_p, n_m))  # 1 where the plan lists the model
+    for i, plan in enumerate(s.plans):
+        for mname, wt in plan.models.items():
+            weight[i, m_idx[mname]] = wt
+            listed[i, m_idx[mname]] = 1.0
+    return weight, listed
+
+
+@dataclass(frozen=True)
+class _Exhaustion:
+    """Per-plan arrays of what happens when the quota runs out (zeros where a rule is unused)."""
+
+    rule: NDArray[np.int8]
+    gap_s: F64
+    deprioritise: NDArray[np.bool_]
+    down_pool: I64
+    payg_price_per_unit: F64
+    payg_block_units: F64
+    pack_units: F64
+    pack_price: F64
+    auto_buy: NDArray[np.bool_]
+    buy_prob: F64
+    max_packs: I64
+
+
+def _exhaustion(s: Scenario, m_idx: dict[str, int], model_pool: I64) -> _Exhaustion:
+    """Each plan's exhaustion rule as a code plus the parameters of that rule.
+
+    The kernel switches on the rule code, so every plan carries every rule's columns; a
+    throttle's downgrade model becomes the pool that serves it.
+    """
+    n_p = len(s.plans)
     rule = np.zeros(n_p, dtype=np.int8)
     gap = np.zeros(n_p)
     depri = np.zeros(n_p, dtype=bool)
@@ -188,38 +248,24 @@ def build(s: Scenario) -> World:
     auto_buy = np.zeros(n_p, dtype=bool)
     buy_prob = np.zeros(n_p)
     max_packs = np.zeros(n_p, dtype=np.int64)
-    mw = np.zeros((n_p, n_m))
-    listed = np.zeros((n_p, n_m))  # 1 where the plan lists the model (weight 0 = free of quota)
     for i, plan in enumerate(s.plans):
         ex = plan.on_exhaustion
+        rule[i] = rule_code(ex.rule, getattr(ex, "mode", None))
         if isinstance(ex, Throttle):
-            rule[i] = RULE_THROTTLE_SLOW if ex.mode == "slow_lane" else RULE_THROTTLE_DOWNGRADE
             gap[i] = ex.min_gap_s
             depri[i] = ex.deprioritise
             if ex.downgrade_model:
                 down_pool[i] = model_pool[m_idx[ex.downgrade_model]]
         elif isinstance(ex, Payg):
-            rule[i] = RULE_PAYG
             payg_price[i] = ex.price_per_munit / TOKENS_PER_MTOK
             payg_block[i] = ex.block_units
         elif isinstance(ex, Topup):
-            rule[i] = RULE_TOPUP
             pack_units[i] = ex.pack_units
             pack_price[i] = ex.pack_price
             auto_buy[i] = ex.purchase == "auto"
             buy_prob[i] = ex.manual_buy_probability
             max_packs[i] = ex.max_packs_per_month
-        else:
-            rule[i] = RULE_CUTOFF
-        for mname, wt in plan.models.items():
-            mw[i, m_idx[mname]] = wt
-            listed[i, m_idx[mname]] = 1.0
-    plan_arr = Plans(
-        names=[p.name for p in s.plans],
-        channels=[p.channel for p in s.plans],
-        fee=np.array([p.price_per_month for p in s.plans]),
-        quota_in_requests=np.array([p.quota.unit == "requests" for p in s.plans]),
-        quota=np.array([p.quota.amount for p in s.plans]),
+    return _Exhaustion(
         rule=rule,
         gap_s=gap,
         deprioritise=depri,
@@ -231,6 +277,35 @@ def build(s: Scenario) -> World:
         auto_buy=auto_buy,
         buy_prob=buy_prob,
         max_packs=max_packs,
+    )
+
+
+def _plans(s: Scenario, m_idx: dict[str, int], model_pool: I64, weight: F64) -> Plans:
+    """Each plan's fee, quota, exhaustion rule, rollover, concurrency, queue rank and weights.
+
+    ``weight`` is the plan's quota weight per model (from :func:`_plan_models`); a plan without
+    a concurrency limit gets ``NO_LIMIT``.
+    """
+    ex = _exhaustion(s, m_idx, model_pool)
+    rank = _class_ranks(s)
+    cls_idx = {c.name: i for i, c in enumerate(s.cluster.sla_classes)}
+    return Plans(
+        names=[p.name for p in s.plans],
+        channels=[p.channel for p in s.plans],
+        fee=np.array([p.price_per_month for p in s.plans]),
+        quota_in_requests=np.array([p.quota.unit == "requests" for p in s.plans]),
+        quota=np.array([p.quota.amount for p in s.plans]),
+        rule=ex.rule,
+        gap_s=ex.gap_s,
+        deprioritise=ex.deprioritise,
+        down_pool=ex.down_pool,
+        payg_price_per_unit=ex.payg_price_per_unit,
+        payg_block_units=ex.payg_block_units,
+        pack_units=ex.pack_units,
+        pack_price=ex.pack_price,
+        auto_buy=ex.auto_buy,
+        buy_prob=ex.buy_prob,
+        max_packs=ex.max_packs,
         rollover_share=np.array([p.rollover.share for p in s.plans]),
         rollover_cap=np.array([p.rollover.cap_units for p in s.plans]),
         concurrency=np.array(
@@ -239,15 +314,26 @@ def build(s: Scenario) -> World:
         ),
         priority=np.array([rank[p.sla_class] for p in s.plans], dtype=np.int64),
         sla_class=np.array([cls_idx[p.sla_class] for p in s.plans], dtype=np.int64),
-        model_weight=mw,
+        model_weight=weight,
         w_miss=np.array([p.token_class_weights.input_miss for p in s.plans]),
         w_hit=np.array([p.token_class_weights.input_hit for p in s.plans]),
         w_out=np.array([p.token_class_weights.output for p in s.plans]),
     )
 
-    # --- segments
+
+def _segment_plans(
+    s: Scenario, m_idx: dict[str, int], plans: Plans, listed: F64
+) -> tuple[NDArray[np.bool_], F64, list[list[int]]]:
+    """Which plans each segment may take, its model choice under each, and its plan ladder.
+
+    Returns ``eligible`` [S, P]; ``model_cum`` [S, P, M], the cumulative model-choice
+    probabilities: the segment's preferences restricted to the models the plan lists (last
+    entry forced to 1 against rounding); and per segment the eligible plans ordered by fee,
+    then quota, the ladder that renewals upgrade and downgrade along.
+    """
     segs = s.segments
-    n_s = len(segs)
+    plan_idx = {p.name: i for i, p in enumerate(s.plans)}
+    n_s, n_p, n_m = len(segs), len(s.plans), len(s.catalog.models)
     eligible = np.zeros((n_s, n_p), dtype=bool)
     model_cum = np.zeros((n_s, n_p, n_m))
     ladder: list[list[int]] = []
@@ -264,17 +350,30 @@ def build(s: Scenario) -> World:
         ladder.append(
             sorted(
                 (plan_idx[pn] for pn in segment.plans),
-                key=lambda i: (plan_arr.fee[i], plan_arr.quota[i]),
+                key=lambda i: (plans.fee[i], plans.quota[i]),
             )
         )
+    return eligible, model_cum, ladder
 
-    def arr(f: object) -> F64:
-        return np.array([f(g) for g in segs], dtype=np.float64)  # type: ignore[operator]
 
+def _segments(s: Scenario, m_idx: dict[str, int], plans: Plans, listed: F64) -> Segments:
+    """Each segment's demand, token lengths, engagement, value, churn intercept and acquisition.
+
+    Replayed segments load their trace here (a ScenarioError names an unreadable file) and
+    take token lengths and request rates from it; the others get lognormal or empirical
+    token-length arrays. Sessions per day count every member of a subscription.
+    """
+    segs = s.segments
+    eligible, model_cum, ladder = _segment_plans(s, m_idx, plans, listed)
     traces = [_replay(k, g.replay) if g.replay else None for k, g in enumerate(segs)]
     tin = _token_arrays(segs, "input_tokens", traces)
     tout = _token_arrays(segs, "output_tokens", traces)
-    seg_arr = Segments(
+
+    def arr(f: Callable[[Segment], float]) -> F64:
+        """One float per segment: ``f`` of each."""
+        return np.array([f(g) for g in segs], dtype=np.float64)
+
+    return Segments(
         names=[g.name for g in segs],
         kinds=[g.kind for g in segs],
         sessions_per_day=arr(lambda g: (g.sessions_per_day or 0.0) * g.members),
@@ -327,18 +426,58 @@ def build(s: Scenario) -> World:
         model_cum=model_cum,
         ladder=ladder,
     )
-    ch = s.churn
+
+
+def _churn(s: Scenario) -> ChurnParams:
+    """The scenario's renewal and switching parameters as a typed, frozen record.
+
+    The engine reads them by attribute, so a renamed parameter fails at type check or at
+    the first access instead of as a missing dictionary key deep in a run.
+    """
+    c = s.churn
+    return ChurnParams(
+        price_value=c.price_value,
+        exhausted=c.exhausted,
+        refused=c.refused,
+        throttled=c.throttled,
+        slo_miss=c.slo_miss,
+        unused=c.unused,
+        tenure=c.tenure,
+        upgrade_after_months=c.upgrade_after_months,
+        upgrade_probability=c.upgrade_probability,
+        downgrade_after_months=c.downgrade_after_months,
+        downgrade_use_below=c.downgrade_use_below,
+        downgrade_probability=c.downgrade_probability,
+        choice_temperature=c.choice_temperature,
+        throttled_value_share=c.throttled_value_share,
+    )
+
+
+def build(s: Scenario) -> World:
+    """Turn a validated scenario into the engine's plain arrays.
+
+    The parts run in dependency order: pools first (a throttle's downgrade model maps to its
+    pool), then SLA classes, plans (queue ranks, model weights) and segments (plan ladders by
+    fee and quota, model choice among the models each plan lists).
+    """
+    model_names = [m.name for m in s.catalog.models]
+    m_idx = {n: i for i, n in enumerate(model_names)}
+    pools = _pools(s, m_idx)
+    classes = _classes(s)
+    weight, listed = _plan_models(s, m_idx)
+    plans = _plans(s, m_idx, pools.model_pool, weight)
+    segments = _segments(s, m_idx, plans, listed)
     return World(
         name=s.name,
         currency=s.currency,
         horizon_months=s.horizon_months,
         days_per_month=s.days_per_month,
         start_weekday=s.start_weekday,
-        seg=seg_arr,
-        plan=plan_arr,
-        pool=pool_arr,
-        cls=cls_arr,
-        churn=ch.model_dump(),
+        seg=segments,
+        plan=plans,
+        pool=pools,
+        cls=classes,
+        churn=_churn(s),
         write_ledger=s.outputs.ledger,
         write_plots=s.outputs.plots,
         model_names=model_names,

@@ -73,10 +73,12 @@ def test_simulated_coder_preset_reproduces_the_code_trace_burstiness(coder):
     req = simulate(coder)
     got = {r.statistic: r for r in rows(coder, req, None)}
     cv, idc = got["inter-arrival CV"], got["dispersion (var/mean) of counts per 60 s"]
-    assert cv.real == pytest.approx(12.65, rel=0.01) and idc.real == pytest.approx(158.6, rel=0.01)
+    assert cv.real == pytest.approx(12.65, rel=0.01)
+    assert idc.real == pytest.approx(158.6, rel=0.01)
     assert abs(cv.diff) <= TOLERANCE["iat_cv"]
     assert abs(idc.diff) <= TOLERANCE["idc_60s"]
-    assert got["input tokens p90"].ok and got["output tokens p99"].ok
+    assert got["input tokens p90"].ok
+    assert got["output tokens p99"].ok
 
 
 def test_committed_report_covers_every_preset_within_its_tolerances():
@@ -87,7 +89,8 @@ def test_committed_report_covers_every_preset_within_its_tolerances():
         if r["tol"] is not None:
             assert abs(r["simulated"] / r["real"] - 1) <= r["tol"] + 1e-9, r
         else:
-            assert r["note"] and r["note"] != "ok", r  # an unmatched row says why
+            assert r["note"], r  # an unmatched row says why
+            assert r["note"] != "ok", r
     code = {r["statistic"]: r for r in table if r["preset"] == "coder_azure_code"}
     assert code["inter-arrival CV"]["real"] == pytest.approx(12.7, rel=0.01)
     assert code["dispersion (var/mean) of counts per 60 s"]["real"] == pytest.approx(159, rel=0.01)
@@ -97,9 +100,19 @@ def test_committed_report_covers_every_preset_within_its_tolerances():
 @pytest.mark.parametrize("preset", sorted(p.stem for p in PRESETS.glob("*.yaml")))
 def test_a_preset_file_pasted_into_a_scenario_validates_and_merges(preset: str):
     d = small_dict()
-    seg = {k: v for k, v in d["segments"][0].items() if k in
-           ("name", "plans", "initial_subscribers", "model_preference", "value_per_mtok",
-            "churn_intercept")}  # fmt: skip
+    seg = {
+        k: v
+        for k, v in d["segments"][0].items()
+        if k
+        in (
+            "name",
+            "plans",
+            "initial_subscribers",
+            "model_preference",
+            "value_per_mtok",
+            "churn_intercept",
+        )
+    }
     text = (PRESETS / f"{preset}.yaml").read_text()
     body = yaml.safe_dump({k: v for k, v in d.items() if k != "segments"}, sort_keys=False)
     seg_yaml = yaml.safe_dump([seg], default_flow_style=False)
@@ -133,7 +146,8 @@ def _stats_module():
     if not STATS_PY.is_file():
         pytest.skip(f"no calibration stats.py at {STATS_PY.name} beside the repository")
     spec = importlib.util.spec_from_file_location("calib_stats", STATS_PY)
-    assert spec and spec.loader
+    assert spec
+    assert spec.loader
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -166,8 +180,16 @@ def test_tracestats_match_stats_py_on_the_shipped_samples(tmp_path: Path, name: 
             _close(ours[fld][k], ref[fld][k])
     _close(ours["out_in_ratio_of_sums"], ref["out_in_ratio_of_sums"])
     _close(ours["out_in_ratio_median"], ref["out_in_ratio_median"])
-    for k in ("iat_cv", "count_cv_3s", "idc_3s", "count_cv_10s", "idc_10s", "count_cv_60s",
-              "idc_60s", "peak_to_mean_1min"):  # fmt: skip
+    for k in (
+        "iat_cv",
+        "count_cv_3s",
+        "idc_3s",
+        "count_cv_10s",
+        "idc_10s",
+        "count_cv_60s",
+        "idc_60s",
+        "peak_to_mean_1min",
+    ):
         _close(ours["arrivals"][k], ref["arrivals"][k])
     if tr.hash_ids is not None:
         _close(
@@ -211,7 +233,8 @@ def test_every_number_of_a_preset_names_its_source(preset: str):
         names = [k for k in fits if k == key or k.startswith(key + ".")]
         assert names, f"{key} has no x-fit entry"
         for k in names:
-            assert fits[k]["source"] and fits[k]["method"] and fits[k]["unit"], k
+            for part in ("source", "method", "unit"):
+                assert fits[k][part], (k, part)
     for fld in ("input_tokens", "output_tokens"):  # the lognormal alternative, with its error
         assert fits[f"{fld}.lognormal_sigma"]["se"] > 0
 
@@ -227,7 +250,8 @@ def test_shipped_presets_can_be_checked_against_other_traces(tmp_path: Path):
     args = ["calibrate", str(half), str(CODER_FILES[1]), str(CODER_FILES[2])]
     assert main([*args, "--presets", str(PRESETS), "--report", str(rep)]) == 0
     text = rep.read_text()
-    assert "out-of-sample" in text and "preset from" in text
+    assert "out-of-sample" in text
+    assert "preset from" in text
     table = {r["statistic"]: r for r in parse_report(text)}
     assert table["input tokens p50"]["real"] != pytest.approx(1462.5)  # the second half's
     assert abs(table["input tokens p50"]["simulated"] / 1462.5 - 1) < 0.01  # the preset's

@@ -50,7 +50,8 @@ def test_fit_converges_within_half_a_point(scenario: Scenario, fit):
     first = fit.iterations[0].churn
     # the starting intercepts are far off (churn above 25%), so the test exercises the iteration
     assert all(first[k].mean > 0.25 for k in TARGETS)
-    assert fit.converged and len(fit.iterations) <= 6
+    assert fit.converged
+    assert len(fit.iterations) <= 6
     for k, t in TARGETS.items():
         assert abs(fit.best.churn[k].mean - t) <= 0.005
         assert fit.intercepts[k] < start[k]  # less churn needs a lower intercept
@@ -100,7 +101,7 @@ def test_apply_intercepts_edits_only_those_numbers():
 def test_parse_targets():
     assert parse_targets(["chat=0.07", "coder=4.5%"]) == {"chat": 0.07, "coder": 0.045}
     for bad in (["chat"], ["chat=x"], ["=0.1"]):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"^target "):
             parse_targets(bad)
 
 
@@ -116,11 +117,25 @@ def test_cli_fit_churn_reports_and_updates(tmp_path: Path, capsys):
     path.write_text(yaml.safe_dump(_fit_dict(), sort_keys=False))
     out = tmp_path / "fit.yaml"
     # one run only: not converged (exit 1), but the report and the update are still written
-    rc = main(["fit-churn", str(path), "--target", "chat=7%", "--max-iter", "1",
-               "--out", str(out), "--update", str(path), "-q"])  # fmt: skip
+    rc = main(
+        [
+            "fit-churn",
+            str(path),
+            "--target",
+            "chat=7%",
+            "--max-iter",
+            "1",
+            "--out",
+            str(out),
+            "--update",
+            str(path),
+            "-q",
+        ]
+    )
     assert rc == 1
     rep = yaml.safe_load(out.read_text())
-    assert rep["converged"] is False and rep["segments"]["chat"]["target"] == 0.07
+    assert rep["converged"] is False
+    assert rep["segments"]["chat"]["target"] == 0.07
     assert len(rep["iterations"]) == 1
     chat = next(g for g in yaml.safe_load(path.read_text())["segments"] if g["name"] == "chat")
     assert chat["churn_intercept"] == rep["segments"]["chat"]["churn_intercept"]
@@ -151,7 +166,8 @@ def test_secant_iteration_on_a_known_response(monkeypatch, scenario: Scenario):
     monkeypatch.setattr(churn_fit, "run_scenario", lambda s, seed, replications: s)
     monkeypatch.setattr(churn_fit, "segment_churn", fake_segment_churn)
     fit = fit_churn(scenario, TARGETS, tolerance=0.001, max_iterations=8, digits=6)
-    assert fit.converged and len(calls) <= 6
+    assert fit.converged
+    assert len(calls) <= 6
     # iteration 2's coder secant is negative (noise +0.5): iteration 3 must not step 1/0.3 = 3.3x
     # the logit gap, but reuse the slope 1 of iteration 1
     gap = logit(TARGETS["coder"]) - logit(fit.iterations[1].churn["coder"].mean)

@@ -74,7 +74,8 @@ def test_the_shipped_scenarios_exist():
 def test_validate_accepts_every_shipped_scenario(path: Path, capsys: pytest.CaptureFixture):
     assert main(["validate", str(path)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("ok:") and load_scenario(path).digest()[:12] in out
+    assert out.startswith("ok:")
+    assert load_scenario(path).digest()[:12] in out
 
 
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
@@ -188,7 +189,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
 def test_run_prints_where_it_wrote_and_the_headline_kpis(run_dir):
     out, _, stdout = run_dir
     assert f"wrote {out}" in stdout
-    assert "revenue_total" in stdout and "gpu_utilisation" in stdout
+    assert "revenue_total" in stdout
+    assert "gpu_utilisation" in stdout
 
 
 def test_run_writes_every_file_and_no_staging_folder(run_dir):
@@ -211,7 +213,8 @@ def test_manifest_identifies_the_run(run_dir):
     assert man["replications"] == 2
     assert man["version"] == __version__
     assert man["status"] == "complete"
-    assert isinstance(man["wall_s"], float) and man["wall_s"] > 0
+    assert isinstance(man["wall_s"], float)
+    assert man["wall_s"] > 0
     assert len(man["engine_s"]) == 2
     assert man["requests_simulated"] > 0
     assert set(man["files"]) == {p for p in listing(out) if (out / p).is_file()} - {"manifest.json"}
@@ -226,7 +229,8 @@ def test_tables_hold_both_replications(run_dir):
         (r, m) for r in (0, 1) for m in (0, 1)
     ]
     by_ps = pd.read_csv(out / "monthly_by_plan_segment.csv")
-    assert set(by_ps["plan"]) == {"lite", "pro"} and set(by_ps["segment"]) == {"chat", "coder"}
+    assert set(by_ps["plan"]) == {"lite", "pro"}
+    assert set(by_ps["segment"]) == {"chat", "coder"}
     # the two grains agree
     tot = by_ps.groupby(["replication", "month"])["requests"].sum().to_numpy()
     assert np.allclose(tot, months.sort_values(["replication", "month"])["requests"])
@@ -234,7 +238,8 @@ def test_tables_hold_both_replications(run_dir):
     assert len(hourly) == 2 * 60 * 24 * 2  # replications x hours x pools
     assert hourly["utilisation"].between(0, 1).all()
     latency = pd.read_csv(out / "latency.csv")
-    assert len(latency) > 0 and set(latency["replication"]) == {0, 1}
+    assert len(latency) > 0
+    assert set(latency["replication"]) == {0, 1}
     ledger = pd.read_parquet(out / "ledger.parquet")
     assert set(ledger["replication"]) == {0, 1}
     assert np.isclose(
@@ -275,8 +280,12 @@ def test_same_seed_same_tables_other_seed_other_tables(run_dir, tmp_path: Path):
     assert main(["run", str(scenario), "--out", str(again), "--seed", "3", *args]) == 0
     assert main(["run", str(scenario), "--out", str(other), "--seed", "4", *args]) == 0
     assert not (again / "plots").exists()
-    for f in ("monthly.csv", "kpis_by_replication.csv", "monthly_by_plan_segment.csv",
-              "latency.csv"):  # fmt: skip
+    for f in (
+        "monthly.csv",
+        "kpis_by_replication.csv",
+        "monthly_by_plan_segment.csv",
+        "latency.csv",
+    ):
         assert (again / f).read_bytes() == (out / f).read_bytes(), f
     assert (other / "monthly.csv").read_bytes() != (out / "monthly.csv").read_bytes()
     assert (other / "kpis_by_replication.csv").read_bytes() != (
@@ -338,10 +347,12 @@ def test_schema_prints_a_json_schema_of_scenarios(capsys, tmp_path: Path):
     assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
     assert schema["type"] == "object"
-    assert "plans" in schema["properties"] and "plans" in schema["required"]
+    assert "plans" in schema["properties"]
+    assert "plans" in schema["required"]
     assert schema["additionalProperties"] is False  # unknown keys are errors
     refs = _refs(schema)
-    assert refs and all(r.startswith("#/$defs/") for r in refs)
+    assert refs
+    assert all(r.startswith("#/$defs/") for r in refs)
     assert all(r.removeprefix("#/$defs/") in schema["$defs"] for r in refs)
     assert {"Plan", "Segment", "Pool"} <= set(schema["$defs"])
     # --out writes the same text to a file
@@ -356,8 +367,12 @@ def test_python_dash_m_sim_exit_codes(tmp_path: Path):
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     ok = subprocess.run(
         [sys.executable, "-m", "sim", "validate", str(ROOT / "scenarios" / "baseline.yaml")],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith("ok:")
     d = small_dict()
@@ -366,11 +381,16 @@ def test_python_dash_m_sim_exit_codes(tmp_path: Path):
     out = tmp_path / "out"
     r = subprocess.run(
         [sys.executable, "-m", "sim", "run", str(bad), "--out", str(out)],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert r.returncode == 2
     assert "plans[1].quota.amount" in r.stderr
-    assert not out.exists() and not (tmp_path / "results").exists()
+    assert not out.exists()
+    assert not (tmp_path / "results").exists()
 
 
 def test_run_refuses_to_replace_a_folder_that_is_not_a_run(tmp_path: Path, capsys):

@@ -45,7 +45,8 @@ def test_paired_difference_finds_the_price_effect(two_runs, tmp_path: Path, caps
     assert main(["compare", str(base), str(dear), "--out", str(out)]) == 0
     t = pd.read_csv(out).set_index(["run", "kpi"])
     fees = t.loc[("dear", "revenue_fees")]
-    assert bool(fees["paired"]) and fees["pairs"] == 3
+    assert bool(fees["paired"])
+    assert fees["pairs"] == 3
     # common random numbers: the paired interval is narrower than either run's own interval
     own = t.loc[("dear", "revenue_fees"), "ci95_high"] - t.loc[("dear", "revenue_fees"), "ci95_low"]
     assert fees["diff_ci95_high"] - fees["diff_ci95_low"] < own

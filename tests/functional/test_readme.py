@@ -21,7 +21,7 @@ def test_readme_api_example_runs(monkeypatch: pytest.MonkeyPatch, capsys):
     assert api, "the README shows the Python API"
     monkeypatch.chdir(ROOT)
     namespace: dict = {}
-    exec(compile(api[0], "README.md", "exec"), namespace)  # noqa: S102
+    exec(compile(api[0], "README.md", "exec"), namespace)
     result = namespace["result"]
     assert len(result.replications) == 2
     months = result.months()
@@ -40,7 +40,7 @@ def test_readme_sweep_example_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     code = block[0].replace('"results/', f'"{tmp_path}/')
     monkeypatch.chdir(ROOT)
     namespace: dict = {}
-    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102
+    exec(compile(code, "README.md", "exec"), namespace)
     t = namespace["sweep"].table
     assert len(t) == 3 * 2
     assert namespace["dear"].plans[4].price_per_month == 199

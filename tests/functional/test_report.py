@@ -1,7 +1,7 @@
 """`tokensim report`: one self-contained HTML file per run, sweep or comparison.
 
 The fixture is a small 2 x 2 factorial sweep folder (lite plan price x big pool GPUs,
-2 replications per point) built from real run folders in the layout sim/sweep.py
+2 replications per point) built from real run folders in the layout sim/experiments/sweep.py
 writes (sweep.json, points.csv, points/<point>/); its first points double as the run
 folders of the one-run and comparison reports. The pages are opened in headless
 Chromium (tests/support/browser_check.py).
@@ -51,11 +51,17 @@ def sweep_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         k.insert(0, "point", point)
         rows.append(k)
         spec_points.append({"point": point, "params": {PRICE: price, GPUS: gpus}})
-    spec = {"package": "tokensim", "kind": "sweep", "status": "complete",
-            "scenario": "small", "design": "factorial",
-            "parameters": [{"path": PRICE, "values": [9.9, 19.9]},
-                           {"path": GPUS, "values": [2, 3]}],
-            "points": spec_points, "replications": 2, "seed": 7}  # fmt: skip
+    spec = {
+        "package": "tokensim",
+        "kind": "sweep",
+        "status": "complete",
+        "scenario": "small",
+        "design": "factorial",
+        "parameters": [{"path": PRICE, "values": [9.9, 19.9]}, {"path": GPUS, "values": [2, 3]}],
+        "points": spec_points,
+        "replications": 2,
+        "seed": 7,
+    }
     (d / "sweep.json").write_text(json.dumps(spec, indent=2))
     pts = pd.concat(rows, ignore_index=True)
     cols = ["point", "replication", PRICE, GPUS, *KPIS]
@@ -71,8 +77,11 @@ def reports(sweep_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     assert main(["report", str(a)]) == 0
     assert main(["report", str(sweep_dir)]) == 0
     assert main(["report", str(a), str(b), "--out", str(out / "cmp.html")]) == 0
-    return {"run": a / "report.html", "sweep": sweep_dir / "report.html",
-            "compare": out / "cmp.html"}  # fmt: skip
+    return {
+        "run": a / "report.html",
+        "sweep": sweep_dir / "report.html",
+        "compare": out / "cmp.html",
+    }
 
 
 # ---------------------------------------------------------------------- the numbers
@@ -125,8 +134,9 @@ def test_sweep_response_means_are_the_points_group_means(sweep_dir: Path):
             r[list(KPIS)], means, check_names=False, check_index_type=False, atol=0
         )
         assert (resp.loc[resp["parameter"] == par, "n"] == 4).all()  # 2 points x 2 reps each
-    row = resp[(resp["parameter"] == PRICE) & (resp["value"] == 19.9)
-               & (resp["kpi"] == "revenue_fees")].iloc[0]  # fmt: skip
+    row = resp[
+        (resp["parameter"] == PRICE) & (resp["value"] == 19.9) & (resp["kpi"] == "revenue_fees")
+    ].iloc[0]
     x = pts.loc[pts[PRICE] == 19.9, "revenue_fees"].to_numpy()
     assert (row["ci95_low"], row["ci95_high"]) == pytest.approx(mean_ci(x)[1:])
     fees = resp[(resp["parameter"] == PRICE) & (resp["kpi"] == "revenue_fees")]
@@ -134,8 +144,13 @@ def test_sweep_response_means_are_the_points_group_means(sweep_dir: Path):
 
 
 def test_sweep_response_takes_categorical_values_and_unbalanced_points():
-    pts = pd.DataFrame({"point": ["a", "a", "b", "c"], "replication": [0, 1, 0, 0],
-                        "rule": ["cutoff", "cutoff", "payg", "payg"]})  # fmt: skip
+    pts = pd.DataFrame(
+        {
+            "point": ["a", "a", "b", "c"],
+            "replication": [0, 1, 0, 0],
+            "rule": ["cutoff", "cutoff", "payg", "payg"],
+        }
+    )
     for i, k in enumerate(KPIS):
         pts[k] = np.array([1.0, 3.0, 10.0, 20.0]) * (i + 1)
     resp = sweep_response(pts, ["rule"]).set_index(["value", "kpi"])
@@ -143,7 +158,8 @@ def test_sweep_response_takes_categorical_values_and_unbalanced_points():
     assert resp.loc[("payg", "requests"), "mean"] == pytest.approx(15.0 * 10)
     assert resp.loc[("payg", "requests"), "n"] == 2
     table = sweep_points(pts, ["rule"]).set_index("point")
-    assert table.loc["a", "replications"] == 2 and table.loc["a", "subscribers_end"] == 2.0
+    assert table.loc["a", "replications"] == 2
+    assert table.loc["a", "subscribers_end"] == 2.0
     assert np.isnan(table.loc["b", "subscribers_end_lo"])  # one replication: no interval
 
 
@@ -158,21 +174,32 @@ def test_reports_are_self_contained(reports: dict[str, Path], sweep_dir: Path):
     for kind, p in reports.items():
         text = _html(p)
         assert not re.search(r"""(src|href)\s*=\s*["'](?!data:|#)""", text), kind
-        assert "http://" not in text and "https://" not in text, kind
+        assert "http://" not in text, kind
+        assert "https://" not in text, kind
         assert "<script" not in text.lower(), kind
         assert str(sweep_dir.parent) not in text, f"{kind}: machine path in the page"
         assert text.count("<figure>") == text.count('src="data:image/svg+xml;base64,'), kind
     run = _html(reports["run"])
     assert run.count("<figure>") == 6
-    for heading in ("Headline KPIs", "Subscribers and churn by plan", "Revenue, GPU cost and",
-                    "Token mix by model", "Latency and utilisation", "Quota use per plan",
-                    "Scenario facts"):  # fmt: skip
+    for heading in (
+        "Headline KPIs",
+        "Subscribers and churn by plan",
+        "Revenue, GPU cost and",
+        "Token mix by model",
+        "Latency and utilisation",
+        "Quota use per plan",
+        "Scenario facts",
+    ):
         assert heading in run
     cmp = _html(reports["compare"])
-    assert "p001 − p000" in cmp and "setting(s) differ" in cmp and PRICE in cmp
+    assert "p001 − p000" in cmp
+    assert "setting(s) differ" in cmp
+    assert PRICE in cmp
     sweep = _html(reports["sweep"])
-    assert f"Response to {PRICE}" in sweep and f"Response to {GPUS}" in sweep
-    assert sweep.count("<figure>") == 2 and "4 finished of 4" in sweep
+    assert f"Response to {PRICE}" in sweep
+    assert f"Response to {GPUS}" in sweep
+    assert sweep.count("<figure>") == 2
+    assert "4 finished of 4" in sweep
 
 
 def test_a_run_without_ledger_says_so(sweep_dir: Path, monkeypatch):
@@ -186,7 +213,8 @@ def test_reports_render_in_headless_chromium(reports: dict[str, Path]):
     pages = check_pages(list(reports.values()))
     for kind, page in zip(reports, pages, strict=True):
         assert page.problems() == [], kind
-        assert page.figures and page.tables, kind
+        assert page.figures, kind
+        assert page.tables, kind
         assert all(f["width"] > 100 and f["height"] > 100 for f in page.figures), kind
 
 
@@ -204,18 +232,22 @@ def test_the_browser_check_catches_a_broken_page(tmp_path: Path):
         "</body></html>"
     )
     good = tmp_path / "good.html"
-    good.write_text("<!DOCTYPE html><html><head><meta charset='utf-8'><link rel='icon' "
-                    "href='data:,'><title>ok</title></head><body><table><tr><td>1</td></tr>"
-                    "</table></body></html>")  # fmt: skip
+    good.write_text(
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><link rel='icon' "
+        "href='data:,'><title>ok</title></head><body><table><tr><td>1</td></tr>"
+        "</table></body></html>"
+    )
     page, ok = check_pages([bad, good])
     problems = "\n".join(page.problems())
     assert "deliberate console error" in problems
     assert "notAFunction is not defined" in problems
-    assert "ERR_FILE_NOT_FOUND" in problems and "missing.png" in problems
+    assert "ERR_FILE_NOT_FOUND" in problems
+    assert "missing.png" in problems
     assert "figure 0: image did not decode" in problems
     assert "figure 1: rendered 0x" in problems
     assert "table 0: no rows" in problems
-    assert ok.problems() == [] and ok.tables == [1]
+    assert ok.problems() == []
+    assert ok.tables == [1]
 
 
 def test_a_missing_chromium_fails_unless_skipped_on_purpose(monkeypatch):
@@ -231,9 +263,13 @@ def test_a_missing_chromium_fails_unless_skipped_on_purpose(monkeypatch):
 
 
 def test_page_report_flags_each_kind_of_problem():
-    p = PageReport("file:///x.html", errors=["e"], requests=["https://cdn.example/x.js"],
-                   figures=[{"graphic": False, "width": 1, "height": 1, "natural_width": 1,
-                             "complete": True}], tables=[0, 3])  # fmt: skip
+    p = PageReport(
+        "file:///x.html",
+        errors=["e"],
+        requests=["https://cdn.example/x.js"],
+        figures=[{"graphic": False, "width": 1, "height": 1, "natural_width": 1, "complete": True}],
+        tables=[0, 3],
+    )
     assert len(p.problems()) == 4
 
 
@@ -241,7 +277,8 @@ def test_page_report_flags_each_kind_of_problem():
 
 
 def _no_stray_files(folder: Path) -> None:
-    assert not list(folder.glob("report.html")) and not list(folder.glob(".*.tmp-*"))
+    assert not list(folder.glob("report.html"))
+    assert not list(folder.glob(".*.tmp-*"))
 
 
 def test_not_a_folder_or_not_a_run(tmp_path: Path, capsys):
@@ -263,7 +300,8 @@ def test_a_run_folder_missing_a_file_is_refused(sweep_dir: Path, tmp_path: Path,
     (broken / "latency.csv").unlink()
     assert main(["report", str(broken)]) == 2
     err = capsys.readouterr().err
-    assert str(broken) in err and "latency.csv" in err
+    assert str(broken) in err
+    assert "latency.csv" in err
     _no_stray_files(broken)
     (broken / "latency.csv").write_text("replication,month\n0,0\n")  # columns missing
     assert main(["report", str(broken)]) == 2
@@ -296,11 +334,13 @@ def test_an_unfinished_lhs_sweep(sweep_dir: Path, tmp_path: Path, monkeypatch):
     spec["points"].append({"point": "p004", "params": {PRICE: 12.0, GPUS: 2}})
     (d / "sweep.json").write_text(json.dumps(spec))
     (d / "points.csv").write_text("")
-    with pytest.raises(ReportError, match="points.csv: no finished points"):
+    with pytest.raises(ReportError, match=r"points\.csv: no finished points"):
         build_report([d])
     (d / "points.csv").write_text((sweep_dir / "points.csv").read_text())
     text = build_report([d])
-    assert "5 .. 25" in text and "4 finished of 5" in text and "running" in text
+    assert "5 .. 25" in text
+    assert "4 finished of 5" in text
+    assert "running" in text
 
 
 def test_a_comparison_takes_run_folders_only(sweep_dir: Path, tmp_path: Path, capsys):

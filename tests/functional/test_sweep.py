@@ -102,7 +102,8 @@ def test_stopping_rule_stops_when_precise_enough_and_at_the_cap(tmp_path: Path):
     s = json.loads((loose / "summary.json").read_text())["revenue_total"]
     assert (s["ci95_high"] - s["ci95_low"]) / 2 <= 0.5 * abs(s["mean"])
     bad = main([*args, "--out", str(tmp_path / "x"), "--ci-halfwidth", "0.1", "--ci-kpi", "nope"])
-    assert bad == 2 and not (tmp_path / "x").exists()
+    assert bad == 2
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.fixture(scope="module")
@@ -110,9 +111,18 @@ def sweep_dir(tmp_path_factory: pytest.TempPathFactory, client) -> Path:
     d = tmp_path_factory.mktemp("sweep")
     f = _scenario_file(d, parameters={"plans.lite.price_per_month": [9.9, 29.9]})
     code = main(
-        ["sweep", str(f), "--set", "cluster.pools.big.gpus=1,2", "--out", str(d / "out"),
-         "--scheduler", client.scheduler.address, "-q"]
-    )  # fmt: skip
+        [
+            "sweep",
+            str(f),
+            "--set",
+            "cluster.pools.big.gpus=1,2",
+            "--out",
+            str(d / "out"),
+            "--scheduler",
+            client.scheduler.address,
+            "-q",
+        ]
+    )
     assert code == 0
     return d
 
@@ -120,7 +130,8 @@ def sweep_dir(tmp_path_factory: pytest.TempPathFactory, client) -> Path:
 def test_sweep_writes_a_tidy_table_and_a_run_folder_per_point(sweep_dir: Path):
     out = sweep_dir / "out"
     meta = json.loads((out / "sweep.json").read_text())
-    assert meta["status"] == "complete" and meta["design"] == "factorial"
+    assert meta["status"] == "complete"
+    assert meta["design"] == "factorial"
     assert [p["point"] for p in meta["points"]] == ["p000", "p001", "p002", "p003"]
     t = pd.read_csv(out / "points.csv")
     assert len(t) == 4 * 2
@@ -162,12 +173,15 @@ def test_resume_reruns_only_unfinished_points(sweep_dir: Path, client):
     shutil.copytree(sweep_dir / "out", out)
     shutil.rmtree(out / "points" / "p002")  # as if interrupted before p002 finished
     (out / "points.csv").unlink()
-    before = {p: (out / "points" / p / "manifest.json").stat().st_mtime_ns
-              for p in ("p000", "p001", "p003")}  # fmt: skip
+    before = {
+        p: (out / "points" / p / "manifest.json").stat().st_mtime_ns
+        for p in ("p000", "p001", "p003")
+    }
     s = load_scenario(sweep_dir / "s.yaml")
     spec = sweep_spec(s, ["cluster.pools.big.gpus=1,2"])
     res = run_sweep(s, spec, out, client, resume=True)
-    assert res.ran == ["p002"] and res.reused == ["p000", "p001", "p003"]
+    assert res.ran == ["p002"]
+    assert res.reused == ["p000", "p001", "p003"]
     for p, t in before.items():
         assert (out / "points" / p / "manifest.json").stat().st_mtime_ns == t
     pd.testing.assert_frame_equal(

@@ -163,10 +163,14 @@ RULES = {
     "payg": {"rule": "payg", "price_per_munit": 4.0, "block_units": 1000.0},
     "topup_auto": {"rule": "topup", "pack_units": 100_000, "pack_price": 5.0},
     "topup_manual": {
-        "rule": "topup", "pack_units": 100_000, "pack_price": 5.0, "purchase": "manual",
-        "manual_buy_probability": 0.5, "max_packs_per_month": 2,
+        "rule": "topup",
+        "pack_units": 100_000,
+        "pack_price": 5.0,
+        "purchase": "manual",
+        "manual_buy_probability": 0.5,
+        "max_packs_per_month": 2,
     },
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("rule", list(RULES))
@@ -183,7 +187,8 @@ def test_invariants_hold_for_each_exhaustion_rule(rule: str) -> None:
     check_all(r)
     m = r.replications[0].acc.monthly
     assert m["exhausted"].sum() > 0
-    assert m["refused_capacity"].sum() > 0 and m["refused_concurrency"].sum() > 0
+    assert m["refused_capacity"].sum() > 0
+    assert m["refused_concurrency"].sum() > 0
 
 
 @SETTINGS
@@ -197,7 +202,8 @@ def test_cutoff_overshoots_the_quota_by_at_most_the_crossing_request(s: Scenario
     bad = led[overshoot > limit + 1e-6]
     assert bad.empty, bad[["plan", "segment", "quota_units", "used_units", "requests"]]
     # cut-off bills nothing beyond the fee
-    assert (led["topups"] == 0).all() and (led["overage"] == 0).all()
+    assert (led["topups"] == 0).all()
+    assert (led["overage"] == 0).all()
     check_all(r)
 
 
@@ -233,7 +239,7 @@ def corrupt(r: RunResult, what: str) -> None:
         "ledger_fee",
         "ledger_usage",
         "slo_met",
-    ],  # fmt: skip
+    ],
 )
 def test_the_checks_catch_a_broken_result(what: str) -> None:
     """The invariants are not tautologies: one corrupted counter makes them fail."""

@@ -33,7 +33,7 @@ def test_invariants_hold_with_gamma_gaps_activity_empirical_tokens_and_replay(ru
             "quantiles": [10, 300, 800, 4000, 30000],
             "probs": [0, 0.25, 0.5, 0.95, 1],
             "max": 20000,
-        },  # fmt: skip
+        },
     )
     d["segments"][1] = {
         "name": "replayed",

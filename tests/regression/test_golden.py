@@ -31,8 +31,17 @@ UPDATE = os.environ.get("TOKENSIM_UPDATE_GOLDEN") == "1"
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_run_folder_matches_its_golden_digests(case: str, tmp_path: Path) -> None:
     out = tmp_path / case
-    code = main(["run", str(HERE / "cases" / f"{case}.yaml"), "--out", str(out), "-q",
-                 "--no-plots", *CASES[case]])  # fmt: skip
+    code = main(
+        [
+            "run",
+            str(HERE / "cases" / f"{case}.yaml"),
+            "--out",
+            str(out),
+            "-q",
+            "--no-plots",
+            *CASES[case],
+        ]
+    )
     assert code == 0
     actual = digest_run_folder(out)
     golden = HERE / "golden" / f"{case}.json"

@@ -98,8 +98,9 @@ class _Pipe:
         self.next_id = 0
         self.events: list[dict[str, Any]] = []
 
-    def send(self, method: str, params: dict[str, Any] | None = None,
-             session: str | None = None) -> dict[str, Any]:  # fmt: skip
+    def send(
+        self, method: str, params: dict[str, Any] | None = None, session: str | None = None
+    ) -> dict[str, Any]:
         self.next_id += 1
         msg: dict[str, Any] = {"id": self.next_id, "method": method, "params": params or {}}
         if session:
@@ -141,18 +142,31 @@ def check_pages(paths: list[Path], timeout_s: float = 60.0) -> list[PageReport]:
     for fd in (to_chrome_r, from_chrome_w):
         os.close(fd)
     with tempfile.TemporaryDirectory(prefix="tokensim-chromium-") as profile:
-        args = [exe, "--headless=new", "--no-sandbox", "--disable-gpu",
-                "--disable-dev-shm-usage", "--no-first-run", "--no-default-browser-check",
-                "--disable-extensions", "--disable-background-networking", "--mute-audio",
-                "--window-size=1280,900", f"--user-data-dir={profile}",
-                "--remote-debugging-pipe", "about:blank"]  # fmt: skip
+        args = [
+            exe,
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-extensions",
+            "--disable-background-networking",
+            "--mute-audio",
+            "--window-size=1280,900",
+            f"--user-data-dir={profile}",
+            "--remote-debugging-pipe",
+            "about:blank",
+        ]
         err = Path(profile) / "stderr.txt"
         with err.open("wb") as err_f:
             proc = subprocess.Popen(
                 [sys.executable, "-c", TRAMPOLINE, str(a), str(b), *args],
-                pass_fds=(a, b), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                pass_fds=(a, b),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
                 stderr=err_f,
-            )  # fmt: skip
+            )
         os.close(a)
         os.close(b)
         cdp = _Pipe(to_chrome_w, from_chrome_r, timeout_s)
@@ -163,8 +177,9 @@ def check_pages(paths: list[Path], timeout_s: float = 60.0) -> list[PageReport]:
             raise AssertionError(f"headless chromium failed: {e}\n{tail}") from None
         finally:
             with contextlib.suppress(OSError):
-                os.write(to_chrome_w, json.dumps({"id": 0, "method": "Browser.close"}).encode()
-                         + b"\0")  # fmt: skip
+                os.write(
+                    to_chrome_w, json.dumps({"id": 0, "method": "Browser.close"}).encode() + b"\0"
+                )
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -182,16 +197,18 @@ def _check(cdp: _Pipe, url: str) -> PageReport:
     start = len(cdp.events)
     cdp.send("Page.navigate", {"url": url}, session=s)
     cdp.wait(lambda m: m.get("method") == "Page.loadEventFired" and m.get("sessionId") == s)
-    measured = cdp.send("Runtime.evaluate", {"expression": MEASURE, "returnByValue": True},
-                        session=s)  # fmt: skip
+    measured = cdp.send(
+        "Runtime.evaluate", {"expression": MEASURE, "returnByValue": True}, session=s
+    )
     page = PageReport(url)
     for ev in cdp.events[start:]:
         if ev.get("sessionId") != s:
             continue
         method, p = ev.get("method"), ev.get("params", {})
         if method == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
-            page.errors.append(" ".join(str(x.get("value", x.get("description"))) for x in
-                                        p.get("args", [])))  # fmt: skip
+            page.errors.append(
+                " ".join(str(x.get("value", x.get("description"))) for x in p.get("args", []))
+            )
         elif method == "Runtime.exceptionThrown":
             d = p.get("exceptionDetails", {})
             page.errors.append(d.get("exception", {}).get("description") or d.get("text", ""))

@@ -179,8 +179,11 @@ def check_ledger(r: RunResult) -> None:
 
     # money, whole run: monthly revenue = ledger sums = KPI revenue
     k = r.kpis().iloc[0]
-    for col, metric in (("fee", "revenue_fees"), ("overage", "revenue_overage"),
-                        ("topups", "revenue_topups")):  # fmt: skip
+    for col, metric in (
+        ("fee", "revenue_fees"),
+        ("overage", "revenue_overage"),
+        ("topups", "revenue_topups"),
+    ):
         _close(led[col].sum(), m[metric].sum(), f"ledger {col} = monthly {metric}")
         _close(k[metric], led[col].sum(), f"KPI {metric}")
     _close(k["revenue_total"], led[["fee", "overage", "topups"]].to_numpy().sum(), "revenue")
@@ -217,7 +220,8 @@ def check_ledger(r: RunResult) -> None:
             assert (rows["packs"] <= ex.max_packs_per_month).all(), name
             _close(rows["topups"], rows["packs"] * ex.pack_price, f"{name}: top-ups = packs")
         else:
-            assert (rows["packs"] == 0).all() and (rows["topups"] == 0).all(), name
+            assert (rows["packs"] == 0).all(), name
+            assert (rows["topups"] == 0).all(), name
         if isinstance(ex, Payg):
             over = np.maximum(rows["used_units"] - rows["quota_units"], 0.0) / ex.block_units
             unit = ex.block_units * ex.price_per_munit / 1e6
@@ -241,8 +245,11 @@ def check_tables(r: RunResult) -> None:
     for k in MONTHLY:
         _close(tidy[k].sum(), m[k].sum(), f"monthly() {k}")
     months = r.months()
-    _close(months["subscribers_end"].to_numpy()[:-1], months["subscribers_start"].to_numpy()[1:],
-           "months(): end = next start")  # fmt: skip
+    _close(
+        months["subscribers_end"].to_numpy()[:-1],
+        months["subscribers_start"].to_numpy()[1:],
+        "months(): end = next start",
+    )
     k = r.kpis().iloc[0]
     _close(k["requests"], m["requests"].sum(), "KPI requests")
     _close(k["tokens_served"], m["tokens_served"].sum(), "KPI tokens served")
@@ -264,7 +271,8 @@ def max_charge(s: Scenario) -> pd.DataFrame:
     out = {}
     for g in s.segments:
         in_max, out_max = g.input_tokens.max, g.output_tokens.max
-        assert in_max is not None and out_max is not None
+        assert in_max is not None
+        assert out_max is not None
         col = {}
         for p in s.plans:
             wmax = max(p.models.values())

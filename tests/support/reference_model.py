@@ -52,9 +52,17 @@ HOUR = 3_600.0
 TOKEN_FIELDS = ("in_mu", "in_sigma", "in_max", "out_mu", "out_sigma", "out_max", "cache_hit")
 """Token-length parameters the request process reads (from sim.world.arrays.Segments)."""
 PLAN_FIELDS = (
-    "rule", "gap_s", "deprioritise", "priority", "sla_class", "quota_in_requests",
-    "model_weight", "w_miss", "w_hit", "w_out",
-)  # fmt: skip
+    "rule",
+    "gap_s",
+    "deprioritise",
+    "priority",
+    "sla_class",
+    "quota_in_requests",
+    "model_weight",
+    "w_miss",
+    "w_hit",
+    "w_out",
+)
 """Plan parameters the request process reads (from sim.world.arrays.Plans)."""
 MAX_CHURN_PROBABILITY = 1e-4
 """A world is accepted only if no renewal can churn with more than this probability."""
@@ -354,13 +362,13 @@ def _check_supported(world: World) -> None:
     # the largest logit any renewal can reach: every penalty at its worst
     worst = (
         sp.churn_intercept.max()
-        + abs(ch["price_value"]) * PRICE_VALUE_LOG_CAP
-        + sum(max(ch[k], 0.0) for k in ("exhausted", "refused", "throttled", "slo_miss", "unused"))
-        + max(ch["tenure"], 0.0) * math.log1p(world.horizon_months + 1)
+        + abs(ch.price_value) * PRICE_VALUE_LOG_CAP
+        + sum(max(v, 0.0) for v in (ch.exhausted, ch.refused, ch.throttled, ch.slo_miss, ch.unused))
+        + max(ch.tenure, 0.0) * math.log1p(world.horizon_months + 1)
     )
     if 1.0 / (1.0 + math.exp(-worst)) > MAX_CHURN_PROBABILITY:
         raise NotImplementedError("reference model: churn must be negligible (intercept ~ -20)")
-    switching = ch["upgrade_probability"] > 0 or ch["downgrade_probability"] > 0
+    switching = ch.upgrade_probability > 0 or ch.downgrade_probability > 0
     if switching and any(len(lad) > 1 for lad in sp.ladder):
         raise NotImplementedError("reference model: no plan switching")
 

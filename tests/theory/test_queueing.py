@@ -46,8 +46,13 @@ def poisson_times(rng: np.random.Generator, lam: float, n: int) -> np.ndarray:
 def single_class(slots: int, t: np.ndarray, service: np.ndarray) -> dict:
     n = len(t)
     h = Harness(slots=[slots])
-    return h.run(t=t, sub=np.arange(n), sub_plan=np.zeros(n, np.int64), quota=np.full(n, 1e18),
-                 output=service)  # fmt: skip
+    return h.run(
+        t=t,
+        sub=np.arange(n),
+        sub_plan=np.zeros(n, np.int64),
+        quota=np.full(n, 1e18),
+        output=service,
+    )
 
 
 @pytest.mark.parametrize(("c", "rho"), [(1, 0.7), (4, 0.8), (16, 0.9)])
@@ -83,8 +88,13 @@ def test_two_class_priority_waits_match_cobham():
     t = poisson_times(rng, lam1 + lam2, N)
     cls = (rng.random(N) < lam2 / (lam1 + lam2)).astype(np.int64)  # 0 high, 1 low
     h = Harness(slots=[1], plans=[PlanSpec(priority=0), PlanSpec(priority=1)])
-    out = h.run(t=t, sub=np.arange(N), sub_plan=cls, quota=np.full(N, 1e18),
-                output=rng.exponential(1 / mu, N))  # fmt: skip
+    out = h.run(
+        t=t,
+        sub=np.arange(N),
+        sub_plan=cls,
+        quota=np.full(N, 1e18),
+        output=rng.exponential(1 / mu, N),
+    )
     w0 = (lam1 + lam2) * 2 / mu**2 / 2
     s1, s = lam1 / mu, (lam1 + lam2) / mu
     w_high, w_low = w0 / (1 - s1), w0 / ((1 - s1) * (1 - s))

@@ -38,11 +38,22 @@ def _window_counts(sigma: float, tau: float, subs: int, days: int, per_day: floa
     out = np.zeros((subs, days * WINDOWS_PER_DAY))
     for d in range(days):
         t, sub = _modulated_sessions(
-            rng, act, ids, np.full(subs, per_day), np.zeros(subs, dtype=np.int64),
-            d * SECONDS_PER_DAY, np.ones((1, 24)), np.array([sigma]),
-            np.array([np.exp(-ACTIVITY_WINDOW_S / tau)]), z, np.ones(1), np.zeros(subs),
-            np.ones(1), np.zeros(1), np.ones(1),
-        )  # fmt: skip
+            rng,
+            act,
+            ids,
+            np.full(subs, per_day),
+            np.zeros(subs, dtype=np.int64),
+            d * SECONDS_PER_DAY,
+            np.ones((1, 24)),
+            np.array([sigma]),
+            np.array([np.exp(-ACTIVITY_WINDOW_S / tau)]),
+            z,
+            np.ones(1),
+            np.zeros(subs),
+            np.ones(1),
+            np.zeros(1),
+            np.ones(1),
+        )
         np.add.at(out, (sub, (t // ACTIVITY_WINDOW_S).astype(np.int64)), 1.0)
     return out
 
@@ -74,10 +85,22 @@ def test_the_hour_profile_still_shapes_a_modulated_day():
     hours[0, 20] = 3.0
     hours /= hours.mean()
     t, _ = _modulated_sessions(
-        rng, act, np.arange(subs), np.full(subs, 240.0), np.zeros(subs, dtype=np.int64), 0.0,
-        hours, np.array([1.0]), np.array([0.9]), act.standard_normal(subs), np.ones(1),
-        np.zeros(subs), np.ones(1), np.zeros(1), np.ones(1),
-    )  # fmt: skip
+        rng,
+        act,
+        np.arange(subs),
+        np.full(subs, 240.0),
+        np.zeros(subs, dtype=np.int64),
+        0.0,
+        hours,
+        np.array([1.0]),
+        np.array([0.9]),
+        act.standard_normal(subs),
+        np.ones(1),
+        np.zeros(subs),
+        np.ones(1),
+        np.zeros(1),
+        np.ones(1),
+    )
     per_hour = np.bincount((t // 3600).astype(int), minlength=24)
     assert per_hour[20] / np.delete(per_hour, 20).mean() == pytest.approx(3.0, rel=0.1)
     assert len(t) == pytest.approx(subs * 240, rel=0.05)
@@ -94,10 +117,22 @@ def test_renewal_session_starts_have_the_requested_cv_and_rate_across_days(cv: f
     ts, subs_out = [], []
     for d in range(days):
         t, sub = _modulated_sessions(
-            rng, act, np.arange(subs), np.full(subs, per_day), np.zeros(subs, dtype=np.int64),
-            d * SECONDS_PER_DAY, hours, np.zeros(1), np.zeros(1), np.zeros(subs),
-            np.array([cv]), resid, np.ones(1), np.zeros(1), np.ones(1),
-        )  # fmt: skip
+            rng,
+            act,
+            np.arange(subs),
+            np.full(subs, per_day),
+            np.zeros(subs, dtype=np.int64),
+            d * SECONDS_PER_DAY,
+            hours,
+            np.zeros(1),
+            np.zeros(1),
+            np.zeros(subs),
+            np.array([cv]),
+            resid,
+            np.ones(1),
+            np.zeros(1),
+            np.ones(1),
+        )
         ts.append(t)
         subs_out.append(sub)
     t, sub = np.concatenate(ts), np.concatenate(subs_out)
@@ -117,8 +152,12 @@ def _daily_requests(sigma: float, days: int = 4) -> tuple[int, float]:
     """Requests of the small scenario over ``days`` and the CV of its 10-minute counts."""
     d = small_dict()
     api = d["segments"][1]  # 60 API-like customers with ~125 requests per 10 min in all
-    api.update(sessions_per_day=300.0, requests_per_session=1.0, activity_sigma=sigma,
-               activity_timescale_s=7200.0)  # fmt: skip
+    api.update(
+        sessions_per_day=300.0,
+        requests_per_session=1.0,
+        activity_sigma=sigma,
+        activity_timescale_s=7200.0,
+    )
     w = build(validate_data(d))
     streams = Streams(11, 0)
     pop = Population(capacity=1000, n_models=len(w.model_names))
@@ -165,7 +204,7 @@ def _synthetic_arrivals(sigma: float, tau: float, customers: int, days: int) -> 
             "window_start_s": w.ravel(),
             "rate_rps": rate.ravel(),
             "model": "synthetic",
-        }  # fmt: skip
+        }
     )
 
 

@@ -32,8 +32,14 @@ def test_throttle_slow_lane_enforces_the_gap_and_deprioritises():
     plan = PlanSpec(rule=RULE_THROTTLE_SLOW, gap_s=10.0, priority=0)
     h = Harness(slots=[1], plans=[plan], n_prio=3)
     # sub 0 exhausts at t=0; t=5 within the gap (refused); t=10.5 is throttled
-    out = h.run(t=[0, 5, 10.5], sub=[0, 0, 0], sub_plan=ONE, quota=[1], charge=[1, 1, 1],
-                output=[0.1, 0.1, 0.1])  # fmt: skip
+    out = h.run(
+        t=[0, 5, 10.5],
+        sub=[0, 0, 0],
+        sub_plan=ONE,
+        quota=[1],
+        charge=[1, 1, 1],
+        output=[0.1, 0.1, 0.1],
+    )
     assert out["outcome"].tolist() == [SERVED, REFUSED_THROTTLE, THROTTLED]
 
 
@@ -43,9 +49,12 @@ def test_slow_lane_queues_behind_every_class():
     h = Harness(slots=[1], plans=[thr, std], n_prio=3)
     # t=0 std occupies the slot for 10 s; t=1 throttled (sub 0 exhausted); t=2 std request
     out = h.run(
-        t=[0, 1, 2], sub=[1, 0, 2], sub_plan=np.array([0, 1, 1]), quota=[0, 1e9, 1e9],
+        t=[0, 1, 2],
+        sub=[1, 0, 2],
+        sub_plan=np.array([0, 1, 1]),
+        quota=[0, 1e9, 1e9],
         output=[10, 5, 5],
-    )  # fmt: skip
+    )
     assert out["outcome"].tolist() == [SERVED, THROTTLED, SERVED]
     # the later standard request overtakes the throttled one
     assert out["start"].tolist() == [0, 15, 10]
@@ -55,9 +64,12 @@ def test_priority_is_non_preemptive_and_fifo_within_class():
     low, high = PlanSpec(priority=1), PlanSpec(priority=0)
     h = Harness(slots=[1], plans=[low, high])
     out = h.run(
-        t=[0, 1, 2, 3], sub=[0, 1, 2, 3], sub_plan=np.array([0, 0, 1, 1]), quota=[1e9] * 4,
+        t=[0, 1, 2, 3],
+        sub=[0, 1, 2, 3],
+        sub_plan=np.array([0, 0, 1, 1]),
+        quota=[1e9] * 4,
         output=[10, 1, 1, 1],
-    )  # fmt: skip
+    )
     # request 0 keeps its slot (no preemption); high-priority 2 and 3 go first, FIFO
     assert out["start"].tolist() == [0, 12, 10, 11]
 
@@ -81,14 +93,15 @@ def test_auto_topup_buys_packs_until_covered_and_stops_at_the_cap():
 
 
 def test_manual_topup_declined_once_means_cut_off_for_the_month():
-    plan = PlanSpec(rule=RULE_TOPUP, pack_units=1000, auto_buy=False, buy_prob=0.5,
-                    max_packs=5)  # fmt: skip
+    plan = PlanSpec(rule=RULE_TOPUP, pack_units=1000, auto_buy=False, buy_prob=0.5, max_packs=5)
     h = Harness(slots=[5], plans=[plan])
-    out = h.run(t=[0, 1, 2], sub=[0] * 3, sub_plan=ONE, quota=[10], charge=[20] * 3,
-                u_buy=[0.0, 0.9, 0.1])  # fmt: skip
+    out = h.run(
+        t=[0, 1, 2], sub=[0] * 3, sub_plan=ONE, quota=[10], charge=[20] * 3, u_buy=[0.0, 0.9, 0.1]
+    )
     # r1: u=0.9 >= 0.5 -> declines; r2 would accept (u=0.1) but the decision stands
     assert out["outcome"].tolist() == [SERVED, REFUSED_QUOTA, REFUSED_QUOTA]
-    assert out["declined"][0] == 1 and out["packs"][0] == 0
+    assert out["declined"][0] == 1
+    assert out["packs"][0] == 0
 
 
 def test_concurrency_limit_counts_requests_in_flight():
@@ -115,7 +128,13 @@ def test_a_pool_without_slots_refuses_and_charges_nothing():
 
 def test_queue_drains_after_the_last_arrival_and_occupancy_uses_both_token_classes():
     h = Harness(slots=[1], occ_in=[0.5], occ_out=[2.0])
-    out = h.run(t=[0, 0.1], sub=[0, 1], sub_plan=np.array([0, 0]), quota=[1e9, 1e9],
-                uncached=[4, 2], output=[1, 3])  # fmt: skip
+    out = h.run(
+        t=[0, 0.1],
+        sub=[0, 1],
+        sub_plan=np.array([0, 0]),
+        quota=[1e9, 1e9],
+        uncached=[4, 2],
+        output=[1, 3],
+    )
     assert out["occ"].tolist() == [4.0, 7.0]
     assert out["start"].tolist() == [0.0, 4.0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from support.scenarios import small_dict, small_scenario
@@ -11,6 +13,8 @@ from sim.engine.billing import overage_due
 from sim.engine.choice import choose_plans, plan_utility, switch_plans
 from sim.engine.churn import churn_probability
 from sim.scenario.loading import validate_data
+from sim.scenario.schema import Churn
+from sim.world.arrays import ChurnParams
 from sim.world.build import build
 
 
@@ -19,13 +23,29 @@ def world():
     return build(small_scenario())
 
 
+def test_churn_params_carry_every_churn_field_of_the_scenario():
+    assert [f.name for f in dataclasses.fields(ChurnParams)] == list(Churn.model_fields)
+    s = small_scenario(churn={"tenure": -0.4, "upgrade_after_months": 4})
+    c = build(s).churn
+    assert dataclasses.asdict(c) == s.churn.model_dump()
+    assert c.tenure == -0.4
+    assert c.upgrade_after_months == 4
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.tenure = 0.0  # type: ignore[misc]
+
+
 def _p(world, **kw):
     base = dict(
-        seg=np.array([0]), paid=np.array([10.0]), value=np.array([10.0]),
-        exhausted=np.array([False]), refused_share=np.array([0.0]),
-        throttled_share=np.array([0.0]), slo_miss_share=np.array([0.0]),
-        unused_share=np.array([0.0]), tenure_months=np.array([0]),
-    )  # fmt: skip
+        seg=np.array([0]),
+        paid=np.array([10.0]),
+        value=np.array([10.0]),
+        exhausted=np.array([False]),
+        refused_share=np.array([0.0]),
+        throttled_share=np.array([0.0]),
+        slo_miss_share=np.array([0.0]),
+        unused_share=np.array([0.0]),
+        tenure_months=np.array([0]),
+    )
     base.update({k: np.array([v]) for k, v in kw.items()})
     return float(churn_probability(world, **base)[0])
 
@@ -37,9 +57,15 @@ def test_churn_probability_is_the_intercept_for_a_satisfied_new_subscriber(world
 
 @pytest.mark.parametrize(
     ("field", "worse"),
-    [("paid", 40.0), ("exhausted", True), ("refused_share", 0.5), ("throttled_share", 0.5),
-     ("slo_miss_share", 0.5), ("unused_share", 0.9)],
-)  # fmt: skip
+    [
+        ("paid", 40.0),
+        ("exhausted", True),
+        ("refused_share", 0.5),
+        ("throttled_share", 0.5),
+        ("slo_miss_share", 0.5),
+        ("unused_share", 0.9),
+    ],
+)
 def test_each_frustration_raises_churn(world, field, worse):
     assert _p(world, **{field: worse}) > _p(world)
 
@@ -71,8 +97,13 @@ def test_choice_respects_eligibility(world):
 
 def test_plan_utility_prefers_payg_to_cutoff_for_demand_over_quota():
     d = small_dict()
-    d["plans"].append({**d["plans"][0], "name": "lite_payg",
-                       "on_exhaustion": {"rule": "payg", "price_per_munit": 1.0}})  # fmt: skip
+    d["plans"].append(
+        {
+            **d["plans"][0],
+            "name": "lite_payg",
+            "on_exhaustion": {"rule": "payg", "price_per_munit": 1.0},
+        }
+    )
     d["segments"][0]["plans"].append("lite_payg")
     w = build(validate_data(d))
     u = plan_utility(w, np.array([0]), np.array([20.0]))[0]
@@ -87,9 +118,9 @@ def test_switching_moves_one_step_along_the_ladder(world):
     seg = np.zeros(n, dtype=np.int64)
     up = switch_plans(world, seg, np.full(n, lite), np.ones(n, bool), np.zeros(n, bool), rng)
     share_up = (up == pro).mean()
-    assert share_up == pytest.approx(world.churn["upgrade_probability"], abs=0.05)
+    assert share_up == pytest.approx(world.churn.upgrade_probability, abs=0.05)
     down = switch_plans(world, seg, np.full(n, pro), np.zeros(n, bool), np.ones(n, bool), rng)
-    assert (down == lite).mean() == pytest.approx(world.churn["downgrade_probability"], abs=0.05)
+    assert (down == lite).mean() == pytest.approx(world.churn.downgrade_probability, abs=0.05)
     # already at the top: nowhere to go
     top = switch_plans(world, seg, np.full(n, pro), np.ones(n, bool), np.zeros(n, bool), rng)
     assert (top == pro).all()
@@ -97,8 +128,11 @@ def test_switching_moves_one_step_along_the_ladder(world):
 
 def test_overage_is_billed_in_whole_blocks_and_only_under_payg():
     d = small_dict()
-    d["plans"][1]["on_exhaustion"] = {"rule": "payg", "price_per_munit": 4.0,
-                                      "block_units": 1_000_000}  # fmt: skip
+    d["plans"][1]["on_exhaustion"] = {
+        "rule": "payg",
+        "price_per_munit": 4.0,
+        "block_units": 1_000_000,
+    }
     w = build(validate_data(d))
     lite, pro = 0, 1
     due = overage_due(w, np.array([pro, pro, pro, lite]), np.array([0.0, 1.0, 1e6 + 1, 5e6]))

@@ -41,9 +41,16 @@ def _gaps(cv: float) -> np.ndarray:
     rng = np.random.Generator(np.random.PCG64(5))
     hour_cum = np.cumsum(np.ones((1, 24)), axis=1) / 24
     t, _ = _sessions(
-        rng, np.array([0]), np.array([3.0]), np.array([0]), 0.0, hour_cum,
-        np.array([20_000.0]), np.array([2.0]), np.array([cv]),
-    )  # fmt: skip
+        rng,
+        np.array([0]),
+        np.array([3.0]),
+        np.array([0]),
+        0.0,
+        hour_cum,
+        np.array([20_000.0]),
+        np.array([2.0]),
+        np.array([cv]),
+    )
     # sessions are laid out one after the other: drop the few gaps between two sessions
     g = np.diff(t)
     return g[(g > 0) & (g < 1000)]
@@ -80,17 +87,36 @@ def test_empirical_sampler_reproduces_the_table_quantiles():
     sub = np.zeros(n, dtype=np.int64)
     rng = np.random.Generator(np.random.PCG64(1))
     inp, _, out, _ = _tokens_and_models(
-        rng, np.random.Generator(np.random.PCG64(2)), sub, np.zeros(1, dtype=np.int64),
-        np.zeros(1, dtype=np.int64), sp.in_mu, sp.in_sigma, sp.in_max, sp.out_mu, sp.out_sigma,
-        sp.out_max, sp.in_kind, sp.out_kind, sp.in_table_p, sp.in_table_q, sp.in_table_n,
-        sp.out_table_p, sp.out_table_q, sp.out_table_n, np.zeros(0), np.zeros(0), sp.cache_hit,
+        rng,
+        np.random.Generator(np.random.PCG64(2)),
+        sub,
+        np.zeros(1, dtype=np.int64),
+        np.zeros(1, dtype=np.int64),
+        sp.in_mu,
+        sp.in_sigma,
+        sp.in_max,
+        sp.out_mu,
+        sp.out_sigma,
+        sp.out_max,
+        sp.in_kind,
+        sp.out_kind,
+        sp.in_table_p,
+        sp.in_table_q,
+        sp.in_table_n,
+        sp.out_table_p,
+        sp.out_table_q,
+        sp.out_table_n,
+        np.zeros(0),
+        np.zeros(0),
+        sp.cache_hit,
         sp.model_cum,
-    )  # fmt: skip
+    )
     for pr, qv in zip(probs[1:-1], quant[1:-1], strict=True):
         assert np.quantile(inp, pr) == pytest.approx(qv, rel=0.03)
     assert np.median(out) == pytest.approx(100, rel=0.03)
     assert inp.mean() == pytest.approx(sp.in_mean[0], rel=0.02)  # the table's mean
-    assert inp.min() >= 5 and inp.max() <= 60000
+    assert inp.min() >= 5
+    assert inp.max() <= 60000
 
 
 def _problems(**seg) -> list[tuple[str, str]]:
@@ -137,18 +163,47 @@ def test_lognormal_fast_path_draws_exactly_what_the_general_kernel_draws():
 
     def fast():
         return _tokens_lognormal(
-            np.random.default_rng(1), np.random.default_rng(2), sub, sub_seg, sub_plan,
-            sp.in_mu, sp.in_sigma, sp.in_max, sp.out_mu, sp.out_sigma, sp.out_max, sp.cache_hit,
+            np.random.default_rng(1),
+            np.random.default_rng(2),
+            sub,
+            sub_seg,
+            sub_plan,
+            sp.in_mu,
+            sp.in_sigma,
+            sp.in_max,
+            sp.out_mu,
+            sp.out_sigma,
+            sp.out_max,
+            sp.cache_hit,
             sp.model_cum,
-        )  # fmt: skip
+        )
 
     def general():
         return _tokens_and_models(
-            np.random.default_rng(1), np.random.default_rng(2), sub, sub_seg, sub_plan,
-            sp.in_mu, sp.in_sigma, sp.in_max, sp.out_mu, sp.out_sigma, sp.out_max, sp.in_kind,
-            sp.out_kind, sp.in_table_p, sp.in_table_q, sp.in_table_n, sp.out_table_p,
-            sp.out_table_q, sp.out_table_n, np.zeros(0), np.zeros(0), sp.cache_hit, sp.model_cum,
-        )  # fmt: skip
+            np.random.default_rng(1),
+            np.random.default_rng(2),
+            sub,
+            sub_seg,
+            sub_plan,
+            sp.in_mu,
+            sp.in_sigma,
+            sp.in_max,
+            sp.out_mu,
+            sp.out_sigma,
+            sp.out_max,
+            sp.in_kind,
+            sp.out_kind,
+            sp.in_table_p,
+            sp.in_table_q,
+            sp.in_table_n,
+            sp.out_table_p,
+            sp.out_table_q,
+            sp.out_table_n,
+            np.zeros(0),
+            np.zeros(0),
+            sp.cache_hit,
+            sp.model_cum,
+        )
 
     for a, b in zip(fast(), general(), strict=True):
         np.testing.assert_array_equal(a, b)

@@ -38,7 +38,8 @@ REL_TOL = 0.01  # see the module docstring
 @pytest.fixture(scope="module")
 def run():
     s = load_scenario(SCENARIO)
-    assert s.days_per_month == 1 and s.horizon_months == 1  # exactly one day
+    assert s.days_per_month == 1
+    assert s.horizon_months == 1
     assert [p.gpus for p in s.cluster.pools] == [GPUS_PER_NODE]  # exactly one node
     return run_scenario(s)
 
@@ -50,7 +51,8 @@ def test_gpu_cost_of_the_day(run):
 
 def test_revenue_at_list_prices_billed_from_simulated_requests(run):
     k = run.kpis()
-    assert (k["revenue_fees"] == 0).all() and (k["revenue_topups"] == 0).all()
+    assert (k["revenue_fees"] == 0).all()
+    assert (k["revenue_topups"] == 0).all()
     # the pay-as-you-go bill (quota units x price, whole units per subscriber-month) agrees with
     # the tally's independent valuation of served tokens at list prices, up to the rounding
     users = run.scenario.segments[0].initial_subscribers

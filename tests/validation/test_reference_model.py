@@ -297,7 +297,8 @@ def test_initial_population_is_drawn_like_the_reference():
         assert stats.ks_2samp(e_int, r_int).pvalue > 1e-3, f"intensity of segment {g}"
         e_phase = np.concatenate([p.phase[p.seg == g] for p in eng_pop])
         r_phase = np.array([dpm - s.renew_day for s in ref_subs if s.seg == g])
-        assert e_phase.min() >= 0 and e_phase.max() < dpm
+        assert e_phase.min() >= 0
+        assert e_phase.max() < dpm
         assert stats.ks_2samp(e_phase, r_phase).pvalue > 1e-3, f"phase of segment {g}"
         e_plan = np.concatenate([p.plan[p.seg == g] for p in eng_pop])
         r_plan = np.array([s.plan for s in ref_subs if s.seg == g])
@@ -308,15 +309,21 @@ def test_initial_population_is_drawn_like_the_reference():
     ("change", "reason"),
     [
         (lambda d: d["segments"][0].update(churn_intercept=-2.6), "churn"),
-        (lambda d: d["segments"][1].update(acquisition={"model": "constant", "per_month": 5}),
-         "acquisition"),
-        (lambda d: d["plans"][0].update(
-            on_exhaustion={"rule": "topup", "pack_units": 1e5, "pack_price": 5.0}), "only cutoff"),
+        (
+            lambda d: d["segments"][1].update(acquisition={"model": "constant", "per_month": 5}),
+            "acquisition",
+        ),
+        (
+            lambda d: d["plans"][0].update(
+                on_exhaustion={"rule": "topup", "pack_units": 1e5, "pack_price": 5.0}
+            ),
+            "only cutoff",
+        ),
         (lambda d: d["plans"][1].update(concurrency_limit=2), "concurrency"),
         (lambda d: d["cluster"]["pools"][0].update(schedule=[{"month": 1, "gpus": 4}]), "slots"),
     ],
     ids=["churn", "acquisition", "topup", "concurrency", "schedule"],
-)  # fmt: skip
+)
 def test_reference_refuses_what_it_does_not_model(change, reason: str):
     """The reference raises instead of silently mis-modelling worlds outside its scope."""
     d = loaded_scenario(throttle=False)
