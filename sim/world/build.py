@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -43,6 +44,10 @@ from sim.world.arrays import (
     World,
 )
 from sim.world.rules import NO_LIMIT, rule_code
+
+WORKING_CARDS_TOLERANCE = 1e-9
+"""Cards added before flooring the working count gpus x (1 - unavailable_share) (cards): float
+error must not cost a whole card (5 x (1 - 0.8) is 0.9999999999999998, not 1)."""
 
 
 def _norm_mean1(x: list[float]) -> F64:
@@ -122,7 +127,7 @@ def _capacity_by_month(p: Pool, sv: Serving, months: int) -> tuple[list[int], li
     for mo in range(months):
         level = changes.get(mo, level)
         gpus.append(level)
-        working = int(np.floor(level * (1.0 - p.unavailable_share) + 1e-9))
+        working = int(np.floor(level * (1.0 - p.unavailable_share) + WORKING_CARDS_TOLERANCE))
         slots.append((working // g) * b)
     return gpus, slots
 
@@ -213,28 +218,11 @@ def _plan_models(s: Scenario, m_idx: dict[str, int]) -> tuple[F64, F64]:
     return weight, listed
 
 
-@dataclass(frozen=True)
-class _Exhaustion:
-    """Per-plan arrays of what happens when the quota runs out (zeros where a rule is unused)."""
+def _exhaustion(s: Scenario, m_idx: dict[str, int], model_pool: I64) -> dict[str, NDArray[Any]]:
+    """Each plan's exhaustion rule as a code plus the parameters of that rule, by Plans field.
 
-    rule: NDArray[np.int8]
-    gap_s: F64
-    deprioritise: NDArray[np.bool_]
-    down_pool: I64
-    payg_price_per_unit: F64
-    payg_block_units: F64
-    pack_units: F64
-    pack_price: F64
-    auto_buy: NDArray[np.bool_]
-    buy_prob: F64
-    max_packs: I64
-
-
-def _exhaustion(s: Scenario, m_idx: dict[str, int], model_pool: I64) -> _Exhaustion:
-    """Each plan's exhaustion rule as a code plus the parameters of that rule.
-
-    The kernel switches on the rule code, so every plan carries every rule's columns; a
-    throttle's downgrade model becomes the pool that serves it.
+    The kernel switches on the rule code, so every plan carries every rule's columns (zeros
+    where a rule is unused); a throttle's downgrade model becomes the pool that serves it.
     """
     n_p = len(s.plans)
     rule = np.zeros(n_p, dtype=np.int8)
@@ -265,19 +253,19 @@ def _exhaustion(s: Scenario, m_idx: dict[str, int], model_pool: I64) -> _Exhaust
             auto_buy[i] = ex.purchase == "auto"
             buy_prob[i] = ex.manual_buy_probability
             max_packs[i] = ex.max_packs_per_month
-    return _Exhaustion(
-        rule=rule,
-        gap_s=gap,
-        deprioritise=depri,
-        down_pool=down_pool,
-        payg_price_per_unit=payg_price,
-        payg_block_units=payg_block,
-        pack_units=pack_units,
-        pack_price=pack_price,
-        auto_buy=auto_buy,
-        buy_prob=buy_prob,
-        max_packs=max_packs,
-    )
+    return {
+        "rule": rule,
+        "gap_s": gap,
+        "deprioritise": depri,
+        "down_pool": down_pool,
+        "payg_price_per_unit": payg_price,
+        "payg_block_units": payg_block,
+        "pack_units": pack_units,
+        "pack_price": pack_price,
+        "auto_buy": auto_buy,
+        "buy_prob": buy_prob,
+        "max_packs": max_packs,
+    }
 
 
 def _plans(s: Scenario, m_idx: dict[str, int], model_pool: I64, weight: F64) -> Plans:
@@ -286,7 +274,6 @@ def _plans(s: Scenario, m_idx: dict[str, int], model_pool: I64, weight: F64) -> 
     ``weight`` is the plan's quota weight per model (from :func:`_plan_models`); a plan without
     a concurrency limit gets ``NO_LIMIT``.
     """
-    ex = _exhaustion(s, m_idx, model_pool)
     rank = _class_ranks(s)
     cls_idx = {c.name: i for i, c in enumerate(s.cluster.sla_classes)}
     return Plans(
@@ -295,17 +282,7 @@ def _plans(s: Scenario, m_idx: dict[str, int], model_pool: I64, weight: F64) -> 
         fee=np.array([p.price_per_month for p in s.plans]),
         quota_in_requests=np.array([p.quota.unit == "requests" for p in s.plans]),
         quota=np.array([p.quota.amount for p in s.plans]),
-        rule=ex.rule,
-        gap_s=ex.gap_s,
-        deprioritise=ex.deprioritise,
-        down_pool=ex.down_pool,
-        payg_price_per_unit=ex.payg_price_per_unit,
-        payg_block_units=ex.payg_block_units,
-        pack_units=ex.pack_units,
-        pack_price=ex.pack_price,
-        auto_buy=ex.auto_buy,
-        buy_prob=ex.buy_prob,
-        max_packs=ex.max_packs,
+        **_exhaustion(s, m_idx, model_pool),
         rollover_share=np.array([p.rollover.share for p in s.plans]),
         rollover_cap=np.array([p.rollover.cap_units for p in s.plans]),
         concurrency=np.array(
@@ -431,26 +408,11 @@ def _segments(s: Scenario, m_idx: dict[str, int], plans: Plans, listed: F64) -> 
 def _churn(s: Scenario) -> ChurnParams:
     """The scenario's renewal and switching parameters as a typed, frozen record.
 
-    The engine reads them by attribute, so a renamed parameter fails at type check or at
-    the first access instead of as a missing dictionary key deep in a run.
+    Its fields are the schema's ``churn`` fields one for one, so a parameter added to the
+    schema but not to :class:`ChurnParams` fails here, at build, and the engine reads them by
+    attribute (type-checked) instead of as dictionary keys.
     """
-    c = s.churn
-    return ChurnParams(
-        price_value=c.price_value,
-        exhausted=c.exhausted,
-        refused=c.refused,
-        throttled=c.throttled,
-        slo_miss=c.slo_miss,
-        unused=c.unused,
-        tenure=c.tenure,
-        upgrade_after_months=c.upgrade_after_months,
-        upgrade_probability=c.upgrade_probability,
-        downgrade_after_months=c.downgrade_after_months,
-        downgrade_use_below=c.downgrade_use_below,
-        downgrade_probability=c.downgrade_probability,
-        choice_temperature=c.choice_temperature,
-        throttled_value_share=c.throttled_value_share,
-    )
+    return ChurnParams(**s.churn.model_dump())
 
 
 def build(s: Scenario) -> World:

@@ -18,11 +18,20 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
+from sim.results.run_folder import (
+    KEY_CREATED_UTC,
+    KEY_ENGINE_S,
+    KEY_SCENARIO_SHA256,
+    KEY_VERSION,
+    KEY_WALL_S,
+    MANIFEST,
+)
+
 DIGEST_CHARS = 16
 """Hex characters kept of each SHA-256 (64 bits: collisions are not a concern here)."""
 
 VOLATILE_MANIFEST_KEYS = frozenset(
-    {"wall_s", "engine_s", "created_utc", "version", "scenario_sha256"}
+    {KEY_WALL_S, KEY_ENGINE_S, KEY_CREATED_UTC, KEY_VERSION, KEY_SCENARIO_SHA256}
 )
 """Manifest keys that change without the model changing: timings, the clock, the package
 version, and the scenario digest (it covers absolute trace paths; scenario.yaml is digested
@@ -38,12 +47,17 @@ def _h(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:DIGEST_CHARS]
 
 
-def _csv(path: Path) -> dict[str, str]:
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+def _frame(frame: pd.DataFrame) -> dict[str, str]:
+    """Column order, row count, and each column's values as text, one per line."""
     out = {"__columns__": _h("\n".join(frame.columns).encode()), "__rows__": str(len(frame))}
     for col in frame.columns:
-        out[col] = _h("\n".join(frame[col]).encode())
+        out[col] = _h("\n".join(map(str, frame[col].tolist())).encode())
     return out
+
+
+def _csv(path: Path) -> dict[str, str]:
+    """CSV cells exactly as written (read as text, no NA parsing)."""
+    return _frame(pd.read_csv(path, dtype=str, keep_default_na=False))
 
 
 def _parquet(path: Path) -> dict[str, str]:
@@ -65,7 +79,7 @@ def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
 
 def _json(path: Path) -> dict[str, str]:
     data = json.loads(path.read_text())
-    if path.name == "manifest.json":
+    if path.name == MANIFEST:
         data = {k: v for k, v in data.items() if k not in VOLATILE_MANIFEST_KEYS}
     out: dict[str, str] = {}
     _flatten("", data, out)
@@ -78,14 +92,8 @@ def _text(path: Path) -> dict[str, str]:
 
 
 def _jsonl(path: Path) -> dict[str, str]:
-    return _csv_like(pd.read_json(path, lines=True, dtype=False))
-
-
-def _csv_like(frame: pd.DataFrame) -> dict[str, str]:
-    out = {"__columns__": _h("\n".join(frame.columns).encode()), "__rows__": str(len(frame))}
-    for col in frame.columns:
-        out[col] = _h("\n".join(map(repr, frame[col].tolist())).encode())
-    return out
+    """JSON lines as a table: one column per key."""
+    return _frame(pd.read_json(path, lines=True, dtype=False))
 
 
 READERS = {

@@ -69,8 +69,13 @@ def test_every_schema_rule_maps_to_exactly_one_engine_code_and_every_code_is_use
 def test_build_gives_each_plan_its_rules_code(tag: str, mode: str | None, data: dict) -> None:
     d = small_dict()
     d["plans"][0]["on_exhaustion"] = data
-    world = build(validate_data(d))
-    assert world.plan.rule[0] == rule_code(tag, mode)
+    plan = build(validate_data(d)).plan
+    assert plan.rule[0] == rule_code(tag, mode)
+    # each rule's own parameters reach the engine, and no other rule's do
+    assert (plan.gap_s[0] > 0) == (tag == "throttle")
+    assert (plan.down_pool[0] >= 0) == (mode == "downgrade")
+    assert (plan.payg_price_per_unit[0] > 0) == (tag == "payg")
+    assert (plan.pack_units[0] > 0) == (tag == "topup")
 
 
 UNION_SITES: list[tuple[Any, Any]] = [
