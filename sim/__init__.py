@@ -8,7 +8,9 @@ The public API (imported lazily so that ``tokensim validate`` stays fast):
   ``latency()``, ``ledger()``, ``kpis()``) and ``summary()``;
 * :func:`write_run` - write a run folder atomically;
 * :func:`apply_overrides` - a changed copy of a scenario, by dotted paths;
-* :class:`Sweep`, :func:`run_sweep`, :func:`open_client` - sweeps on a dask cluster.
+* :class:`Sweep`, :func:`run_sweep`, :func:`open_client` - sweeps on a dask cluster;
+* :func:`size` - the fewest GPUs per pool meeting SLO targets at the busy hour (a
+  :class:`Sizing` with the answer, the evaluations and the procurement schedule).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ _API = {
     "Sweep": "sim.scenario.schema",
     "run_sweep": "sim.experiments.sweep",
     "open_client": "sim.experiments.distributed",
+    "size": "sim.capacity.search",
+    "Sizing": "sim.capacity.search",
 }
 
 __all__ = ["__version__", *_API]

@@ -1,4 +1,4 @@
-"""The ``tokensim`` command: validate, run, sweep, compare, and export the JSON Schema.
+"""The ``tokensim`` command: validate, run, sweep, size, compare, report, and more.
 
 Exit codes: 0 success, 2 bad input (the scenario or the arguments), 1 any
 other failure. A bad scenario writes nothing.
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sim import __version__
+from sim.scenario.adjust import adjust_scenario, parse_demand_scale, parse_set_values
 from sim.scenario.errors import ScenarioError
 from sim.scenario.loading import json_schema, load_scenario
 from sim.scenario.schema import Scenario
@@ -25,6 +26,12 @@ MAX_REPLICATIONS = 1000
 """Upper bound on --replications (the scenario schema's bound)."""
 DEFAULT_MAX_REPLICATIONS = 30
 """Default cap of the --ci-halfwidth stopping rule (replications)."""
+DEFAULT_SIZE_REPLICATIONS = 3
+"""Default replications per count of ``size`` (sim.capacity.search.DEFAULT_REPLICATIONS)."""
+DEFAULT_SIZE_MAX_REPLICATIONS = 8
+"""Default cap of ``size``'s replications per count (search.DEFAULT_MAX_REPLICATIONS)."""
+DEFAULT_SIZE_MAX_REPLICAS = 256
+"""Default largest replica count ``size`` tries (search.DEFAULT_MAX_REPLICAS)."""
 
 
 def _report(err: ScenarioError, path: str) -> int:
@@ -62,12 +69,42 @@ def cmd_validate(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(a: argparse.Namespace) -> int:
-    """Validate, simulate every replication, and write the run folder."""
+def _adjusted_scenario(
+    a: argparse.Namespace, s: Scenario, sets: list[str] | None = None
+) -> Scenario:
+    """``s`` with the scenario options of ``a`` applied (see :func:`_scenario_options`).
+
+    ``sets`` are the ``--set PATH=VALUE`` options to apply (default: ``a.set``). Raises
+    ScenarioError naming the bad option; the caller refuses it with :func:`_refuse`.
+    """
+    return adjust_scenario(
+        s,
+        sets=parse_set_values((a.set or []) if sets is None else sets),
+        demand_scale=parse_demand_scale(a.demand_scale or []),
+        horizon_months=a.horizon_months,
+    )
+
+
+def _load_adjusted(a: argparse.Namespace, sets: list[str] | None = None) -> Scenario | int:
+    """The scenario file of ``a`` with its scenario options applied, or the exit code (2).
+
+    A bad file is reported with every problem's path; a bad option names the option.
+    """
     try:
         s = load_scenario(a.scenario)
     except ScenarioError as e:
         return _report(e, a.scenario)
+    try:
+        return _adjusted_scenario(a, s, sets)
+    except ScenarioError as e:
+        return _refuse(e)
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    """Validate, apply the scenario options, simulate every replication, write the run folder."""
+    s = _load_adjusted(a)
+    if isinstance(s, int):
+        return s
     from tqdm import tqdm
 
     from sim.experiments.runner import run_scenario
@@ -122,8 +159,11 @@ def cmd_run(a: argparse.Namespace) -> int:
             "gpu_cost",
             "gross_margin",
             "ttft_p95_s",
-            "slo_attainment",
+            "busy_hour_ttft_p95_s",
+            "slo_attainment_served",
+            "goodput_share",
             "gpu_utilisation",
+            "busy_hour_utilisation",
         ):
             v = summ[k]
             ci = ""
@@ -149,18 +189,37 @@ SWEEP_SHOWN_KPIS = ("subscribers_end", "churn_rate_monthly", "revenue_total", "g
 """KPIs printed per point after a sweep (points.csv has them all)."""
 
 
+def _split_sweep_sets(options: list[str]) -> tuple[list[str], list[str]]:
+    """Sweep's ``--set`` options as (overrides, axes): one value overrides, several sweep.
+
+    ``PATH=VALUE`` sets the base scenario; ``PATH=V1,V2,...`` or ``PATH=LOW..HIGH`` is an axis.
+    Raises ScenarioError naming ``--set`` for a malformed option.
+    """
+    from sim.experiments.sweep import parse_set
+
+    overrides: list[str] = []
+    axes: list[str] = []
+    for opt in options:
+        _path, values = parse_set(opt)
+        (overrides if isinstance(values, list) and len(values) == 1 else axes).append(opt)
+    return overrides, axes
+
+
 def cmd_sweep(a: argparse.Namespace) -> int:
-    """Run a scenario at every point of its sweep block or --set options, on dask."""
+    """Run a scenario at every point of its sweep block or --set axes, on dask."""
     try:
-        s = load_scenario(a.scenario)
+        overrides, axes = _split_sweep_sets(a.set or [])
     except ScenarioError as e:
-        return _report(e, a.scenario)
+        return _refuse(e)
+    s = _load_adjusted(a, overrides)
+    if isinstance(s, int):
+        return s
     from tqdm import tqdm
 
     from sim.experiments.sweep import check_folder, points, run_sweep, sweep_manifest, sweep_spec
 
     try:
-        spec = sweep_spec(s, a.set, a.design, a.samples)
+        spec = sweep_spec(s, axes, a.design, a.samples)
         pts = points(s, spec)
     except ScenarioError as e:
         return _report(e, a.scenario)
@@ -193,6 +252,71 @@ def cmd_sweep(a: argparse.Namespace) -> int:
         cols = ["point", *spec.parameters, *SWEEP_SHOWN_KPIS]
         mean = res.table.groupby("point", sort=True)[cols[1:]].mean(numeric_only=True)
         print(mean.to_string(float_format=lambda x: f"{x:.4g}"))
+    return 0
+
+
+def cmd_size(a: argparse.Namespace) -> int:
+    """Size GPU pools for SLO targets at every month's busy hour (sim.capacity.search)."""
+    s = _load_adjusted(a)
+    if isinstance(s, int):
+        return s
+    from sim.capacity.output import answer_lines, is_size_folder, write_size
+    from sim.capacity.search import SizingError, size
+
+    out = Path(a.out) if a.out else Path("results") / f"{s.name}-size"
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not is_size_folder(out))):
+        print(
+            f"error: --out {out} exists and is not a tokensim sizing folder;"
+            " refusing to replace it",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    say = None if a.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    try:
+        with _maybe_client(
+            a.scheduler is not None or (a.workers or 1) > 1, a.scheduler, a.workers
+        ) as client:
+            sz = size(
+                s,
+                a.slo or [],
+                pools=a.pool,
+                by_month=a.by_month,
+                lead_months=a.lead_months,
+                seed=a.seed,
+                replications=a.replications,
+                max_replications=a.max_replications,
+                max_replicas=a.max_replicas,
+                client=client,
+                log=say,
+            )
+    except SizingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    options = {
+        "slo": a.slo,
+        "pools": a.pool,
+        "by_month": a.by_month,
+        "lead_months": a.lead_months,
+        "seed": s.seed if a.seed is None else a.seed,
+        "replications": a.replications,
+        "max_replications": a.max_replications,
+        "max_replicas": a.max_replicas,
+        "demand_scale": a.demand_scale,
+        "set": a.set,
+        "horizon_months": s.horizon_months,
+    }
+    write_size(sz, out, options, plot=not a.no_plots)
+    print(f"wrote {out}")
+    print(
+        f"sized {', '.join(dict.fromkeys(sz.answer['pool']))} for"
+        f" {', '.join(t.label for t in sz.targets)} at every month's busy hour"
+        f" ({sz.replications_run} replications, {sz.simulated_months} simulated months,"
+        f" {sz.wall_s:.0f} s):"
+    )
+    for line in answer_lines(sz):
+        print(line)
+    for note in sz.notes:
+        print(f"  note: {note}")
     return 0
 
 
@@ -332,6 +456,7 @@ def parser() -> argparse.ArgumentParser:
         " (default 1 day) as requests_azure.csv and requests_mooncake.jsonl",
     )
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+    _scenario_options(r)
     _cluster_options(r, default_workers=1)
     r.add_argument(
         "--ci-halfwidth",
@@ -354,13 +479,7 @@ def parser() -> argparse.ArgumentParser:
         "sweep", help="run a scenario over a grid or Latin hypercube of parameters (on dask)"
     )
     sw.add_argument("scenario")
-    sw.add_argument(
-        "--set",
-        action="append",
-        metavar="PATH=V1,V2,...",
-        help="sweep a dotted path over values (or PATH=LOW..HIGH for --design lhs); repeatable;"
-        " e.g. plans.dev_pro.price_per_month=99,159.9,199",
-    )
+    _scenario_options(sw, sweep_axes=True)
     sw.add_argument("--design", choices=("factorial", "lhs"), help="override the sweep block's")
     sw.add_argument("--samples", type=int, help="points of a Latin hypercube design")
     sw.add_argument("--seed", type=int, help="override the scenario's seed (all points share it)")
@@ -373,6 +492,66 @@ def parser() -> argparse.ArgumentParser:
     sw.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     _cluster_options(sw, default_workers=None)
     sw.set_defaults(fn=cmd_sweep)
+    sz = sub.add_parser(
+        "size",
+        help="the fewest GPUs per pool (whole replicas) meeting SLO targets at every month's"
+        " busy hour",
+        description="Size GPU pools: per pool, the smallest count in whole replicas whose"
+        " simulated busy-hour latency meets every --slo target in every month (or each month"
+        " with --by-month), with renewal, churn and acquisition running. Starts from an"
+        " analytic M/G/c estimate, then searches on simulations with common random numbers"
+        " and 95%% intervals. See docs/capacity.md.",
+    )
+    sz.add_argument("scenario")
+    sz.add_argument(
+        "--slo",
+        action="append",
+        metavar="EXPR",
+        help="a target METRIC_pQ<=SECONDS, METRIC one of wait, ttft, tpot, e2e;"
+        " e.g. ttft_p95<=1.0; repeatable (every target must hold)",
+    )
+    sz.add_argument(
+        "--pool", action="append", help="size this pool only (repeatable; default all pools)"
+    )
+    sz.add_argument(
+        "--by-month",
+        action="store_true",
+        help="a count for each month (a procurement schedule) instead of one for the horizon",
+    )
+    sz.add_argument(
+        "--lead-months",
+        type=int,
+        default=0,
+        help="months from ordering cards to their serving: orders are dated this much earlier",
+    )
+    sz.add_argument("--seed", type=int, help="override the scenario's seed")
+    sz.add_argument(
+        "--replications",
+        "-r",
+        type=int,
+        default=DEFAULT_SIZE_REPLICATIONS,
+        help=f"replications per count (default {DEFAULT_SIZE_REPLICATIONS}; doubled while a"
+        " verdict is unsure)",
+    )
+    sz.add_argument(
+        "--max-replications",
+        type=int,
+        default=DEFAULT_SIZE_MAX_REPLICATIONS,
+        help=f"replications a count may grow to (default {DEFAULT_SIZE_MAX_REPLICATIONS})",
+    )
+    sz.add_argument(
+        "--max-replicas",
+        type=int,
+        default=DEFAULT_SIZE_MAX_REPLICAS,
+        help="largest replica count tried per pool before the target is called unreachable"
+        f" (default {DEFAULT_SIZE_MAX_REPLICAS})",
+    )
+    sz.add_argument("--out", help="sizing folder (default: results/NAME-size)")
+    sz.add_argument("--no-plots", action="store_true", help="skip size.png")
+    sz.add_argument("--quiet", "-q", action="store_true", help="no progress log")
+    _scenario_options(sz)
+    _cluster_options(sz, default_workers=1)
+    sz.set_defaults(fn=cmd_size)
     cp = sub.add_parser(
         "compare", help="headline KPIs of run folders side by side, paired differences vs the first"
     )
@@ -445,6 +624,44 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _scenario_options(p: argparse.ArgumentParser, sweep_axes: bool = False) -> None:
+    """Add ``--set``, ``--demand-scale`` and ``--horizon-months`` (see sim.scenario.adjust).
+
+    ``sweep_axes``: ``--set`` with several values (or a range) is a sweep axis, with one value
+    an override of the base scenario. :func:`_adjusted_scenario` applies the options.
+    """
+    if sweep_axes:
+        p.add_argument(
+            "--set",
+            action="append",
+            metavar="PATH=V1,V2,...",
+            help="sweep a dotted path over values (or PATH=LOW..HIGH for --design lhs); with one"
+            " value, set it in the base scenario of every point instead; repeatable;"
+            " e.g. plans.dev_pro.price_per_month=99,159.9,199",
+        )
+    else:
+        p.add_argument(
+            "--set",
+            action="append",
+            metavar="PATH=VALUE",
+            help="set one field by dotted path, e.g. plans.dev_pro.price_per_month=159.9;"
+            " repeatable",
+        )
+    p.add_argument(
+        "--demand-scale",
+        action="append",
+        metavar="X|SEGMENT=X",
+        help="multiply initial subscribers and acquisition (Bass market size, constant sign-ups"
+        " per month) of every segment, or of SEGMENT, by X > 0 (after --set); repeatable",
+    )
+    p.add_argument(
+        "--horizon-months",
+        type=int,
+        metavar="N",
+        help="override the scenario's horizon (calendar months)",
+    )
+
+
 def _cluster_options(p: argparse.ArgumentParser, default_workers: int | None) -> None:
     default = "one per core" if default_workers is None else str(default_workers)
     p.add_argument(
@@ -466,6 +683,11 @@ def main(argv: list[str] | None = None) -> int:
         a = p.parse_args(argv)
     except SystemExit as e:  # argparse exits 2 on bad arguments, 0 on --help
         return int(e.code or 0)
+    if a.command == "size":
+        problem = _size_argument_problem(a)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     if a.command in ("run", "sweep"):
         problem = _run_argument_problem(a)
         if problem:
@@ -487,6 +709,25 @@ def _run_argument_problem(a: argparse.Namespace) -> str | None:
             return "--samples must be >= 2"
         return None
     return _precision_problem(a) or _export_problem(a) or _out_problem(a)
+
+
+def _size_argument_problem(a: argparse.Namespace) -> str | None:
+    """Why ``size``'s numeric options cannot be used, or None (the SLOs are checked by size)."""
+    if a.seed is not None and a.seed < 0:
+        return "--seed must be >= 0"
+    if a.workers is not None and a.workers < 1:
+        return "--workers must be >= 1"
+    if not 1 <= a.max_replications <= MAX_REPLICATIONS:
+        return f"--max-replications must be between 1 and {MAX_REPLICATIONS}"
+    if not 1 <= a.replications <= a.max_replications:
+        return "--replications must be between 1 and --max-replications"
+    if a.lead_months < 0:
+        return "--lead-months must be >= 0"
+    if a.max_replicas < 1:
+        return "--max-replicas must be >= 1"
+    if not a.slo:
+        return "--slo: give at least one target, e.g. --slo 'ttft_p95<=1.0'"
+    return None
 
 
 def _precision_problem(a: argparse.Namespace) -> str | None:

@@ -2,7 +2,8 @@
 
 Written as a numba loop rather than a dozen numpy ``bincount`` passes: one
 pass over the requests updates the subscriber's month counters, the monthly
-plan x segment table, the latency histograms and the hourly pool table.
+plan x segment table, the latency histograms and SLO counters by hour of day, and the hourly
+pool table.
 (Calling this accounting from inside the admission kernel, request by
 request, was tried and measured slower: numba passes the many arrays by value
 on every call.)
@@ -16,12 +17,13 @@ import numpy as np
 from sim.engine.admission import (
     DOWNGRADED,
     REFUSED_CONCURRENCY,
+    REFUSED_NO_CAPACITY,
     REFUSED_QUOTA,
     REFUSED_THROTTLE,
     SERVED,
 )
 from sim.engine.resolution import HIST_MANTISSA_BITS, HIST_MIN_S
-from sim.units import SECONDS_PER_HOUR, TOKENS_PER_MTOK
+from sim.units import HOURS_PER_DAY, SECONDS_PER_HOUR, TOKENS_PER_MTOK
 from sim.world.rules import RULE_PAYG
 
 # order of the request-level metrics in the stacked monthly array (see sim.engine.metrics.MONTHLY)
@@ -84,8 +86,22 @@ SUB_COUNTERS = (
     range(len(SUB_COUNTERS))
 )
 # order of the hourly metrics filled here (see sim.engine.metrics.HOURLY)
-HOURLY_FILLED = ("arrivals", "started", "wait_sum_s", "slo_met", "slo_counted", "busy_slot_s")
-H_ARR, H_START, H_WAIT, H_MET, H_CNT, H_BUSY = range(len(HOURLY_FILLED))
+HOURLY_FILLED = (
+    "arrivals",
+    "started",
+    "wait_sum_s",
+    "slo_met",
+    "slo_counted",
+    "busy_slot_s",
+    "offered",
+    "offered_slot_s",
+)
+H_ARR, H_START, H_WAIT, H_MET, H_CNT, H_BUSY, H_OFF, H_OFF_S = range(len(HOURLY_FILLED))
+# order of the SLO counters by month x hour of day x pool x class (see sim.engine.metrics)
+SLO_COUNTS = ("offered", "counted", "met")
+SLO_OFFERED, SLO_COUNTED, SLO_MET = range(len(SLO_COUNTS))
+# order of the latency histograms' metrics (see sim.engine.metrics.LATENCY)
+L_WAIT, L_TTFT, L_TPOT, L_E2E = range(4)
 MANTISSA_SHIFT = 52 - HIST_MANTISSA_BITS
 KEY_MIN = int(np.array([HIST_MIN_S]).view(np.int64)[0] >> MANTISSA_SHIFT)
 """Exponent-and-mantissa key of HIST_MIN_S: bin b >= 1 holds keys KEY_MIN + b - 1."""
@@ -139,7 +155,7 @@ def tally_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
     monthly,
     hist,
     wait_sum,
-    slo_pool,
+    slo,
     model_tokens,
     hourly,
 ):
@@ -149,7 +165,7 @@ def tally_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
     the names): two same-dtype arrays swapped by position would run silently.
     """
     n_h = hourly.shape[0]
-    n_bins = hist.shape[3]
+    n_bins = hist.shape[-1]
     buf = np.empty(1, dtype=np.float64)
     bits = buf.view(np.int64)
     for i in range(t.shape[0]):
@@ -167,6 +183,15 @@ def tally_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
             spend = bought[i] * pack_price[p]
             sub_counters[s, S_SPEND] += spend
             monthly[R_TOPUP, p, g] += spend
+        # every request is offered to its pool (pool_used is the requested pool when refused)
+        # in its plan's SLA class, at the hour of day it arrives: the goodput denominator
+        pl = pool_used[i]
+        ha = min(int(t[i] // SECONDS_PER_HOUR), n_h - 1)
+        hod = ha % HOURS_PER_DAY
+        slo[hod, pl, plan_class[p], SLO_OFFERED] += 1
+        hourly[ha, pl, H_OFF] += 1
+        if oc <= DOWNGRADED or oc == REFUSED_NO_CAPACITY:
+            hourly[ha, pl, H_OFF_S] += occ[i]  # work that reached the pool, by arrival hour
         if oc > DOWNGRADED:
             sub_counters[s, S_REF] += 1
             sub_counters[s, S_TREF] += tok
@@ -181,7 +206,6 @@ def tally_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
                 monthly[R_RCAP, p, g] += 1
             continue
         # served
-        pl = pool_used[i]
         m = model[i] if oc != DOWNGRADED else pool_model[pl]  # the model that served it
         sub_counters[s, S_SERVED] += 1
         sub_counters[s, S_TSRV] += tok
@@ -216,20 +240,20 @@ def tally_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
         else:
             c = plan_class[p]
             met = ttft <= slo_ttft[c] and tpot[pl] <= slo_tpot[c] and wait <= slo_wait[c]
-            slo_pool[pl, c, 1] += 1
+            slo[hod, pl, c, SLO_COUNTED] += 1
             if met:
-                slo_pool[pl, c, 0] += 1
+                slo[hod, pl, c, SLO_MET] += 1
             sub_counters[s, S_CNT] += 1
             monthly[R_CNT, p, g] += 1
             if met:
                 monthly[R_MET, p, g] += 1
             else:
                 sub_counters[s, S_MISS] += 1
-        hist[pl, c, 0, _bin(wait, buf, bits, n_bins)] += 1
-        hist[pl, c, 1, _bin(ttft, buf, bits, n_bins)] += 1
-        hist[pl, c, 2, _bin(e2e, buf, bits, n_bins)] += 1
+        hist[hod, pl, c, L_WAIT, _bin(wait, buf, bits, n_bins)] += 1
+        hist[hod, pl, c, L_TTFT, _bin(ttft, buf, bits, n_bins)] += 1
+        hist[hod, pl, c, L_TPOT, _bin(tpot[pl], buf, bits, n_bins)] += 1
+        hist[hod, pl, c, L_E2E, _bin(e2e, buf, bits, n_bins)] += 1
         wait_sum[pl, c] += wait
-        ha = min(int(t[i] // SECONDS_PER_HOUR), n_h - 1)
         hs = min(int(start[i] // SECONDS_PER_HOUR), n_h - 1)
         hourly[ha, pl, H_ARR] += 1
         hourly[hs, pl, H_START] += 1

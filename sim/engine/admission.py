@@ -208,7 +208,9 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
 ):
     """Admit and queue one day's requests; fill the per-request outputs in place.
 
-    Returns nothing; ``start`` holds each admitted request's service start (s),
+    Returns nothing; ``pool_used`` holds the pool each request was offered to (the
+    requested pool, or the downgrade pool), ``occ`` the slot-seconds it asks of that pool
+    (0 when refused before reaching it), ``start`` each admitted request's service start (s),
     ``over`` the quota units it added beyond the quota, ``bought`` the packs
     bought at its admission, ``crossed`` 1 where it crossed the quota.
 
@@ -291,6 +293,7 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
                     start,
                     limited,
                 )
+        pool_used[i] = pool_req[i]  # a refused request is still counted against its pool
         if limited and inflight[s] >= conc[p]:
             outcome[i] = REFUSED_CONCURRENCY
             continue
@@ -324,8 +327,10 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
                         out = THROTTLED
                     if deprioritise[p]:
                         pr = lowest
+        pool_used[i] = pl
+        occ[i] = uncached[i] * occ_in[pl] + output[i] * occ_out[pl]
         if slots[pl] == 0:
-            outcome[i] = REFUSED_NO_CAPACITY
+            outcome[i] = REFUSED_NO_CAPACITY  # offered work the pool could not take
             continue
         q = quota_eff[s]
         if u < q <= u + c:
@@ -338,8 +343,6 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
         if limited:
             inflight[s] += 1
         outcome[i] = out
-        pool_used[i] = pl
-        occ[i] = uncached[i] * occ_in[pl] + output[i] * occ_out[pl]
         if busy[pl] < slots[pl]:
             start[i] = now
             _heap_push(ht, hs, off[pl], busy[pl], now + occ[i], s)

@@ -1,9 +1,12 @@
 """Metric names and units, declared once, and the accumulators a replication fills.
 
 Three grains: per calendar month x plan x segment (subscribers, requests,
-tokens, money), per hour x pool (cluster load), and latency histograms per
-month x pool x class (log-spaced bins, quantiles to ~1%). A request belongs
-to the calendar month of its arrival; money to the month it is billed in.
+tokens, money), per hour x pool (cluster load), and, per month x hour of day x
+pool x class, latency histograms (log-spaced bins, quantiles within 1.6%, see
+sim.engine.resolution) and SLO counters (offered, served in class, met). The
+hour-of-day grain is what busy-hour figures are read from (sim.results.busy_hour).
+A request belongs to the calendar month and hour of day of its arrival; money to
+the month it is billed in.
 """
 
 from __future__ import annotations
@@ -11,10 +14,18 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from sim.engine.accounting import HOURLY_FILLED, KEY_MIN, MANTISSA_SHIFT, REQUEST_METRICS, tally_day
+from sim.engine.accounting import (
+    HOURLY_FILLED,
+    KEY_MIN,
+    MANTISSA_SHIFT,
+    REQUEST_METRICS,
+    SLO_COUNTS,
+    tally_day,
+)
 from sim.engine.demand import Requests
 from sim.engine.population import Population
 from sim.engine.resolution import HIST_MANTISSA_BITS, HIST_OCTAVES
+from sim.units import HOURS_PER_DAY
 from sim.world.arrays import World
 
 # name -> (unit, description); the monthly table by month x plan x segment
@@ -60,10 +71,16 @@ HOURLY: dict[str, tuple[str, str]] = {
     "slo_met": ("requests", "requests starting in the hour that met their SLO"),
     "slo_counted": ("requests", "requests starting in the hour with an SLO"),
     "busy_slot_s": ("slot-s", "slot-seconds of service inside the hour"),
+    "offered": ("requests", "requests arriving in the hour for the pool, refused ones included"),
+    "offered_slot_s": (
+        "slot-s",
+        "slot-seconds of work arriving in the hour that reached the pool (offered load x 3600)",
+    ),
     "gpu_cost": ("currency", "cost of the cards paid for in the hour"),
 }
 
-LATENCY = ("wait_s", "ttft_s", "e2e_s")
+LATENCY = ("wait_s", "ttft_s", "tpot_s", "e2e_s")
+"""Latency metrics histogrammed per request (the axis before the bins in Accumulators.hist)."""
 N_BINS = HIST_OCTAVES * 2**HIST_MANTISSA_BITS + 1
 HOURS_MARGIN = 48
 """Hours kept beyond the horizon for service that ends after the last day."""
@@ -76,6 +93,20 @@ def bin_value(b: NDArray[np.int64] | int) -> NDArray[np.float64]:
     lo = (key << MANTISSA_SHIFT).view(np.float64)
     hi = ((key + 1) << MANTISSA_SHIFT).view(np.float64)
     return np.where(b == 0, 0.0, np.sqrt(lo * hi))
+
+
+def hist_quantiles(h: NDArray[np.integer], q: float) -> NDArray[np.float64]:
+    """Quantile q of every histogram along the last axis (NaN where a histogram is empty).
+
+    The value is the centre of the first bin whose cumulative count reaches q x total, the
+    same rule as :func:`hist_quantile`, so it is within 1.6% of the sample quantile
+    (sim.engine.resolution.HIST_RELATIVE_ERROR).
+    """
+    c = np.cumsum(h, axis=-1, dtype=np.int64)
+    total = c[..., -1:]
+    k = (c < q * total).sum(axis=-1)
+    centre = bin_value(np.arange(h.shape[-1]))
+    return np.where(total[..., 0] > 0, centre[np.minimum(k, h.shape[-1] - 1)], np.nan)
 
 
 def hist_quantile(h: NDArray[np.int64], q: float) -> float:
@@ -104,10 +135,15 @@ class Accumulators:
         self.hourly = {k: np.zeros((hours, n_pool)) for k in HOURLY}
         for j, k in enumerate(HOURLY_FILLED):
             self.hourly[k] = self.hourly_filled[:, :, j]
-        self.hist = np.zeros((months, n_pool, n_c, len(LATENCY), N_BINS), dtype=np.int64)
+        # month x hour of day x pool x class x metric x bin; int32: a bin of one month-hour
+        # holds far fewer than 2^31 requests, and half the memory of int64 (sums upcast)
+        self.hist = np.zeros(
+            (months, HOURS_PER_DAY, n_pool, n_c, len(LATENCY), N_BINS), dtype=np.int32
+        )
         self.model_tokens = np.zeros((months, len(w.model_names), 3))
         self.wait_sum = np.zeros((months, n_pool, n_c))
-        self.slo_pool = np.zeros((months, n_pool, n_c, 2))  # met, counted
+        # month x hour of day x pool x class x SLO_COUNTS (offered, counted, met)
+        self.slo = np.zeros((months, HOURS_PER_DAY, n_pool, n_c, len(SLO_COUNTS)))
 
     def add_ps(self, name: str, month: int, plan: NDArray, seg: NDArray, w: NDArray | None = None):
         """Add counts (or weights ``w``) at (month, plan, seg)."""
@@ -157,7 +193,7 @@ class Accumulators:
             monthly=self.req_monthly[month],
             hist=self.hist[month],
             wait_sum=self.wait_sum[month],
-            slo_pool=self.slo_pool[month],
+            slo=self.slo[month],
             model_tokens=self.model_tokens[month],
             hourly=self.hourly_filled,
         )

@@ -20,14 +20,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import simpy
 
-from sim.engine.admission import ClusterState, new_request_outputs, serve_day
+from sim.engine.admission import (
+    DOWNGRADED,
+    SERVED,
+    ClusterState,
+    new_request_outputs,
+    serve_day,
+)
 from sim.engine.billing import Ledger
-from sim.engine.demand import DemandGenerator
+from sim.engine.demand import DemandGenerator, Requests
 from sim.engine.lifecycle import (
     close_open_months,
     initial_population,
@@ -208,9 +215,41 @@ class Replication:
                         "segment": pd.Categorical.from_codes(pop.seg[req.sub], w.seg.names),
                         "subscriber": req.sub,
                         "outcome": out["outcome"],
+                        **self._latency_columns(req, out, pop),
                     }
                 )
             )
+
+    def _latency_columns(self, req: Requests, out: dict, pop: Population) -> dict[str, Any]:
+        """Exported requests' day, hour of day, pool, SLA class and latencies (s).
+
+        Computed exactly as sim.engine.accounting.tally_day computes them for the histograms:
+        wait = start - arrival, TTFT = wait + uncached input / prefill rate, TPOT = the pool's
+        decode time per token, end-to-end = TTFT + output x TPOT, service = the slot-seconds
+        the request held (its share of a replica's batch); NaN for refused requests.
+        Class ``throttled`` (index = number of classes) marks slow-lane and downgraded ones.
+        """
+        w = self.w
+        pool = out["pool_used"]
+        served = out["outcome"] <= DOWNGRADED
+        in_plan_class = w.plan.sla_class[pop.plan[req.sub]]
+        cls = np.where(served & (out["outcome"] != SERVED), len(w.cls.names), in_plan_class)
+        safe = np.maximum(pool, 0)
+        wait = np.where(served, out["start"] - req.t, np.nan)
+        ttft = wait + (req.input - req.cached) / w.pool.prefill_rate[safe]
+        tpot = np.where(served, w.pool.tpot_s[safe], np.nan)
+        hour = (req.t // SECONDS_PER_HOUR).astype(np.int64)
+        return {
+            "day": hour // HOURS_PER_DAY,
+            "hour_of_day": hour % HOURS_PER_DAY,
+            "pool": pd.Categorical.from_codes(pool, w.pool.names),
+            "sla_class": pd.Categorical.from_codes(cls, [*w.cls.names, "throttled"]),
+            "wait_s": wait,
+            "ttft_s": ttft,
+            "tpot_s": tpot,
+            "e2e_s": ttft + req.output * tpot,
+            "service_s": np.where(served, out["occ"], np.nan),
+        }
 
     # ---------------------------------------------------------------- run
 

@@ -57,6 +57,7 @@ from sim.results.run_folder import (
     write_files,
 )
 from sim.results.tables import RunResult
+from sim.scenario.adjust import parse_value
 from sim.scenario.errors import ScenarioError
 from sim.scenario.overrides import apply_overrides
 from sim.scenario.schema import Range, Scenario, Sweep, SweepValue
@@ -161,8 +162,6 @@ def points(base: Scenario, spec: Sweep) -> list[Point]:
 
 def parse_set(option: str) -> tuple[str, list[SweepValue] | Range]:
     """Parse ``--set path=v1,v2,...`` (values) or ``--set path=LOW..HIGH`` (a range for lhs)."""
-    import yaml
-
     path, eq, text = option.partition("=")
     path = path.strip()
     if not eq or not path or not text.strip():
@@ -176,12 +175,9 @@ def parse_set(option: str) -> tuple[str, list[SweepValue] | Range]:
     vals: list[SweepValue] = []
     for item in text.split(","):
         try:
-            v = yaml.safe_load(item.strip()) if item.strip() else None
-        except yaml.YAMLError:
-            v = None
-        if not isinstance(v, float | int | str | bool):
-            raise ScenarioError([(f"--set {path}", f"'{item}' is not a single value")])
-        vals.append(v)
+            vals.append(parse_value(item))
+        except ValueError as e:
+            raise ScenarioError([(f"--set {path}", str(e))]) from None
     return path, vals
 
 

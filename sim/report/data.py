@@ -1,8 +1,8 @@
 """The numbers behind every figure and table of a report, from a folder's tables.
 
 Each function takes tidy tables read by ``sim.report.folders`` (a run's monthly.csv,
-monthly_by_plan_segment.csv, hourly_cluster.parquet, latency.csv, ledger; a sweep's
-points.csv) and reduces them to the tables a report shows, mostly means and 95% confidence
+monthly_by_plan_segment.csv, hourly_cluster.parquet, latency.csv, busy_hour.csv, ledger; a
+sweep's points.csv) and reduces them to the tables a report shows, mostly means and 95% confidence
 intervals over replications. They are public so that notebooks and tests get the numbers
 behind every figure without the HTML that shows them.
 """
@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sim.results.busy_hour import ALL_CLASSES, THROTTLED
 from sim.results.kpis import KPIS, mean_ci
 from sim.units import SECONDS_PER_HOUR
 
@@ -157,25 +158,36 @@ def token_mix(ledger: pd.DataFrame, plans: Sequence[str] = ()) -> tuple[pd.DataF
     return mix, share.loc[_order(list(share.index), plans)]
 
 
+LATENCY_WEIGHTS = {"slo_attainment_served": "slo_counted", "goodput_share": "offered"}
+"""Share columns of latency.csv and the count each is a share of (its weight in a mean)."""
+
+
 def latency_table(latency: pd.DataFrame, pools: Sequence[str] = ()) -> pd.DataFrame:
     """Latency per pool and SLA class over the horizon.
 
-    Columns: requests (per replication), and request-weighted means over months and
-    replications of the mean wait, the TTFT and end-to-end percentiles (s) and the SLO
-    attainment (share). Percentiles of different months cannot be merged exactly from
-    latency.csv; the weighted mean of monthly percentiles is the summary shown.
+    Columns: requests (served, per replication), and weighted means over months and
+    replications of the mean wait, the TTFT and end-to-end percentiles (s), weighted by
+    requests served, and of the served-only SLO attainment and the goodput share (shares),
+    weighted by the requests each is a share of (:data:`LATENCY_WEIGHTS`: SLO-counted and
+    offered requests; served requests where latency.csv lacks those counts). The weighted
+    mean of a share by its denominator is the share of the sums. Percentiles of different
+    months cannot be merged exactly from latency.csv; the weighted mean of monthly
+    percentiles is the summary shown.
     """
     reps = max(latency["replication"].nunique(), 1)
     vals = [
         "wait_mean_s",
         *[f"{w}_p{q}_s" for w in ("ttft", "e2e") for q in (50, 95, 99)],
-        "slo_attainment",
+        "slo_attainment_served",
+        "goodput_share",
     ]
     rows = []
     for (pool, cls), g in latency.groupby(["pool", "sla_class"]):
-        w = g["requests"].to_numpy(dtype=float)
-        row: dict[str, Any] = {"pool": pool, "sla_class": cls, "requests": w.sum() / reps}
+        served = g["requests"].to_numpy(dtype=float)
+        row: dict[str, Any] = {"pool": pool, "sla_class": cls, "requests": served.sum() / reps}
         for v in vals:
+            by = LATENCY_WEIGHTS.get(v, "requests")
+            w = g[by].to_numpy(dtype=float) if by in g else served
             x = g[v].to_numpy(dtype=float)
             ok = np.isfinite(x) & (w > 0)
             row[v] = float(np.average(x[ok], weights=w[ok])) if ok.any() else float("nan")
@@ -215,12 +227,117 @@ def day_profile(
     return util, wait
 
 
+def day_peak(hourly: pd.DataFrame, pools: Sequence[str] = ()) -> dict[str, pd.DataFrame]:
+    """Peak utilisation (share) by hour of day per pool: the busiest day's, not the mean day's.
+
+    For each replication, pool and hour of day: the highest utilisation (busy slot-seconds /
+    available slot-seconds of that one hour) over the horizon's days; then the mean and 95%
+    CI over replications. Hours without working slots are left out. Returns pool -> frame
+    indexed by hour of day (mean, ci95_low, ci95_high).
+    """
+    cap = hourly["slots"] * SECONDS_PER_HOUR
+    h = hourly.assign(utilisation=hourly["busy_slot_s"] / cap.where(cap > 0))
+    g = (
+        h.groupby(["pool", "replication", "hour_of_day"], observed=True)["utilisation"]
+        .max()
+        .reset_index()
+    )
+    peak = {}
+    for pool in _order(list(g["pool"].astype(str).unique()), pools):
+        peak[pool] = _ci_table(g[g["pool"].astype(str) == pool], "hour_of_day", "utilisation")
+    return peak
+
+
 def cluster_day(hourly: pd.DataFrame) -> pd.DataFrame:
     """The whole cluster's utilisation by hour of day (mean, 95% CI over replications)."""
     g = hourly.groupby(["replication", "hour_of_day"])[["busy_slot_s", "slots"]].sum()
     cap = g["slots"] * SECONDS_PER_HOUR
     g["utilisation"] = g["busy_slot_s"] / cap.where(cap > 0)
     return _ci_table(g.reset_index(), "hour_of_day", "utilisation")
+
+
+BUSY_HOUR_VALUES = (
+    "offered_load_ratio",
+    "utilisation",
+    "peak_hour_utilisation",
+    "ttft_p95_s",
+    "tpot_p95_s",
+    "goodput_share",
+    "slo_attainment_served",
+)
+"""Columns of busy_hour.csv that :func:`busy_hour_table` averages over replications."""
+
+
+def _mode(x: pd.Series) -> int:
+    """The most frequent value of integer ``x``; ties go to the smallest."""
+    return int(x.value_counts().sort_index().idxmax())
+
+
+def busy_hour_table(
+    busy: pd.DataFrame, pools: Sequence[str] = (), sla_class: str = ALL_CLASSES
+) -> pd.DataFrame:
+    """Per pool and month at the month's busy hour (ITU-T E.500), for one SLA class.
+
+    ``busy`` is a run's busy_hour.csv; ``sla_class`` defaults to the SLA classes pooled.
+    Columns: pool, month, replications (rows averaged), busy_hour (hour of day, the most
+    frequent over replications, ties to the earliest), busy_hour_low and busy_hour_high (its
+    range over replications), and the mean over replications of each of
+    :data:`BUSY_HOUR_VALUES` (offered load ratio, utilisation, peak-hour utilisation,
+    goodput share and SLO attainment as shares; TTFT and TPOT p95 in seconds).
+    """
+    b = busy[busy["sla_class"].astype(str) == sla_class]
+    cols = ["pool", "month", "replications", "busy_hour", "busy_hour_low", "busy_hour_high"]
+    if b.empty:
+        return pd.DataFrame(columns=[*cols, *BUSY_HOUR_VALUES])
+    g = b.groupby([b["pool"].astype(str), "month"])
+    t = g[list(BUSY_HOUR_VALUES)].mean()
+    t.insert(0, "busy_hour_high", g["busy_hour"].max().astype(int))
+    t.insert(0, "busy_hour_low", g["busy_hour"].min().astype(int))
+    t.insert(0, "busy_hour", g["busy_hour"].agg(_mode))
+    t.insert(0, "replications", g["replication"].nunique())
+    t = t.reset_index()
+    rank = {p: i for i, p in enumerate(_order(list(t["pool"].unique()), pools))}
+    t["_r"] = t["pool"].map(rank)
+    return t.sort_values(["_r", "month"]).drop(columns="_r").reset_index(drop=True)
+
+
+def busy_hour_series(
+    busy: pd.DataFrame, pools: Sequence[str] = ()
+) -> tuple[dict[str, dict[str, pd.DataFrame]], dict[str, dict[str, pd.DataFrame]]]:
+    """Per pool, by month, mean and 95% CI over replications of the busy-hour figures.
+
+    Returns ``(utilisation, ttft)``. ``utilisation``: pool -> {"utilisation",
+    "peak_hour_utilisation"} -> frame indexed by month (mean, ci95_low, ci95_high; shares):
+    the busy hour's utilisation (its slot-seconds over the month's days) and the month's
+    single busiest hour's. ``ttft``: pool -> SLA class -> the same frames of the TTFT p95 (s)
+    of the class's requests arriving in the busy hour; every SLA class with rows of its own
+    (not ``throttled``, not ``all``), or ``all`` when none has.
+    """
+    util: dict[str, dict[str, pd.DataFrame]] = {}
+    ttft: dict[str, dict[str, pd.DataFrame]] = {}
+    b = busy.assign(pool=busy["pool"].astype(str), sla_class=busy["sla_class"].astype(str))
+    for pool in _order(list(b["pool"].unique()), pools):
+        rows = b[b["pool"] == pool]
+        per_pool = rows.drop_duplicates(["replication", "month"])  # pool-level columns
+        util[pool] = {
+            c: _ci_table(per_pool, "month", c) for c in ("utilisation", "peak_hour_utilisation")
+        }
+        named = [c for c in dict.fromkeys(rows["sla_class"]) if c not in (THROTTLED, ALL_CLASSES)]
+        ttft[pool] = {
+            c: _ci_table(rows[rows["sla_class"] == c], "month", "ttft_p95_s")
+            for c in named or [ALL_CLASSES]
+        }
+    return util, ttft
+
+
+def ttft_targets(scenario: dict[str, Any]) -> dict[str, float]:
+    """SLA class -> TTFT target (s) from a run's scenario.yaml; classes without one left out."""
+    out = {}
+    for c in (scenario.get("cluster") or {}).get("sla_classes") or []:
+        target = (c.get("slo") or {}).get("ttft_s")
+        if target is not None:
+            out[str(c.get("name"))] = float(target)
+    return out
 
 
 def sweep_response(points: pd.DataFrame, parameters: Sequence[str]) -> pd.DataFrame:

@@ -17,6 +17,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
@@ -54,6 +55,13 @@ def _share_axis(ax: Axes, axis: str = "y") -> None:
     (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(PercentFormatter(1.0))
 
 
+def _share_top(values: np.ndarray) -> float:
+    """Top of a utilisation axis: 100% in view when a value is near it, else room above."""
+    x = values[np.isfinite(values)]
+    top = float(x.max()) if len(x) else 0.0
+    return top + 0.05 if top > 0.5 else max(top * 1.3, 0.01)
+
+
 def _months(*axes: Axes) -> None:
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -63,13 +71,17 @@ def _thousands(ax: Axes) -> None:
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
 
 
-def _band(ax: Axes, s: pd.DataFrame, label: str, **kw: object) -> None:
-    """Plot ``s`` (index x; columns mean, ci95_low, ci95_high) as a line with a shaded CI."""
+def _band(ax: Axes, s: pd.DataFrame, label: str, **kw: object) -> str:
+    """Plot ``s`` (index x; columns mean, ci95_low, ci95_high) as a line with a shaded CI.
+
+    Returns the line's colour (hex), for lines that belong with it.
+    """
     (line,) = ax.plot(s.index, s["mean"].to_numpy(), label=label, **kw)  # type: ignore[arg-type]
     if s["ci95_low"].notna().any():
         ax.fill_between(
             s.index, s["ci95_low"], s["ci95_high"], alpha=0.2, color=line.get_color(), linewidth=0
         )
+    return str(to_hex(line.get_color()))
 
 
 def subscribers_churn_by_plan(subs: pd.DataFrame, churn: pd.DataFrame) -> Figure:
@@ -217,25 +229,64 @@ def latency_percentiles(lat: pd.DataFrame) -> Figure:
     return fig
 
 
-def cluster_day(util: dict[str, pd.DataFrame], wait: dict[str, pd.DataFrame]) -> Figure:
-    """GPU slot utilisation and mean queue wait by hour of day, one line per pool.
+MONTH_LABELS_MAX = 6
+"""Busy-hour markers carry their month's number up to this many months (else too crowded)."""
 
-    ``util`` and ``wait``: pool -> frame indexed by hour of day with mean, ci95_low, ci95_high
-    (utilisation share; wait in seconds).
+
+def cluster_day(
+    util: dict[str, pd.DataFrame],
+    wait: dict[str, pd.DataFrame],
+    peak: dict[str, pd.DataFrame] | None = None,
+    busy: pd.DataFrame | None = None,
+) -> Figure:
+    """GPU slot utilisation (mean and peak over days) and mean queue wait by hour of day.
+
+    ``util``, ``peak`` and ``wait``: pool -> frame indexed by hour of day with mean,
+    ci95_low, ci95_high (utilisation of the mean day and of the busiest day, shares; wait in
+    seconds). ``busy``: ``sim.report.data.busy_hour_table`` rows (pool, month, busy_hour,
+    utilisation), each month's busy hour marked at its utilisation. One colour per pool.
     """
-    fig, (a1, a2) = _figure(12, 4.4, ncols=2)
+    fig, (a1, a2) = _figure(12, 4.6, ncols=2)
+    colours: dict[str, str] = {}
     for pool, s in util.items():
-        _band(a1, s, pool)
+        colours[pool] = _band(a1, s, f"{pool}: mean over days")
+        if peak is not None and pool in peak:
+            _band(a1, peak[pool], f"{pool}: peak (max over days)", color=colours[pool], ls="--")
+        if busy is not None and len(busy):
+            b = busy[busy["pool"].astype(str) == pool]
+            if len(b):
+                a1.scatter(
+                    b["busy_hour"],
+                    b["utilisation"],
+                    marker="D",
+                    s=26,
+                    color=colours[pool],
+                    edgecolor="black",
+                    linewidth=0.6,
+                    zorder=3,
+                    label=f"{pool}: busy hour by month",
+                )
+                if len(b) <= MONTH_LABELS_MAX:
+                    for r in b.itertuples():
+                        a1.annotate(
+                            f"m{r.month}",
+                            (r.busy_hour, r.utilisation),
+                            xytext=(5, 4),
+                            textcoords="offset points",
+                            fontsize=7,
+                            color=colours[pool],
+                        )
     for pool, s in wait.items():
-        _band(a2, s, pool)
+        _band(a2, s, pool, color=colours.get(pool))
     a1.set(
-        title="GPU slot utilisation over the day, by pool",
+        title="GPU slot utilisation over the day: mean and peak over days, by pool",
         xlabel="hour of day",
         ylabel="busy / available slot-seconds",
         xticks=range(0, 24, 3),
     )
+    a1.set_ylim(bottom=0)
     _share_axis(a1)
-    a1.legend(fontsize=8, title="pool", title_fontsize=8)
+    a1.legend(fontsize=7)
     a2.set(
         title="Mean queue wait over the day, by pool",
         xlabel="hour of day",
@@ -244,6 +295,66 @@ def cluster_day(util: dict[str, pd.DataFrame], wait: dict[str, pd.DataFrame]) ->
     )
     a2.set_ylim(bottom=0)  # a wait is never negative, whatever a wide CI says
     a2.legend(fontsize=8, title="pool", title_fontsize=8)
+    return fig
+
+
+def busy_hour(
+    util: dict[str, dict[str, pd.DataFrame]],
+    ttft: dict[str, dict[str, pd.DataFrame]],
+    targets: dict[str, float],
+) -> Figure:
+    """Per pool, by month: busy-hour and peak-hour utilisation, and TTFT p95 at the busy hour.
+
+    ``util`` and ``ttft`` as ``sim.report.data.busy_hour_series`` returns them (frames
+    indexed by month with mean, ci95_low, ci95_high); ``targets``: SLA class -> TTFT target
+    (s), drawn dashed in the colour of the class's line. One row of two panels per pool.
+    """
+    pools = list(util)
+    fig, axes = _figure(12, 0.4 + 3.6 * max(len(pools), 1), ncols=2, nrows=max(len(pools), 1))
+    for k, pool in enumerate(pools):
+        a1, a2 = axes[2 * k], axes[2 * k + 1]
+        u = util[pool]
+        _band(a1, u["utilisation"], "busy hour (mean over the month's days)", marker="o", ms=4)
+        _band(
+            a1,
+            u["peak_hour_utilisation"],
+            "peak hour (the month's single busiest hour)",
+            marker="^",
+            ms=4,
+            ls="--",
+        )
+        a1.set_ylim(0, _share_top(pd.concat(u.values()).to_numpy(dtype=float)))
+        a1.set(
+            title=f"Pool {pool}: utilisation at the busy hour",
+            xlabel="month",
+            ylabel="busy / available slot-seconds",
+        )
+        _share_axis(a1)
+        a1.legend(fontsize=8, loc="best")
+        for cls, s in ttft[pool].items():
+            colour = _band(a2, s, f"{cls}: TTFT p95", marker="o", ms=4)
+            if cls in targets:
+                a2.axhline(
+                    targets[cls],
+                    color=colour,
+                    ls="--",
+                    lw=1,
+                    label=f"{cls}: TTFT target {targets[cls]:g} s",
+                )
+        a2.set(
+            title=f"Pool {pool}: TTFT p95 of requests arriving in the busy hour",
+            xlabel="month",
+            ylabel="seconds",
+        )
+        a2.set_ylim(bottom=0)
+        a2.legend(fontsize=8, title="SLA class", title_fontsize=8, loc="best")
+        _months(a1, a2)
+    if not pools:
+        for ax in axes:
+            ax.set_axis_off()
+        axes[0].text(
+            0.5, 0.5, "no request reached a pool", ha="center", transform=axes[0].transAxes
+        )
     return fig
 
 

@@ -29,23 +29,37 @@ from sim.experiments.sweep import (
     SWEEP_KEYS,
     point_folder,
 )
+from sim.results.busy_hour import quantile_columns
 from sim.results.kpis import KPIS
 from sim.results.run_folder import (
+    BUSY_HOUR,
     HOURLY_CLUSTER,
     KEY_CURRENCY,
+    KEY_FILES,
     KEY_REPLICATIONS,
+    KEY_STATUS,
     KPIS_BY_REPLICATION,
     LATENCY,
+    LATENCY_BY_HOUR,
     LEDGER,
     MANIFEST,
     MONTHLY,
     MONTHLY_BY_PLAN_SEGMENT,
     SCENARIO,
+    STATUS_COMPLETE,
     SUMMARY,
     RunFolderError,
     check_run_folder,
+    missing_files,
     read_manifest,
 )
+
+BUSY_HOUR_FILES = (BUSY_HOUR, LATENCY_BY_HOUR)
+"""Run-folder files added with the busy-hour tables; older run folders lack them."""
+OLDER_RENAMED = {"slo_attainment": "slo_attainment_served"}
+"""Columns of kpis_by_replication.csv and latency.csv renamed with the busy-hour tables."""
+OLDER_ADDED = ("goodput_share", "busy_hour_utilisation", "busy_hour_ttft_p95_s")
+"""Columns added with the busy-hour tables; read as missing values (NaN) in older run folders."""
 
 
 class ReportError(Exception):
@@ -72,6 +86,29 @@ def _json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def _older_run_folder(path: Path, error: RunFolderError) -> dict[str, Any]:
+    """The manifest of a complete run folder written before the busy-hour tables.
+
+    Such a folder lacks only :data:`BUSY_HOUR_FILES`, and its manifest does not list them
+    (the writer never wrote them). Anything else is the folder's ``error`` as a ReportError:
+    a folder whose manifest lists busy_hour.csv but lacks it is damaged, not older.
+    """
+    try:
+        manifest = read_manifest(path)
+    except RunFolderError as e:
+        raise ReportError(str(e)) from None
+    listed = manifest.get(KEY_FILES)
+    missing = missing_files(path, manifest)
+    if (
+        manifest.get(KEY_STATUS) != STATUS_COMPLETE
+        or not isinstance(listed, list)
+        or not missing
+        or any(f not in BUSY_HOUR_FILES or f in listed for f in missing)
+    ):
+        raise ReportError(str(error)) from None
+    return manifest
+
+
 @dataclass
 class RunFolder:
     """A tokensim run folder, its small files read eagerly and its tables on first use."""
@@ -80,25 +117,30 @@ class RunFolder:
     manifest: dict[str, Any]
     summary: dict[str, Any]
     scenario: dict[str, Any]
+    older: bool = False
+    """Written before the busy-hour tables (no busy_hour.csv; see :data:`BUSY_HOUR_FILES`)."""
 
     @classmethod
     def open(cls, path: Path) -> RunFolder:
         """Check that ``path`` is a complete run folder and read its manifest, summary, scenario.
 
-        Raises ReportError naming the path when it is not.
+        A run folder written before the busy-hour tables is accepted (``older``): it has no
+        busy-hour table, and its renamed and added columns are read as :data:`OLDER_RENAMED`
+        and :data:`OLDER_ADDED` say. Raises ReportError naming the path when it is neither.
         """
         path = Path(path)
         if not path.is_dir():
             raise ReportError(f"{path}: not a folder")
+        older = False
         try:
             manifest = check_run_folder(path)
         except RunFolderError as e:
-            raise ReportError(str(e)) from None
+            manifest, older = _older_run_folder(path, e), True
         summary = _read(path / SUMMARY, _json)
         scenario = _read(path / SCENARIO, lambda p: yaml.safe_load(p.read_text("utf-8")))
         if not isinstance(summary, dict) or not isinstance(scenario, dict):
             raise ReportError(f"{path}: {SUMMARY} or {SCENARIO} is not a mapping")
-        return cls(path, manifest, summary, scenario)
+        return cls(path, manifest, summary, scenario, older)
 
     @property
     def name(self) -> str:
@@ -117,7 +159,11 @@ class RunFolder:
 
     def _csv(self, name: str, cols: Sequence[str]) -> pd.DataFrame:
         p = self.path / name
-        return _need_columns(p, _read(p, pd.read_csv), cols)
+        df = _read(p, pd.read_csv)
+        if self.older:
+            df = df.rename(columns={k: v for k, v in OLDER_RENAMED.items() if v not in df})
+            df = df.assign(**{c: float("nan") for c in OLDER_ADDED if c in cols and c not in df})
+        return _need_columns(p, df, cols)
 
     @cached_property
     def kpis(self) -> pd.DataFrame:
@@ -173,6 +219,7 @@ class RunFolder:
         p = self.path / HOURLY_CLUSTER
         cols = [
             "replication",
+            "hour",
             "hour_of_day",
             "pool",
             "slots",
@@ -196,8 +243,33 @@ class RunFolder:
                 "sla_class",
                 "requests",
                 "wait_mean_s",
-                "slo_attainment",
+                "slo_attainment_served",
+                "goodput_share",
                 *q,
+            ],
+        )
+
+    @cached_property
+    def busy_hour(self) -> pd.DataFrame | None:
+        """busy_hour.csv (replication x month x pool x SLA class), or None in an older folder."""
+        if self.older:
+            return None
+        return self._csv(
+            BUSY_HOUR,
+            [
+                "replication",
+                "month",
+                "pool",
+                "sla_class",
+                "busy_hour",
+                "offered_load_ratio",
+                "utilisation",
+                "peak_hour_utilisation",
+                "offered",
+                "requests",
+                "goodput_share",
+                "slo_attainment_served",
+                *quantile_columns(),
             ],
         )
 
@@ -217,7 +289,7 @@ class RunFolder:
 
     def load(self, ledger: bool = True) -> None:
         """Read (and check) every table now, so that a bad file fails before any drawing."""
-        _ = (self.kpis, self.months, self.by_plan, self.hourly, self.latency)
+        _ = (self.kpis, self.months, self.by_plan, self.hourly, self.latency, self.busy_hour)
         if ledger:
             _ = self.ledger
 

@@ -17,8 +17,11 @@ import numpy as np
 from sim.experiments.sweep import KEY_DESIGN, KEY_PARAMETERS, KEY_POINTS, POINTS_CSV
 from sim.report.data import (
     QUOTA_PERCENTILES,
+    busy_hour_series,
+    busy_hour_table,
     churn_by_plan,
     cluster_day,
+    day_peak,
     day_profile,
     latency_table,
     month_series,
@@ -28,6 +31,7 @@ from sim.report.data import (
     sweep_points,
     sweep_response,
     token_mix,
+    ttft_targets,
 )
 from sim.report.folders import ReportError, RunFolder, SweepFolder
 from sim.report.html import (
@@ -40,6 +44,7 @@ from sim.report.html import (
     table_html,
     unit_label,
 )
+from sim.results.busy_hour import ALL_CLASSES
 from sim.results.kpis import KPIS
 from sim.results.run_folder import (
     KEY_CREATED_UTC,
@@ -199,6 +204,85 @@ def _pool_order(run: RunFolder) -> list[str]:
     return [str(p.get("name")) for p in (run.scenario.get("cluster") or {}).get("pools", [])]
 
 
+def _hour_text(r: Any) -> str:
+    """A busy_hour_table row's busy hour, with its range over replications when they differ."""
+    text = f"{int(r.busy_hour)}:00"
+    if r.busy_hour_low != r.busy_hour_high:
+        text += f" ({int(r.busy_hour_low)}:00–{int(r.busy_hour_high)}:00)"
+    return text
+
+
+def _busy_hour_section(run: RunFolder, pools: list[str]) -> str:
+    """The busy-hour section's inner HTML: figure and table, or a note for older folders."""
+    from sim.report import figures
+
+    busy = run.busy_hour
+    if busy is None:
+        return para_html(
+            "This run folder was written before busy-hour tables existed (no busy_hour.csv):"
+            " rerun the scenario to see the load and latency at each month's busy hour.",
+            "note",
+        )
+    table = busy_hour_table(busy, pools)
+    if table.empty:
+        return para_html("No request reached a GPU pool: there is no busy hour.", "note")
+    util, ttft = busy_hour_series(busy, pools)
+    rows: list[list[Cell]] = [
+        [
+            str(r.pool),
+            str(r.month),
+            _hour_text(r),
+            fmt(r.offered_load_ratio, "share"),
+            fmt(r.utilisation, "share"),
+            fmt(r.peak_hour_utilisation, "share"),
+            fmt(r.ttft_p95_s, "s"),
+            fmt(r.tpot_p95_s, "s"),
+            fmt(r.goodput_share, "share"),
+            fmt(r.slo_attainment_served, "share"),
+        ]
+        for r in table.itertuples()
+    ]
+    return "\n".join(
+        [
+            para_html(
+                "The busy hour of a pool and month is the hour of the day with the most offered"
+                " load summed over the month's days (ITU-T E.500 time-consistent busy hour)."
+                " Utilisation there averages the month's days; the peak hour is the month's"
+                " single busiest hour. Offered load ratio: work that reached the pool / its"
+                " working slot capacity (above 100% no queue can keep up). Goodput share:"
+                " requests served within every SLO target / requests offered (refusals count"
+                " as misses); SLO attainment counts served requests only.",
+                "note",
+            ),
+            fig_html(
+                figures.busy_hour(util, ttft, ttft_targets(run.scenario)),
+                "busy-hour utilisation and TTFT by month",
+                "Per pool and month: utilisation at the busy hour and at the peak hour (left),"
+                " TTFT p95 of the requests arriving in the busy hour per SLA class with its"
+                " target dashed (right); shaded 95% CI over replications.",
+            ),
+            table_html(
+                [
+                    "pool",
+                    "month",
+                    "busy hour",
+                    "offered load ratio",
+                    "utilisation",
+                    "peak-hour utilisation",
+                    "TTFT p95",
+                    "TPOT p95",
+                    "goodput share",
+                    "SLO attainment (served)",
+                ],
+                rows,
+                f"At each month's busy hour, SLA classes pooled ({ALL_CLASSES}); means over"
+                f" {run.replications} replication(s); busy hour: the most frequent over"
+                " replications (their range in brackets when they differ)",
+            ),
+        ]
+    )
+
+
 def run_sections(run: RunFolder) -> list[tuple[str, str, str]]:
     """The sections of a one-run report: (id, heading, inner HTML)."""
     from sim.report import figures
@@ -356,8 +440,12 @@ def run_sections(run: RunFolder) -> list[tuple[str, str, str]]:
     secs.append(("tokens", "Token mix by model", inner))
 
     pools = _pool_order(run)
+    secs.append(("busy-hour", "Busy hour", _busy_hour_section(run, pools)))
+
     lat = latency_table(run.latency, pools)
     util, wait = day_profile(run.hourly, pools)
+    peak = day_peak(run.hourly, pools)
+    busy = None if run.busy_hour is None else busy_hour_table(run.busy_hour, pools)
     lrows: list[list[Cell]] = [
         [
             f"{r.pool} / {r.sla_class}",
@@ -369,19 +457,23 @@ def run_sections(run: RunFolder) -> list[tuple[str, str, str]]:
             fmt(r.e2e_p50_s, "s"),
             fmt(r.e2e_p95_s, "s"),
             fmt(r.e2e_p99_s, "s"),
-            fmt(r.slo_attainment, "share"),
+            fmt(r.slo_attainment_served, "share"),
+            fmt(r.goodput_share, "share"),
         ]
         for r in lat.itertuples()
     ]
     urows: list[list[Cell]] = []
     for pool, u in util.items():
-        peak = u["mean"].idxmax() if u["mean"].notna().any() else None
+        top = u["mean"].idxmax() if u["mean"].notna().any() else None
+        p = peak[pool]["mean"] if pool in peak else None
         urows.append(
             [
                 pool,
                 fmt(u["mean"].mean(), "share"),
                 fmt(u["mean"].max(), "share"),
-                "–" if peak is None else f"{peak}:00",
+                "–" if top is None else f"{top}:00",
+                "–" if p is None else fmt(p.max(), "share"),
+                "–" if p is None or p.isna().all() else f"{p.idxmax()}:00",
                 fmt(wait[pool]["mean"].max(), "s"),
             ]
         )
@@ -407,27 +499,32 @@ def run_sections(run: RunFolder) -> list[tuple[str, str, str]]:
                 "e2e p50",
                 "e2e p95",
                 "e2e p99",
-                "SLO attainment",
+                "SLO attainment (served)",
+                "goodput share",
             ],
             lrows,
             "Latency per pool and SLA class (requests per replication)",
         ),
         fig_html(
-            figures.cluster_day(util, wait),
+            figures.cluster_day(util, wait, peak, busy),
             "utilisation and wait over the day",
-            "Busy / available slot-seconds and mean queue wait by hour of day over the whole "
-            "horizon; shaded 95% CI over replications.",
+            "Left: busy / available slot-seconds by hour of day, the mean over the horizon's "
+            "days (solid) and the busiest day's (dashed, the highest of that hour over the "
+            "days), diamonds at each month's busy hour. Right: mean queue wait by hour of day. "
+            "Shaded 95% CI over replications.",
         ),
         table_html(
             [
                 "pool",
                 "mean utilisation",
-                "peak-hour utilisation",
-                "peak hour",
+                "busiest hour of the mean day",
+                "at",
+                "peak utilisation (busiest day)",
+                "at",
                 "worst hourly mean wait",
             ],
             urows,
-            "The cluster's day",
+            "The cluster's day: the mean day hides the peaks a capacity plan must carry",
         ),
     ]
     secs.append(("latency", "Latency and utilisation over the day", "\n".join(parts)))

@@ -7,6 +7,7 @@ from scipy import stats
 
 from sim.engine.metrics import hist_quantile
 from sim.engine.replication import ReplicationResult
+from sim.results.busy_hour import worst_busy_hour
 from sim.units import HOURS_PER_DAY, SECONDS_PER_HOUR, TOKENS_PER_MTOK
 
 # headline KPI -> (unit, description); every one is computed per replication
@@ -27,8 +28,26 @@ KPIS: dict[str, tuple[str, str]] = {
     "wait_mean_s": ("s", "mean queue wait of served requests"),
     "wait_p95_s": ("s", "95th percentile queue wait of served requests"),
     "ttft_p95_s": ("s", "95th percentile time to first token, requests in their SLA class"),
-    "slo_attainment": ("share", "requests meeting every SLO target / requests with an SLO"),
+    "slo_attainment_served": (
+        "share",
+        "requests meeting every SLO target / requests served in their SLA class (refusals and"
+        " throttled requests left out)",
+    ),
+    "goodput_share": (
+        "share",
+        "requests served in their SLA class within every SLO target / all requests made"
+        " (refused and throttled requests count as misses)",
+    ),
     "gpu_utilisation": ("share", "busy slot-seconds / working slot-seconds, whole horizon"),
+    "busy_hour_utilisation": (
+        "share",
+        "worst pool and month: busy slot-seconds / working slot-seconds at the busy hour"
+        " (the hour of day with the most offered load over the month, ITU-T E.500)",
+    ),
+    "busy_hour_ttft_p95_s": (
+        "s",
+        "worst pool and month: TTFT p95 of requests in an SLA class arriving at the busy hour",
+    ),
     "exhausted_share": ("share", "subscriber-months that crossed their quota / all started"),
     "effective_price_per_mtok": ("currency/1M tokens", "revenue_total per 1M tokens served"),
     "api_list_value": ("currency", "served tokens valued at API list prices"),
@@ -62,8 +81,8 @@ def replication_kpis(r: ReplicationResult) -> dict[str, float]:
     ren = a.monthly["renewals"].sum(axis=(1, 2))
     rates = churn[ren > 0] / ren[ren > 0]
     served = tot["served"]
-    all_wait = a.hist[:, :, :, 0].sum(axis=(0, 1, 2))
-    ttft = a.hist[:, :, :-1, 1].sum(axis=(0, 1, 2))
+    all_wait = a.hist[..., 0, :].sum(axis=(0, 1, 2, 3), dtype=np.int64)
+    ttft = a.hist[..., :-1, 1, :].sum(axis=(0, 1, 2, 3), dtype=np.int64)
     cap = float(a.hourly["slots"][:hours].sum()) * SECONDS_PER_HOUR
     return {
         "replication": r.replication,
@@ -83,8 +102,10 @@ def replication_kpis(r: ReplicationResult) -> dict[str, float]:
         "wait_mean_s": _ratio(float(a.wait_sum.sum()), served),
         "wait_p95_s": hist_quantile(all_wait, 0.95),
         "ttft_p95_s": hist_quantile(ttft, 0.95),
-        "slo_attainment": _ratio(tot["slo_met"], tot["slo_counted"]),
+        "slo_attainment_served": _ratio(tot["slo_met"], tot["slo_counted"]),
+        "goodput_share": _ratio(tot["slo_met"], tot["requests"]),
         "gpu_utilisation": _ratio(float(a.hourly["busy_slot_s"][:hours].sum()), cap),
+        **worst_busy_hour(r),
         "exhausted_share": _ratio(tot["exhausted"], tot["submonths"]),
         "effective_price_per_mtok": _ratio(rev * TOKENS_PER_MTOK, tot["tokens_served"]),
         "api_list_value": tot["api_list_value"],

@@ -40,7 +40,11 @@ MONTHLY_BY_PLAN_SEGMENT = "monthly_by_plan_segment.csv"
 HOURLY_CLUSTER = "hourly_cluster.parquet"
 """Replication x hour x pool load of the GPU cluster."""
 LATENCY = "latency.csv"
-"""Replication x month x pool x SLA class latency percentiles."""
+"""Replication x month x pool x SLA class: offered, served, goodput, latency percentiles."""
+LATENCY_BY_HOUR = "latency_by_hour.csv"
+"""Replication x month x hour of day x pool x SLA class: the columns of :data:`LATENCY`."""
+BUSY_HOUR = "busy_hour.csv"
+"""Replication x month x pool x SLA class at the month's busy hour: load, goodput, latency."""
 LEDGER = "ledger.parquet"
 """Subscription ledger (only when the scenario asks for it and it has rows)."""
 PLOTS_DIR = "plots"
@@ -49,6 +53,8 @@ REQUESTS_AZURE = "requests_azure.csv"
 """Exported requests as an Azure LLM trace (only with ``--export-requests``)."""
 REQUESTS_MOONCAKE = "requests_mooncake.jsonl"
 """Exported requests as a Mooncake trace (only with ``--export-requests``)."""
+REQUESTS_DETAIL = "requests.parquet"
+"""Exported requests with their outcome, pool, class and latencies (``--export-requests``)."""
 
 REQUIRED_FILES = (
     MANIFEST,
@@ -59,9 +65,11 @@ REQUIRED_FILES = (
     MONTHLY_BY_PLAN_SEGMENT,
     HOURLY_CLUSTER,
     LATENCY,
+    LATENCY_BY_HOUR,
+    BUSY_HOUR,
 )
 """Files every complete run folder holds, whatever the scenario's outputs and options."""
-OPTIONAL_FILES = (LEDGER, REQUESTS_AZURE, REQUESTS_MOONCAKE)
+OPTIONAL_FILES = (LEDGER, REQUESTS_AZURE, REQUESTS_MOONCAKE, REQUESTS_DETAIL)
 """Files a run folder holds depending on the scenario and options (plots aside)."""
 
 # ---------------------------------------------------------------------- manifest keys
@@ -215,6 +223,9 @@ def _write_contents(result: RunResult, d: Path, seed: int, plots: bool) -> None:
     hourly = result.hourly()
     hourly.to_parquet(d / HOURLY_CLUSTER, index=False)
     result.latency().to_csv(d / LATENCY, index=False)
+    result.latency_by_hour().to_csv(d / LATENCY_BY_HOUR, index=False)
+    busy = result.busy_hour()
+    busy.to_csv(d / BUSY_HOUR, index=False)
     led = result.ledger()
     if len(led):
         led.to_parquet(d / LEDGER, index=False)
@@ -228,7 +239,18 @@ def _write_contents(result: RunResult, d: Path, seed: int, plots: bool) -> None:
     if plots:
         from sim.results.plots import write_plots
 
-        write_plots(s.currency, months, by_plan, hourly, len(result.replications), d / PLOTS_DIR)
+        write_plots(
+            s.currency,
+            months,
+            by_plan,
+            hourly,
+            len(result.replications),
+            d / PLOTS_DIR,
+            busy=busy,
+            ttft_targets={
+                c.name: c.slo.ttft_s for c in s.cluster.sla_classes if c.slo.ttft_s is not None
+            },
+        )
     reps = result.replications
     manifest = {
         KEY_SCENARIO: s.name,
@@ -256,6 +278,8 @@ def write_request_traces(requests: pd.DataFrame, d: Path) -> None:
     ContextTokens, GeneratedTokens. :data:`REQUESTS_MOONCAKE`: timestamp (ms),
     input_length, output_length. Both read directly with the calibration folder's stats.py.
     Every request is written, refused ones too (they were requested).
+    :data:`REQUESTS_DETAIL` holds every column the engine exported (see
+    ``sim.engine.replication.run_replication``): outcome, pool, SLA class and latencies.
     """
     pd.DataFrame(
         {
@@ -271,6 +295,7 @@ def write_request_traces(requests: pd.DataFrame, d: Path) -> None:
             "output_length": requests["output_tokens"],
         }
     ).to_json(d / REQUESTS_MOONCAKE, orient="records", lines=True)
+    requests.to_parquet(d / REQUESTS_DETAIL, index=False)
 
 
 def _finite(x: Any) -> Any:

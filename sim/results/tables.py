@@ -15,11 +15,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim.engine.metrics import HOURLY, LATENCY, MONTHLY, hist_quantile
+from sim.engine.accounting import SLO_OFFERED
+from sim.engine.metrics import HOURLY, MONTHLY, hist_quantile
 from sim.engine.replication import ReplicationResult
+from sim.results.busy_hour import (
+    busy_hour_table,
+    busy_hour_ttft_p95,
+    latency_by_hour,
+    latency_by_month,
+    pool_busy_hour,
+)
 from sim.results.kpis import KPIS, _ratio, mean_ci, replication_kpis
 from sim.scenario.schema import Scenario
 from sim.units import HOURS_PER_DAY, SECONDS_PER_HOUR
+
+
+def _nanmax(x: np.ndarray) -> float:
+    """The largest finite value (NaN when there is none)."""
+    x = x[np.isfinite(x)]
+    return float(x.max()) if len(x) else float("nan")
 
 
 @dataclass
@@ -55,6 +69,8 @@ class RunResult:
         for r in self.replications:
             w, a = r.world, r.acc
             hpm = w.days_per_month * HOURS_PER_DAY
+            bh = pool_busy_hour(r)
+            bh_ttft = busy_hour_ttft_p95(r)
             for m in range(w.horizon_months):
                 mo = {k: float(a.monthly[k][m].sum()) for k in MONTHLY}
                 hrs = slice(m * hpm, (m + 1) * hpm)
@@ -62,7 +78,8 @@ class RunResult:
                 rev = mo["revenue_fees"] + mo["revenue_overage"] + mo["revenue_topups"]
                 busy = float(a.hourly["busy_slot_s"][hrs].sum())
                 cap = float(a.hourly["slots"][hrs].sum()) * SECONDS_PER_HOUR
-                h_ttft = a.hist[m, :, :-1, 1].sum(axis=(0, 1))
+                h_ttft = a.hist[m, :, :, :-1, 1].sum(axis=(0, 1, 2), dtype=np.int64)
+                offered = float(a.slo[m, ..., SLO_OFFERED].sum())
                 rows.append(
                     {
                         "replication": r.replication,
@@ -83,8 +100,12 @@ class RunResult:
                         "refused_share": _ratio(mo["requests"] - mo["served"], mo["requests"]),
                         "exhausted_share": _ratio(mo["exhausted"], mo["submonths"]),
                         "ttft_p95_s": hist_quantile(h_ttft, 0.95),
-                        "slo_attainment": _ratio(mo["slo_met"], mo["slo_counted"]),
+                        "slo_attainment_served": _ratio(mo["slo_met"], mo["slo_counted"]),
+                        "goodput_share": _ratio(mo["slo_met"], offered),
                         "gpu_utilisation": _ratio(busy, cap),
+                        "busy_hour_ttft_p95_s": _nanmax(bh_ttft[m]),
+                        "busy_hour_utilisation": _nanmax(bh["utilisation"][m]),
+                        "peak_hour_utilisation": _nanmax(bh["peak_hour_utilisation"][m]),
                     }
                 )
         return pd.DataFrame(rows)
@@ -114,38 +135,24 @@ class RunResult:
         return out
 
     def latency(self) -> pd.DataFrame:
-        """Replication x month x pool x class: requests, waits, latency percentiles, SLO.
+        """Replication x month x pool x class: offered, served, goodput, latency percentiles.
 
-        Class ``throttled`` holds the slow-lane and downgraded requests (no SLO).
+        Class ``throttled`` holds the slow-lane and downgraded requests (no SLO); class
+        ``all`` pools the SLA classes. See sim.results.busy_hour for the columns.
         """
-        rows = []
-        for r in self.replications:
-            w, a = r.world, r.acc
-            classes = [*w.cls.names, "throttled"]
-            for m in range(w.horizon_months):
-                for j, pool in enumerate(w.pool.names):
-                    for c, cname in enumerate(classes):
-                        h = a.hist[m, j, c]
-                        n = int(h[0].sum())
-                        if n == 0:
-                            continue
-                        row: dict[str, Any] = {
-                            "replication": r.replication,
-                            "month": m,
-                            "pool": pool,
-                            "sla_class": cname,
-                            "requests": n,
-                            "wait_mean_s": a.wait_sum[m, j, c] / n,
-                            "tpot_s": float(w.pool.tpot_s[j]),
-                            "slo_attainment": _ratio(*a.slo_pool[m, j, c]),
-                        }
-                        for k, name in enumerate(LATENCY):
-                            for q in (0.5, 0.95, 0.99):
-                                row[f"{name.removesuffix('_s')}_p{int(q * 100)}_s"] = hist_quantile(
-                                    h[k], q
-                                )
-                        rows.append(row)
-        return pd.DataFrame(rows)
+        return pd.concat([latency_by_month(r) for r in self.replications], ignore_index=True)
+
+    def latency_by_hour(self) -> pd.DataFrame:
+        """Replication x month x hour of day x pool x class: the same columns as latency()."""
+        return pd.concat([latency_by_hour(r) for r in self.replications], ignore_index=True)
+
+    def busy_hour(self) -> pd.DataFrame:
+        """Replication x month x pool x class at each month's busy hour (ITU-T E.500).
+
+        Load (offered Erlangs, offered ratio, utilisation, the peak single hour's utilisation),
+        goodput and latency percentiles; see sim.results.busy_hour.
+        """
+        return pd.concat([busy_hour_table(r) for r in self.replications], ignore_index=True)
 
     def ledger(self) -> pd.DataFrame:
         """Every subscriber-month of every replication (empty when disabled)."""

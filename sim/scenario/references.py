@@ -31,6 +31,7 @@ def check_references(s: Scenario) -> None:
     _check_unique_names(s, pr)
     _check_catalog(s, pr)
     pooled = _check_pools(s, pr)
+    _check_replicas(s, pr)
     _check_plans(s, pooled, pr)
     _check_segments(s, pr)
     if pr.items:
@@ -85,6 +86,33 @@ def _check_pools(s: Scenario, pr: _Problems) -> dict[str, int]:
         if months != sorted(months) or len(set(months)) != len(months):
             pr.add(f"cluster.pools[{i}].schedule", "months must be strictly increasing")
     return pooled
+
+
+def _check_replicas(s: Scenario, pr: _Problems) -> None:
+    """A pool with cards has at least one replica of its model on its GPU type.
+
+    Only whole replicas serve (``sim.world.build``: floor(gpus / gpus_per_replica)), so 0 < gpus
+    < gpus_per_replica, at t=0 or at any schedule step, pays for cards that serve no request.
+    0 cards stay allowed (a model switched off). Pools with an unknown model or GPU type, or no
+    serving entry for it, are reported by ``_check_pools``.
+    """
+    models = {m.name: m for m in s.catalog.models}
+    for i, p in enumerate(s.cluster.pools):
+        llm = models.get(p.model)
+        sv = next((v for v in llm.serving if v.gpu == p.gpu), None) if llm else None
+        if sv is None:
+            continue
+        need = sv.gpus_per_replica
+        levels = [(f"cluster.pools[{i}].gpus", p.gpus)] + [
+            (f"cluster.pools[{i}].schedule[{k}].gpus", c.gpus) for k, c in enumerate(p.schedule)
+        ]
+        for path, gpus in levels:
+            if 0 < gpus < need:
+                pr.add(
+                    path,
+                    f"{gpus} GPUs is less than one replica of {p.model} on {p.gpu} ({need} GPUs):"
+                    f" no request could be served; use 0 or at least {need}",
+                )
 
 
 def _check_plans(s: Scenario, pooled: dict[str, int], pr: _Problems) -> None:

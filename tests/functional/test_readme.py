@@ -46,3 +46,16 @@ def test_readme_sweep_example_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert namespace["dear"].plans[4].price_per_month == 199
     fees = t.groupby("plans.dev_70m.price_per_month")["revenue_fees"].mean()
     assert fees.nunique() == 3  # the swept price reaches the bills
+
+
+def test_readme_size_example_runs(monkeypatch: pytest.MonkeyPatch, capsys):
+    """The README's capacity-planning example runs and prints an answer in whole replicas."""
+    block = [b for b in _python_blocks() if "sim.size" in b]
+    assert block, "the README shows sim.size"
+    monkeypatch.chdir(ROOT)
+    namespace: dict = {}
+    exec(compile(block[0], "README.md", "exec"), namespace)
+    answer = namespace["sizing"].answer
+    assert list(answer["pool"]) == ["telechat"]
+    assert (answer["gpus"] == answer["replicas"] * 2).all()  # telechat replicas are 2 GPUs
+    assert "simulated months" in capsys.readouterr().out

@@ -180,12 +180,13 @@ def test_reports_are_self_contained(reports: dict[str, Path], sweep_dir: Path):
         assert str(sweep_dir.parent) not in text, f"{kind}: machine path in the page"
         assert text.count("<figure>") == text.count('src="data:image/svg+xml;base64,'), kind
     run = _html(reports["run"])
-    assert run.count("<figure>") == 6
+    assert run.count("<figure>") == 7
     for heading in (
         "Headline KPIs",
         "Subscribers and churn by plan",
         "Revenue, GPU cost and",
         "Token mix by model",
+        "Busy hour",
         "Latency and utilisation",
         "Quota use per plan",
         "Scenario facts",
@@ -206,7 +207,7 @@ def test_a_run_without_ledger_says_so(sweep_dir: Path, monkeypatch):
     monkeypatch.setattr("sim.report.figures.svg_data_uri", lambda fig: "data:,")  # text only
     text = build_report([sweep_dir / "points" / "p002"])
     assert text.count("outputs.ledger: false") == 2  # token mix and quota use
-    assert text.count("<figure>") == 4
+    assert text.count("<figure>") == 5  # the 7 of a run page, less token mix and quota use
 
 
 def test_reports_render_in_headless_chromium(reports: dict[str, Path]):

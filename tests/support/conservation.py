@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim.engine.metrics import MONTHLY, N_BINS, bin_value
+from sim.engine.accounting import SLO_COUNTED, SLO_MET, SLO_OFFERED
+from sim.engine.metrics import LATENCY, MONTHLY, N_BINS, bin_value
 from sim.results.tables import RunResult
 from sim.scenario.schema import Payg, Scenario, Topup
 from sim.units import SECONDS_PER_HOUR
@@ -63,8 +64,8 @@ def check_latency_and_load(r: RunResult) -> None:
     assert (m["slo_counted"] <= m["served"]).all()
     served = m["served"].sum()
     # every served request has one wait, TTFT and end-to-end sample, and one start in the hours
-    _close(a.hist[..., 0, :].sum(), served, "wait histogram count = served")
-    _close(a.hist[..., 1, :].sum(), served, "TTFT histogram count = served")
+    for k, name in enumerate(LATENCY):
+        _close(a.hist[..., k, :].sum(), served, f"{name} histogram count = served")
     _close(a.hourly["started"].sum(), served, "hourly starts = served")
     _close(a.hourly["arrivals"].sum(), served, "hourly admitted arrivals = served")
     _close(a.hourly["slo_met"].sum(), m["slo_met"].sum(), "hourly SLO met")
@@ -107,8 +108,12 @@ def check_slo_against_ttft(r: RunResult) -> None:
     rep = r.replications[0]
     a, w = rep.acc, rep.world
     m = a.monthly
-    _close(a.slo_pool[..., 0].sum(), m["slo_met"].sum(), "SLO met by pool = by plan")
-    _close(a.slo_pool[..., 1].sum(), m["slo_counted"].sum(), "SLO counted by pool = by plan")
+    slo = a.slo.sum(axis=1)  # month x pool x class x (offered, counted, met): hours together
+    _close(slo[..., SLO_MET].sum(), m["slo_met"].sum(), "SLO met by pool = by plan")
+    _close(slo[..., SLO_COUNTED].sum(), m["slo_counted"].sum(), "SLO counted by pool = by plan")
+    _close(slo[..., SLO_OFFERED].sum(), m["requests"].sum(), "offered to pools = requests made")
+    _close(a.hourly["offered"].sum(), m["requests"].sum(), "hourly offered = requests made")
+    hist = a.hist.sum(axis=1, dtype=np.int64)  # month x pool x class x metric x bin
     centre = bin_value(np.arange(N_BINS))
     for c, cls in enumerate(r.scenario.cluster.sla_classes):
         assert cls.slo.wait_s is None, "this check knows TTFT and TPOT targets only"
@@ -116,9 +121,9 @@ def check_slo_against_ttft(r: RunResult) -> None:
         surely = np.append(centre[1:] <= target, target == np.inf)  # bin entirely <= target
         maybe = np.insert(centre[:-1] < target, 0, True)  # bin reaches below the target
         for j in range(len(w.pool.names)):
-            h = a.hist[:, j, c, 1, :]  # [month, bin]
-            met = a.slo_pool[:, j, c, 0]
-            _close(a.slo_pool[:, j, c, 1], h.sum(axis=1), "SLO counted = in-class requests")
+            h = hist[:, j, c, 1, :]  # [month, bin]
+            met = slo[:, j, c, SLO_MET]
+            _close(slo[:, j, c, SLO_COUNTED], h.sum(axis=1), "SLO counted = in-class requests")
             if cls.slo.tpot_s is not None and w.pool.tpot_s[j] > cls.slo.tpot_s:
                 assert (met == 0).all(), "the pool's decode is too slow for the class"
                 continue
@@ -254,7 +259,13 @@ def check_tables(r: RunResult) -> None:
     _close(k["requests"], m["requests"].sum(), "KPI requests")
     _close(k["tokens_served"], m["tokens_served"].sum(), "KPI tokens served")
     _close(k["subscribers_end"], m["subscribers_end"][-1].sum(), "KPI subscribers_end")
-    for share in ("refused_share", "throttled_share", "slo_attainment", "exhausted_share"):
+    for share in (
+        "refused_share",
+        "throttled_share",
+        "slo_attainment_served",
+        "goodput_share",
+        "exhausted_share",
+    ):
         assert math.isnan(k[share]) or 0.0 <= k[share] <= 1.0, share
 
 

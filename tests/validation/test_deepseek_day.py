@@ -93,4 +93,4 @@ def test_node_utilisation_matches_the_catalog_serving_model(run):
     k = run.kpis()
     assert 0.7 < expected < 0.8
     assert k["gpu_utilisation"].mean() == pytest.approx(expected, rel=REL_TOL)
-    assert k["slo_attainment"].min() > 0.99
+    assert k["slo_attainment_served"].min() > 0.99

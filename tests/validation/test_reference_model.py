@@ -113,7 +113,7 @@ def engine_metrics(r: ReplicationResult) -> Metrics:
     hours = w.horizon_days * 24
     tot = {k: float(v.sum()) for k, v in a.monthly.items()}
     waits = a.wait_sum.sum(axis=0)  # [pool, class]
-    counts = a.hist[:, :, :, 0, :].sum(axis=(0, 3))  # [pool, class]
+    counts = a.hist[..., 0, :].sum(axis=(0, 1, 4), dtype=np.int64)  # [pool, class]
     busy = a.hourly["busy_slot_s"][:hours].sum(axis=0)
     capacity = a.hourly["slots"][:hours].sum(axis=0) * 3600.0
     return _metrics(w, tot, waits, counts, busy, capacity)

@@ -1,0 +1,1 @@
+"""Capacity planning: analytic queueing estimates and the simulation search that sizes GPU pools."""

@@ -1,0 +1,361 @@
+"""Sizing GPU pools (sim.capacity.search.size and ``tokensim size``).
+
+Three checks: the search finds what a brute-force sweep over the same counts finds; in the
+M/M/c limit its analytic first guess is Erlang C's answer and its simulated answer is within
+one replica of it; and questions it cannot answer are refused with exit 2, naming the problem
+and writing nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from scipy import stats
+from support.scenarios import small_dict
+
+from sim.capacity.measure import Measurement, measure
+from sim.capacity.queueing import PoolLoad, SloTarget, parse_slo, smallest_replicas
+from sim.capacity.search import SizingError, pool_specs, size, with_counts
+from sim.cli import main, parser
+from sim.scenario.loading import validate_data
+from sim.scenario.schema import Scenario
+from sim.units import SECONDS_PER_DAY
+
+SEED = 7
+REPLICATIONS = 3
+MAX_REPLICATIONS = 8
+
+
+def write_yaml(path: Path, data: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+# ------------------------------------------------------------- 5. search = brute force
+
+
+def congested_big_pool() -> Scenario:
+    """One month of the small scenario whose ``big`` pool needs several two-slot replicas.
+
+    Five times the subscribers and a tenth of the decode speed put about 4.5 Erlangs on the
+    busy hour of ``big`` (each request holds a slot ~10 s); one replication takes ~0.3 s.
+    """
+    d = small_dict(horizon_months=1)
+    sv = d["catalog"]["models"][0]["serving"][0]
+    sv["batch_slots_per_replica"] = 2
+    sv["decode_tokens_per_s_per_gpu"] = 10
+    for g in d["segments"]:
+        g["initial_subscribers"] *= 5
+    d["segments"][0]["acquisition"]["market_size"] *= 5
+    return validate_data(d)
+
+
+def verdict(values: np.ndarray, bound: float) -> str:
+    """meets / fails / unsure from the 95% Student-t interval of the mean (NaN counts as 0)."""
+    v = np.nan_to_num(values, nan=0.0)
+    mean = float(v.mean())
+    half = 0.0
+    if len(v) > 1:
+        half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+    if mean + half <= bound:
+        return "meets"
+    return "fails" if mean - half > bound else "unsure"
+
+
+def judge(ms: list[Measurement], targets: list[SloTarget], pool: int) -> str:
+    """Every target on the worst month's busy-hour quantile of the pool."""
+    vs = [
+        verdict(np.array([np.nanmax(m.metric_values[k, :, pool]) for m in ms]), t.bound_s)
+        for k, t in enumerate(targets)
+    ]
+    return "fails" if "fails" in vs else "unsure" if "unsure" in vs else "meets"
+
+
+def brute_force(
+    s: Scenario, pool: str, targets: list[SloTarget], counts: range
+) -> tuple[dict[int, str], dict[int, list[Measurement]]]:
+    """The verdict at every count, with replications added while unsure as the search does."""
+    specs = pool_specs(s)
+    j = next(p.index for p in specs if p.name == pool)
+    verdicts, runs = {}, {}
+    for n in counts:
+        sn = with_counts(s, {pool: (n,) * s.horizon_months}, specs)
+        ms: list[Measurement] = []
+        while True:
+            if ms:
+                v = judge(ms, targets, j)
+                if v != "unsure" or len(ms) >= MAX_REPLICATIONS:
+                    break
+            need = REPLICATIONS if not ms else min(len(ms), MAX_REPLICATIONS - len(ms))
+            ms += [measure(sn, SEED, r, targets, False) for r in range(len(ms), len(ms) + need)]
+        verdicts[n], runs[n] = v, ms
+    return verdicts, runs
+
+
+def test_size_finds_the_brute_force_answer():
+    s = congested_big_pool()
+    slos = ["wait_p95<=1.0"]
+    targets = [parse_slo(x) for x in slos]
+    counts = range(1, 10)
+    verdicts, runs = brute_force(s, "big", targets, counts)
+    meeting = [n for n in counts if all(verdicts[m] == "meets" for m in counts if m >= n)]
+    assert meeting, verdicts
+    expected = meeting[0]
+    assert 3 <= expected <= 7, verdicts  # the scenario is congested enough to need a search
+    assert verdicts[expected - 1] != "meets"
+
+    sz = size(
+        s,
+        slos,
+        pools=["big"],
+        seed=SEED,
+        replications=REPLICATIONS,
+        max_replications=MAX_REPLICATIONS,
+        max_replicas=32,
+    )
+    (row,) = sz.answer.to_dict("records")
+    assert row["replicas"] == expected, (row, verdicts)
+    assert row["gpus"] == expected
+    assert row["fails_at_replicas"] == expected - 1
+    assert sz.schedule["big"] == [{"month": 0, "gpus": expected}]
+    # every count the search simulated saw the brute force's replications (common random
+    # numbers): same replications, same verdict, same mean
+    ev = sz.evaluations
+    assert {expected - 1, expected} <= set(ev["replicas"])
+    for e in ev.to_dict("records"):
+        n = int(e["replicas"])
+        assert e["verdict"] == verdicts[n], (n, e["verdict"], verdicts[n])
+        assert e["replications"] == len(runs[n])
+        mine = np.nanmean([np.nanmax(m.metric_values[0, :, 0]) for m in runs[n]])
+        assert e[targets[0].label] == pytest.approx(float(np.nan_to_num(mine)), rel=1e-12)
+    # the pool not sized keeps its count
+    assert sz.scenario.cluster.pools[1].gpus == s.cluster.pools[1].gpus
+
+
+# ------------------------------------------------------------- 6. the M/M/c limit
+
+
+def erlang_c(c: int, a: float) -> float:
+    """P(wait > 0) in M/M/c at offered load a < c, from the Erlang B recursion."""
+    b = 1.0
+    for k in range(1, c + 1):
+        b = a * b / (k + a * b)
+    return c * b / (c - a * (1.0 - b))
+
+
+def erlang_c_servers(lam: float, mu: float, q: float, t: float) -> int:
+    """Smallest c with P(W > t) = C(c, a) exp(-(c mu - lam) t) <= 1 - q (a = lam / mu)."""
+    a = lam / mu
+    c = math.floor(a) + 1
+    while erlang_c(c, a) * math.exp(-(c * mu - lam) * t) > 1.0 - q:
+        c += 1
+    return c
+
+
+def mm_load(lam: float, mu: float, slots: int) -> PoolLoad:
+    """An M/M/c pool: Poisson arrivals, exponential service (scv 1), no prefill."""
+    return PoolLoad(
+        arrival_rate_per_s=lam,
+        mean_service_s=1.0 / mu,
+        scv_service=1.0,
+        prefill_values_s=np.array([0.0]),
+        prefill_weights=np.array([1.0]),
+        slots_per_replica=slots,
+        gpus_per_replica=1,
+        tpot_s=0.0,
+    )
+
+
+@pytest.mark.parametrize("slots", [1, 4])
+@pytest.mark.parametrize("metric", ["wait", "ttft"])
+def test_the_analytic_estimate_is_erlang_c_in_the_mmc_limit(metric: str, slots: int):
+    rng = np.random.default_rng(4)
+    for _ in range(60):
+        lam, mu = float(rng.uniform(0.2, 60.0)), float(rng.uniform(0.2, 3.0))
+        q = float(rng.choice([0.5, 0.9, 0.95, 0.99]))
+        t = float(rng.uniform(0.01, 3.0)) / mu
+        c = erlang_c_servers(lam, mu, q, t)
+        got = smallest_replicas(mm_load(lam, mu, slots), [SloTarget(metric, q, t)])
+        assert got.replicas == math.ceil(c / slots), (lam, mu, q, t, c, got)
+
+
+MMC_SUBSCRIBERS = 4000
+MMC_SESSIONS_PER_DAY = 86.4
+"""With one request per session and flat profiles: 4000 x 86.4 / 86400 s = 4 requests/s."""
+MMC_DECODE = 1000.0
+"""Output tokens/s of a one-slot replica: a mean of ~1000 tokens holds the slot ~1 s."""
+MMC_MEAN_OUTPUT = 1000.0
+
+
+def mmc_dict() -> dict[str, Any]:
+    """A pool of one-slot replicas fed Poisson arrivals with ~exponential service.
+
+    Poisson: one request per session, flat hour and weekday profiles, no activity spells,
+    Poisson session starts, near-equal intensities (Gamma shape 1e6), no churn or sign-ups, no
+    quota in reach. Exponential service: an empirical output-length table that is the
+    exponential quantile function up to p = 0.999 (then linear to its 1 - 1e-5 quantile); one
+    input token, uncached, prefilled at 1e9 tokens/s, so TTFT is the queue wait + 1 ns.
+    """
+    p = np.concatenate([np.linspace(0.0, 0.999, 400), [1.0]])
+    q = -MMC_MEAN_OUTPUT * np.log1p(-np.minimum(p, 1.0 - 1e-5))
+    serving = {
+        "gpu": "g",
+        "prefill_tokens_per_s_per_gpu": 1e9,
+        "decode_tokens_per_s_per_gpu": MMC_DECODE,
+        "batch_slots_per_replica": 1,
+        "gpus_per_replica": 1,
+    }
+    return {
+        "name": "mmc",
+        "horizon_months": 1,
+        "days_per_month": 7,
+        "seed": 3,
+        "outputs": {"ledger": False, "plots": False},
+        "catalog": {
+            "gpus": [{"name": "g", "cost_per_hour": 1.0}],
+            "models": [
+                {
+                    "name": "m",
+                    "price_input_miss_per_mtok": 1.0,
+                    "price_input_hit_per_mtok": 1.0,
+                    "price_output_per_mtok": 1.0,
+                    "serving": [serving],
+                }
+            ],
+        },
+        "plans": [
+            {
+                "name": "p",
+                "price_per_month": 1.0,
+                "quota": {"unit": "tokens", "amount": 1e15},
+                "models": {"m": 1.0},
+            }
+        ],
+        "segments": [
+            {
+                "name": "s",
+                "plans": ["p"],
+                "initial_subscribers": MMC_SUBSCRIBERS,
+                "sessions_per_day": MMC_SESSIONS_PER_DAY,
+                "requests_per_session": 1.0,
+                "hour_profile": [1.0] * 24,
+                "activity_sigma": 0.0,
+                "arrival_cv": 1.0,
+                "intensity_shape": 1e6,
+                "input_tokens": {"dist": "empirical", "quantiles": [1, 1]},
+                "output_tokens": {
+                    "dist": "empirical",
+                    "quantiles": q.tolist(),
+                    "probs": p.tolist(),
+                },
+                "cache_hit_share": 0.0,
+                "model_preference": {"m": 1.0},
+                "value_per_mtok": 1.0,
+                "churn_intercept": -30.0,
+            }
+        ],
+        "cluster": {
+            "pools": [{"name": "m", "model": "m", "gpu": "g", "gpus": 6}],
+            "sla_classes": [{"name": "standard", "priority": 1, "slo": {}}],
+        },
+    }
+
+
+def test_size_in_the_mmc_limit_agrees_with_erlang_c():
+    """The analytic guess equals Erlang C's answer; the simulated answer is within one replica.
+
+    lambda and mu come from the scenario: 4 requests/s, and a mean service of the output
+    table's mean length over the decode rate (~1.0 s), so a = 4 Erlangs. The pilot measures
+    the load at the busy hour (the most loaded of 24 hours, ~1% above the mean) and the
+    service moments from a sample, so its guess can equal Erlang C's answer only when the
+    target is not on the edge of a count: ttft_p95 <= 1.2 s needs 6 servers (p95 wait 0.87 s;
+    5 give 2.4 s), and a load or scv a few percent off gives the same answer. The simulated
+    answer may differ by one where an interval straddles the bound.
+    """
+    s = validate_data(mmc_dict())
+    lam = MMC_SUBSCRIBERS * MMC_SESSIONS_PER_DAY / SECONDS_PER_DAY
+    mean_tokens = s.segments[0].output_tokens.mean()
+    mu = MMC_DECODE / mean_tokens
+    target = parse_slo("ttft_p95<=1.2")
+    c = erlang_c_servers(lam, mu, target.quantile, target.bound_s)
+    assert c == 6  # the design above
+    exact = smallest_replicas(mm_load(lam, mu, 1), [target])
+    assert exact.replicas == c
+    assert exact.offered_load_erlangs == pytest.approx(lam / mu, rel=1e-12)
+
+    sz = size(s, [target], seed=SEED, replications=REPLICATIONS)
+    (row,) = sz.answer.to_dict("records")
+    assert row["analytic_replicas"] == c
+    assert row["analytic_offered_load_erlangs"] == pytest.approx(lam / mu, rel=0.03)
+    assert abs(row["replicas"] - c) <= 1, row
+    assert row["verdict_at_answer"] == "meets"
+
+
+# ------------------------------------------------------------- 7. refused questions
+
+
+def has_size_command() -> bool:
+    sub = parser()._subparsers._group_actions[0]  # type: ignore[union-attr]
+    return "size" in sub.choices  # type: ignore[attr-defined]
+
+
+# name -> (SLO expressions, pools, texts the message must contain)
+REFUSED: dict[str, tuple[list[str], list[str] | None, list[str]]] = {
+    "greater_or_equal": (["ttft_p95>=1"], None, ["--slo", "ttft_p95>=1"]),
+    "unknown_metric": (["foo_p95<=1"], None, ["--slo", "foo_p95<=1", "metric"]),
+    "negative_bound": (["ttft_p95<=-1"], None, ["--slo", "ttft_p95<=-1", "> 0"]),
+    "unknown_pool": (["ttft_p95<=1"], ["nope"], ["--pool", "nope", "big", "small"]),
+    # the big pool decodes at 8 slots / 400 tokens/s = 0.02 s per token at every size
+    "tpot_below_the_pool's": (["tpot_p95<=0.01"], ["big"], ["unreachable", "big", "tpot"]),
+    # the small scenario's prefill alone takes ~0.3 s at the median
+    "ttft_below_prefill": (["ttft_p50<=0.01"], None, ["unreachable", "prefill"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_size_refuses_an_unanswerable_question(case: str):
+    slos, pools, texts = REFUSED[case]
+    log: list[str] = []
+    with pytest.raises(SizingError) as e:
+        size(validate_data(small_dict()), slos, pools=pools, seed=SEED, log=log.append)
+    for text in texts:
+        assert text in str(e.value), (text, str(e.value))
+    if case != "ttft_below_prefill":  # refused before the pilot: nothing simulated
+        assert log == []
+    else:  # refused after the pilot, before any search
+        assert not any("simulating" in m for m in log), log
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_tokensim_size_exits_2_naming_the_problem_and_writes_nothing(
+    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+):
+    if not has_size_command():
+        pytest.skip("tokensim has no size command")
+    slos, pools, texts = REFUSED[case]
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)  # the default folder would go to ./results
+    path = write_yaml(tmp_path / "small.yaml", small_dict())
+    out = tmp_path / "sized"
+    argv = ["size", str(path), "--out", str(out), "-q", "--seed", str(SEED)]
+    for x in slos:
+        argv += ["--slo", x]
+    for p in pools or []:
+        argv += ["--pool", p]
+    with contextlib.redirect_stdout(io.StringIO()) as stdout:
+        assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:"), err
+    for text in texts:
+        assert text in err, (text, err)
+    assert not out.exists()
+    assert list(work.iterdir()) == []
+    assert "wrote" not in stdout.getvalue()
