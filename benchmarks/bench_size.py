@@ -70,8 +70,11 @@ def main() -> int:
             "answer_gpus": {r["pool"]: int(r["gpus"]) for r in sz.answer.to_dict(orient="records")},
             "confidence": {r["pool"]: r["confidence"] for r in sz.answer.to_dict(orient="records")},
             "notes": sz.notes,
+            "answer": sz.answer.to_dict(orient="records"),
+            "evaluations": sz.evaluations.to_dict(orient="records"),
         }
-        print(json.dumps(report["size"], indent=2))
+        shown = {k: v for k, v in report["size"].items() if k not in ("answer", "evaluations")}
+        print(json.dumps(shown, indent=2))
         if not a.no_brute_force:
             specs = pool_specs(s)
             pool = a.pool or specs[0].name

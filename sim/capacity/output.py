@@ -9,8 +9,9 @@
                       95% intervals, goodput, utilisation, GPU cost, margin, churn
     schedule.yaml     the ``schedule:`` block of each pool and the orders, ``lead_months`` ahead
     scenario.yaml     the scenario at the answer (runs as is with ``tokensim run``)
-    size.png          per pool: replicas -> busy-hour quantile per target (with the bound),
-                      goodput and utilisation, and the analytic estimate's curve
+    size.png          per pool: GPUs -> each target's busy-hour quantile (with the bound and
+                      the analytic estimate's curve), goodput and utilisation, and the
+                      run's GPU cost, gross margin and churn
 """
 
 from __future__ import annotations
@@ -111,11 +112,13 @@ def plot_size(sz: Sizing, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     ev = sz.evaluations
     ev = ev[ev["month"] == -1] if (ev["month"] == -1).any() else ev
     pools = list(dict.fromkeys(ev["pool"]))
-    fig, axes = plt.subplots(2, len(pools), figsize=(5 * len(pools), 7.5), squeeze=False)
+    fig, axes = plt.subplots(3, len(pools), figsize=(max(5.5 * len(pools), 7.0), 11), squeeze=False)
+    currency = sz.scenario.currency
     for k, pool in enumerate(pools):
         g = ev[ev["pool"] == pool].sort_values("replications").groupby("gpus").last()
         g = g.reset_index().sort_values("gpus")
@@ -150,6 +153,21 @@ def plot_size(sz: Sizing, path: Path) -> None:
         ax2.plot(g["gpus"], g["busy_hour_utilisation"], marker="s", label="busy-hour utilisation")
         ax2.set(xlabel="GPUs", ylabel="share", ylim=(0, 1.05), title=f"{pool}: service and load")
         ax2.legend(fontsize=7)
+        ax3 = axes[2][k]
+        ax3.plot(g["gpus"], g["gpu_cost"], marker="o", label="GPU cost")
+        ax3.plot(g["gpus"], g["gross_margin"], marker="s", label="gross margin")
+        ax3.set(
+            xlabel="GPUs",
+            ylabel=f"{currency} over the horizon",
+            title=f"{pool}: money and churn of the whole run",
+        )
+        ax3.legend(fontsize=7, loc="upper left")
+        churn = ax3.twinx()
+        churn.plot(g["gpus"], g["churn_rate_monthly"], color="tab:red", marker="^", label="churn")
+        churn.set_ylabel("monthly churn (share)", color="tab:red")
+        churn.legend(fontsize=7, loc="upper right")
+    for ax in axes.flat:
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     fig.suptitle(f"{sz.scenario.name}: sizing for {', '.join(t.label for t in sz.targets)}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

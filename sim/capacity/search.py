@@ -199,6 +199,7 @@ class Evaluation:
 
     counts: dict[str, tuple[int, ...]]
     measurements: list[Measurement] = field(default_factory=list)
+    judged: bool = False  # settled by the search (the pilot's vector may never be probed)
 
 
 @dataclass
@@ -248,6 +249,7 @@ def _verdict(values: np.ndarray, bound: float) -> tuple[str, float, float, float
     mean, lo, hi = mean_ci(v)
     if not math.isfinite(lo):
         lo = hi = mean
+    lo = max(lo, 0.0)  # a latency is never negative
     if hi <= bound:
         return MEETS, mean, lo, hi
     if lo > bound:
@@ -386,6 +388,9 @@ def size(
         if c.guess is not None and c.guess.replicas is not None:
             c.first_guess = c.probe
         say(f"  {c.label}: analytic first guess {c.probe} replicas")
+    given = _given_counts(scenario, cells, specs)
+    if given is not None:  # the pilot is replication 0 of the scenario's own count vector
+        evals[tuple(sorted(given.items()))] = Evaluation(given, list(pilot))
 
     # 2. search
     for round_ in range(MAX_ROUNDS):
@@ -413,6 +418,7 @@ def size(
     if len(ev.measurements) < replications:
         say(f"answer: {_describe(final)} x {replications} replications")
         ev.measurements += runner.run(final, range(len(ev.measurements), replications))
+    ev.judged = True
     answer, notes = _answer_table(cells, evals, final, targets)
     table = _evaluation_table(evals, cells, targets)
     schedule, orders = _schedule(final, specs, lead_months)
@@ -428,6 +434,30 @@ def size(
         wall_s=time.perf_counter() - t0,
         notes=notes,
     )
+
+
+def _given_counts(
+    s: Scenario, cells: list[Cell], specs: list[PoolSpec]
+) -> dict[str, tuple[int, ...]] | None:
+    """The scenario's own counts as a count vector of the sized pools, if it is one.
+
+    It is when every sized pool pays for whole replicas in every month (and, sized over the
+    whole horizon, the same number each month): then ``with_counts`` of it is the scenario
+    itself, and the pilot's replications are that vector's.
+    """
+    from sim.world.build import build
+
+    gpus = build(s).pool.gpus_by_month
+    out: dict[str, tuple[int, ...]] = {}
+    for c in cells:
+        p = c.pool
+        col = [int(v) for v in gpus[:, p.index]]
+        if any(v % p.gpus_per_replica for v in col):
+            return None
+        if c.month is None and len(set(col)) != 1:
+            return None
+        out[p.name] = tuple(v // p.gpus_per_replica for v in col)
+    return out if with_counts(s, out, specs).digest() == s.digest() else None
 
 
 def _check_options(
@@ -506,10 +536,12 @@ def _settle(
     """
     while True:
         have = len(ev.measurements)
-        verdicts = {c.label: judge(ev.measurements, c, targets)[0] for c in cells} if have else {}
-        if have and (UNSURE not in verdicts.values() or have >= max_replications):
+        enough = have >= replications
+        verdicts = {c.label: judge(ev.measurements, c, targets)[0] for c in cells} if enough else {}
+        if enough and (UNSURE not in verdicts.values() or have >= max_replications):
+            ev.judged = True
             return verdicts
-        need = replications if not have else min(have, max_replications - have)
+        need = replications - have if not enough else min(have, max_replications - have)
         say(f"  simulating {_describe(ev.counts)}: replications {have}..{have + need - 1}")
         ev.measurements += runner.run(ev.counts, range(have, have + need))
 
@@ -578,9 +610,7 @@ def _evaluation_table(
 ) -> pd.DataFrame:
     """One row per evaluated count vector x cell: the figures and the verdict."""
     rows = []
-    for i, ev in enumerate(evals.values()):
-        if not ev.measurements:
-            continue
+    for i, ev in enumerate(e for e in evals.values() if e.judged):
         kpis = {
             k: float(np.mean([m.kpis[k] for m in ev.measurements])) for k in ev.measurements[0].kpis
         }

@@ -359,3 +359,99 @@ def test_tokensim_size_exits_2_naming_the_problem_and_writes_nothing(
     assert not out.exists()
     assert list(work.iterdir()) == []
     assert "wrote" not in stdout.getvalue()
+
+
+# ------------------------------------------------------------- by month: a procurement schedule
+
+
+def growing_big_pool() -> Scenario:
+    """Two months of the congested scenario whose demand grows from month 0 to month 1.
+
+    Chat starts with 500 subscribers and signs up 2,000 a month at a constant rate, so the
+    busy-hour load of month 1 is well above month 0's.
+    """
+    d = small_dict(horizon_months=2)
+    sv = d["catalog"]["models"][0]["serving"][0]
+    sv["batch_slots_per_replica"] = 2
+    sv["decode_tokens_per_s_per_gpu"] = 10
+    chat = d["segments"][0]
+    chat["initial_subscribers"] = 500
+    chat["acquisition"] = {"model": "constant", "per_month": 2000.0}
+    return validate_data(d)
+
+
+def test_size_by_month_gives_a_schedule_each_month_of_which_is_the_smallest():
+    """Each month's count meets its busy-hour target in the final run, one fewer failed.
+
+    The counts become the pool's schedule block (a step where the count changes) and orders
+    dated --lead-months earlier; the scenario at the answer carries them.
+    """
+    from sim.world.build import build
+
+    s = growing_big_pool()
+    sz = size(
+        s,
+        ["wait_p95<=1.0"],
+        pools=["big"],
+        by_month=True,
+        lead_months=2,
+        seed=SEED,
+        replications=REPLICATIONS,
+        max_replications=MAX_REPLICATIONS,
+        max_replicas=32,
+    )
+    rows = sz.answer.sort_values("month").to_dict("records")
+    assert [r["month"] for r in rows] == [0, 1]
+    counts = [int(r["replicas"]) for r in rows]
+    assert counts[1] > counts[0] >= 1, counts  # demand grows, so does the pool
+    for r in rows:
+        assert r["verdict_at_answer"] == "meets", r
+        assert r["fails_at_replicas"] == r["replicas"] - 1, r
+    # the schedule block: month 0 and one step where the count changes
+    assert sz.schedule["big"] == [
+        {"month": 0, "gpus": counts[0]},
+        {"month": 1, "gpus": counts[1]},
+    ]
+    orders = sz.orders[sz.orders["pool"] == "big"].to_dict("records")
+    assert [o["order_month"] for o in orders] == [-2, -1]
+    assert [o["gpus_added"] for o in orders] == [counts[0], counts[1] - counts[0]]
+    # the scenario at the answer pays for exactly these cards in each month
+    world = build(sz.scenario)
+    assert list(world.pool.gpus_by_month[:, 0]) == counts
+    # the search judged month 1 on its own load: month 0's count fails there
+    ev = sz.evaluations
+    m1 = ev[(ev["month"] == 1) & (ev["replicas"] == counts[1] - 1)]
+    assert len(m1)
+    assert (m1["verdict"] != "meets").all()
+
+
+def test_the_pilot_counts_as_the_scenarios_own_count_vector():
+    """The pilot is replication 0 of the scenario as given: reused when that is a count vector.
+
+    A scenario already at whole replicas reuses it (one replication fewer is run than the
+    evaluations hold); a schedule step or a part replica makes it no count vector of a
+    search over the whole horizon.
+    """
+    from sim.capacity.search import Cell, _given_counts
+
+    s = congested_big_pool()
+    specs = pool_specs(s)
+    cells = [Cell(pool=specs[0], month=None)]
+    assert _given_counts(s, cells, specs) == {"big": (2,)}
+    d = small_dict(horizon_months=2)
+    d["cluster"]["pools"][0]["schedule"] = [{"month": 1, "gpus": 3}]
+    stepped = validate_data(d)
+    assert _given_counts(stepped, [Cell(pool=pool_specs(stepped)[0], month=None)], specs) is None
+    by_month = [Cell(pool=pool_specs(stepped)[0], month=m) for m in (0, 1)]
+    assert _given_counts(stepped, by_month, pool_specs(stepped)) == {"big": (2, 3)}
+
+    # a scenario already at the analytic first guess (5 replicas): its first probe is the
+    # pilot's vector, so the pilot's replication is reused and nothing is run twice
+    d = small_dict(horizon_months=1)
+    d.update({k: v for k, v in s.model_dump(mode="json").items() if k in ("catalog", "segments")})
+    d["cluster"]["pools"][0]["gpus"] = 5
+    at_guess = validate_data(d)
+    sz = size(at_guess, ["wait_p95<=1.0"], pools=["big"], seed=SEED, max_replicas=32)
+    assert sz.answer["analytic_replicas"].iloc[0] == 5
+    held = sz.evaluations.groupby("evaluation")["replications"].first().sum()
+    assert sz.replications_run == held
