@@ -15,6 +15,7 @@ import numba as nb
 import numpy as np
 
 from sim.engine.admission import (
+    ABANDONED,
     DOWNGRADED,
     REFUSED_CONCURRENCY,
     REFUSED_NO_CAPACITY,
@@ -46,6 +47,8 @@ REQUEST_METRICS = (
     "output_tokens",
     "revenue_topups",
     "api_list_value",
+    "abandoned",
+    "tokens_abandoned",
 )
 (
     R_REQ,
@@ -66,6 +69,8 @@ REQUEST_METRICS = (
     R_OUT,
     R_TOPUP,
     R_API,
+    R_ABN,
+    R_TABN,
 ) = range(len(REQUEST_METRICS))
 # order of the per-subscriber month counters passed as one 2-D array
 SUB_COUNTERS = (
@@ -81,10 +86,25 @@ SUB_COUNTERS = (
     "tokens_refused",
     "over_units",
     "topup_spend",
+    "abandoned",
+    "tokens_abandoned",
 )
-(S_REQ, S_SERVED, S_THR, S_REF, S_MISS, S_CNT, S_TREQ, S_TSRV, S_TTHR, S_TREF, S_OVER, S_SPEND) = (
-    range(len(SUB_COUNTERS))
-)
+(
+    S_REQ,
+    S_SERVED,
+    S_THR,
+    S_REF,
+    S_MISS,
+    S_CNT,
+    S_TREQ,
+    S_TSRV,
+    S_TTHR,
+    S_TREF,
+    S_OVER,
+    S_SPEND,
+    S_ABN,
+    S_TABN,
+) = range(len(SUB_COUNTERS))
 # order of the hourly metrics filled here (see sim.engine.metrics.HOURLY)
 HOURLY_FILLED = (
     "arrivals",
@@ -192,6 +212,14 @@ def tally_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
         hourly[ha, pl, H_OFF] += 1
         if oc <= DOWNGRADED or oc == REFUSED_NO_CAPACITY:
             hourly[ha, pl, H_OFF_S] += occ[i]  # work that reached the pool, by arrival hour
+        if oc == ABANDONED:  # left the queue: no tokens served, no GPU time, no SLO met
+            if plan_rule[p] == RULE_PAYG:  # its admission's over-quota units, less its refund
+                sub_counters[s, S_OVER] += over[i]
+            sub_counters[s, S_ABN] += 1
+            sub_counters[s, S_TABN] += tok
+            monthly[R_ABN, p, g] += 1
+            monthly[R_TABN, p, g] += tok
+            continue
         if oc > DOWNGRADED:
             sub_counters[s, S_REF] += 1
             sub_counters[s, S_TREF] += tok

@@ -8,7 +8,10 @@ Requests arrive sorted by time. For each one, in order, this kernel
 2. applies the subscriber's plan: concurrency limit, quota (the request that
    crosses the quota passes), and at exhaustion the plan's rule (cut-off,
    throttle on a slow lane or a cheaper model, pay-as-you-go, top-up);
-3. starts the admitted request on a free slot of its model's pool or queues it.
+3. starts the admitted request on a free slot of its model's pool or queues it;
+4. lets a request leave (ABANDONED) when its first token would come after its user's
+   patience: at once if its prefill alone outlasts it, else when its turn in the queue comes
+   (it never holds a slot, so nobody else's wait changes; its quota charge is given back).
 
 This is an exact non-preemptive priority M/G/c event simulation per pool
 (arrivals and completions processed in time order); it is written as a numba
@@ -57,8 +60,11 @@ REFUSED_CONCURRENCY = 5
 REFUSED_NO_CAPACITY = 6
 """Refused: the model's pool has no working slot at all (zero GPUs)."""
 
-N_OUTCOMES = 7
-"""Concurrency limit of a plan without one (requests in flight)."""
+ABANDONED = 7
+"""Admitted, then left the queue: its first token would have come after the user's patience."""
+
+N_OUTCOMES = 8
+"""Number of outcome codes."""
 
 
 class ClusterState:
@@ -128,10 +134,25 @@ def _advance(
     occ,
     start,
     limited,
+    deadline,
+    outcome,
+    usage,
+    charge,
+    quota_eff,
+    exhausted,
+    crossed,
+    over,
 ):
     """Retire pool pl's slots that end at or before ``until``, starting queued work on them.
 
-    In-flight counts are kept only when some plan has a concurrency limit (``limited``).
+    In-flight counts are kept only when some plan has a concurrency limit (``limited``). A
+    queued request whose ``deadline`` (the latest start that gives its first token within the
+    user's patience) has passed when a slot frees leaves instead (ABANDONED): its quota charge
+    is given back (and, if it crossed the quota and usage falls back below it, the month is no
+    longer exhausted), the over-quota units the refund removes are taken off its ``over`` (so
+    the subscriber's over-quota units still sum to usage above the quota), and it frees its
+    in-flight place. Leaving when its turn comes rather than at
+    the deadline changes nobody's wait, since it never holds a slot (FIFO within a priority).
     """
     o = off[pl]
     while busy[pl] > 0 and ht[o] <= until:
@@ -153,6 +174,18 @@ def _advance(
                     break
             if j < 0:
                 break
+            if tend > deadline[j]:
+                outcome[j] = ABANDONED
+                sj, u, q = sub[j], usage[sub[j]], quota_eff[sub[j]]
+                over[j] += max(0.0, u - charge[j] - q) - max(0.0, u - q)
+                usage[sj] = u - charge[j]
+                if crossed[j] == 1:
+                    crossed[j] = 0
+                    if usage[sub[j]] < quota_eff[sub[j]]:
+                        exhausted[sub[j]] = 0
+                if limited:
+                    inflight[sub[j]] -= 1
+                continue
             start[j] = tend
             _heap_push(ht, hs, o, busy[pl], tend + occ[j], sub[j])
             busy[pl] += 1
@@ -168,6 +201,7 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
     uncached,
     output,
     u_buy,
+    patience,
     # subscriber state (persistent across days, reset at renewal)
     sub_plan,
     usage,
@@ -191,6 +225,7 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
     # pool parameters and state
     occ_in,
     occ_out,
+    prefill_s,
     slots,
     ht,
     hs,
@@ -222,6 +257,7 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
     qhead = np.full(n_pool * n_prio, -1, dtype=np.int64)
     qtail = np.full(n_pool * n_prio, -1, dtype=np.int64)
     qnext = np.full(max(n, 1), -1, dtype=np.int64)
+    deadline = np.full(max(n, 1), np.inf)
     lowest = n_prio - 1
     limited = False
     for p in range(conc.shape[0]):
@@ -252,6 +288,14 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
                     occ,
                     start,
                     limited,
+                    deadline,
+                    outcome,
+                    usage,
+                    charge,
+                    quota_eff,
+                    exhausted,
+                    crossed,
+                    over,
                 )
         else:
             _advance(
@@ -272,6 +316,14 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
                 occ,
                 start,
                 limited,
+                deadline,
+                outcome,
+                usage,
+                charge,
+                quota_eff,
+                exhausted,
+                crossed,
+                over,
             )
             if down_pool[p] >= 0:
                 _advance(
@@ -292,6 +344,14 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
                     occ,
                     start,
                     limited,
+                    deadline,
+                    outcome,
+                    usage,
+                    charge,
+                    quota_eff,
+                    exhausted,
+                    crossed,
+                    over,
                 )
         pool_used[i] = pool_req[i]  # a refused request is still counted against its pool
         if limited and inflight[s] >= conc[p]:
@@ -329,8 +389,12 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
                         pr = lowest
         pool_used[i] = pl
         occ[i] = uncached[i] * occ_in[pl] + output[i] * occ_out[pl]
+        deadline[i] = now + patience[i] - uncached[i] * prefill_s[pl]
         if slots[pl] == 0:
             outcome[i] = REFUSED_NO_CAPACITY  # offered work the pool could not take
+            continue
+        if deadline[i] < now:  # its prefill alone outlasts the user's patience
+            outcome[i] = ABANDONED
             continue
         q = quota_eff[s]
         if u < q <= u + c:
@@ -382,6 +446,14 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
                 occ,
                 start,
                 limited,
+                deadline,
+                outcome,
+                usage,
+                charge,
+                quota_eff,
+                exhausted,
+                crossed,
+                over,
             )
 
 

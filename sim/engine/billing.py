@@ -69,10 +69,12 @@ class Ledger:
             "served",
             "throttled",
             "refused",
+            "abandoned",
             "slo_miss",
             "tokens_requested",
             "tokens_served",
             "tokens_refused",
+            "tokens_abandoned",
             "tokens_throttled",
         ):
             part[k] = c[k][ids].copy()

@@ -123,7 +123,7 @@ def renew(
         paid,
         value,
         exhausted,
-        _safe_share(c["refused"][ids], c["requests"][ids]),
+        _safe_share(c["refused"][ids] + c["abandoned"][ids], c["requests"][ids]),
         _safe_share(c["throttled"][ids], c["requests"][ids]),
         _safe_share(c["slo_miss"][ids], c["slo_counted"][ids]),
         np.clip(1.0 - use_share, 0.0, 1.0),

@@ -46,12 +46,18 @@ MONTHLY: dict[str, tuple[str, str]] = {
     "refused_throttle": ("requests", "refused: throttled within the minimum gap"),
     "refused_concurrency": ("requests", "refused: concurrency limit reached"),
     "refused_capacity": ("requests", "refused: the model's pool has no working GPU"),
+    "abandoned": (
+        "requests",
+        "admitted, then left the queue: the first token would have come after the user's"
+        " patience (no quota, no GPU time)",
+    ),
     "slo_met": ("requests", "served in their SLA class and meeting every SLO target"),
     "slo_counted": ("requests", "served in their SLA class (the SLO denominator)"),
     "tokens_requested": ("tokens", "input + output tokens of every request"),
     "tokens_served": ("tokens", "input + output tokens of admitted requests"),
     "tokens_refused": ("tokens", "input + output tokens of refused requests"),
     "tokens_throttled": ("tokens", "input + output tokens of throttled requests"),
+    "tokens_abandoned": ("tokens", "input + output tokens of abandoned requests"),
     "input_miss_tokens": ("tokens", "served uncached input tokens"),
     "input_hit_tokens": ("tokens", "served cached input tokens"),
     "output_tokens": ("tokens", "served output tokens"),

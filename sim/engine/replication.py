@@ -92,6 +92,7 @@ class Replication:
         self.demand_gen = DemandGenerator(world, self.streams)
         self.state = ClusterState(world.pool.slots_by_month.max(axis=0))
         self.slots = world.pool.slots_by_month[0].copy()
+        self.prefill_s = 1.0 / world.pool.prefill_rate  # s per uncached input token, by pool
         self.requests = 0
 
     # ---------------------------------------------------------------- processes
@@ -157,6 +158,7 @@ class Replication:
         else:
             u_buy = np.ones(n)
         out = new_request_outputs(n)
+        patience = self._patience(req, pop)
         c = pop.cols
         st = self.state
         # every argument by keyword: a renamed or reordered kernel parameter fails loudly
@@ -168,6 +170,7 @@ class Replication:
             uncached=uncached,
             output=req.output,
             u_buy=u_buy,
+            patience=patience,
             sub_plan=c["plan"],
             usage=c["usage"],
             quota_eff=c["quota_eff"],
@@ -188,6 +191,7 @@ class Replication:
             max_packs=pl.max_packs,
             occ_in=w.pool.occ_in,
             occ_out=w.pool.occ_out,
+            prefill_s=self.prefill_s,
             slots=self.slots,
             ht=st.heap_t,
             hs=st.heap_s,
@@ -219,6 +223,19 @@ class Replication:
                     }
                 )
             )
+
+    def _patience(self, req: Requests, pop: Population) -> np.ndarray:
+        """Each request's patience for its first token (s): lognormal by segment, inf if none.
+
+        Drawn on the ``patience`` stream only when some segment has a patience, so scenarios
+        without one draw exactly as before.
+        """
+        seg = self.w.seg
+        if not np.isfinite(seg.patience_median_s).any():
+            return np.full(len(req), np.inf)
+        g = pop.seg[req.sub]
+        z = self.streams["patience"].standard_normal(len(req))
+        return seg.patience_median_s[g] * np.exp(seg.patience_sigma[g] * z)
 
     def _latency_columns(self, req: Requests, out: dict, pop: Population) -> dict[str, Any]:
         """Exported requests' day, hour of day, pool, SLA class and latencies (s).

@@ -22,7 +22,8 @@ STREAMS: tuple[str, ...] = (
     "churn",  # renewal decisions and plan switches
     "engagement",  # engagement shocks
     "replay",  # subscriber of each replayed trace request
-    "activity",  # activity process of modulated segments (append new streams here, never reorder)
+    "activity",  # activity process of modulated segments
+    "patience",  # patience of each request for its first token (append here, never reorder)
 )
 
 

@@ -97,7 +97,10 @@ class RunResult:
                         "gross_margin": rev - cost,
                         "requests": mo["requests"],
                         "tokens_served": mo["tokens_served"],
-                        "refused_share": _ratio(mo["requests"] - mo["served"], mo["requests"]),
+                        "refused_share": _ratio(
+                            mo["requests"] - mo["served"] - mo["abandoned"], mo["requests"]
+                        ),
+                        "abandoned_share": _ratio(mo["abandoned"], mo["requests"]),
                         "exhausted_share": _ratio(mo["exhausted"], mo["submonths"]),
                         "ttft_p95_s": hist_quantile(h_ttft, 0.95),
                         "slo_attainment_served": _ratio(mo["slo_met"], mo["slo_counted"]),

@@ -65,7 +65,8 @@ CHURN_EXHAUSTED = 0.5
 """Logit change when the quota ran out in the month. Assumption (TPD uses +10 points on 5%)."""
 
 CHURN_REFUSED = 1.5
-"""Logit change per share of requests refused (cut-off, rate limit, concurrency)."""
+"""Logit change per share of requests refused (cut-off, rate limit, concurrency) or abandoned
+(left the queue for want of patience)."""
 
 CHURN_THROTTLED = 0.8
 """Logit change per share of requests throttled (slow lane or downgrade)."""

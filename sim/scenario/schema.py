@@ -349,6 +349,20 @@ class Engagement(Strict):
     )
 
 
+class Patience(Strict):
+    """How long a user waits for the first token before leaving (lognormal over requests).
+
+    A request whose first token would come later than its patience leaves the queue before
+    its service starts (abandons): it burns no quota and no GPU time, and counts for churn
+    like a refusal.
+    """
+
+    median_s: Pos = Field(description="median patience (s): the longest TTFT half the users wait")
+    sigma: NonNeg = Field(
+        default=0.0, description="spread of the patience over requests (sd of its log; 0 = fixed)"
+    )
+
+
 class Bass(Strict):
     """Bass diffusion toward a market size: new/month = (p + q N/M)(M - N)."""
 
@@ -455,6 +469,11 @@ class Segment(Strict):
     engagement: Engagement = Field(
         default_factory=Engagement, description="usage growth or fade with tenure"
     )
+    patience: Patience | None = Field(
+        default=None,
+        description="the longest time to first token the segment's users wait before leaving"
+        " (none: they wait for ever)",
+    )
     value_per_mtok: NonNeg = Field(
         description="value a subscriber gets from 1M served tokens (currency per 1M tokens)"
     )
@@ -548,7 +567,9 @@ class Churn(Strict):
 
     price_value: float = Field(default=CHURN_PRICE_VALUE, description="per unit of ln(paid/value)")
     exhausted: float = Field(default=CHURN_EXHAUSTED, description="if the quota ran out")
-    refused: float = Field(default=CHURN_REFUSED, description="per share of requests refused")
+    refused: float = Field(
+        default=CHURN_REFUSED, description="per share of requests refused or abandoned"
+    )
     throttled: float = Field(default=CHURN_THROTTLED, description="per share throttled")
     slo_miss: float = Field(default=CHURN_SLO_MISS, description="per share of SLO misses")
     unused: float = Field(default=CHURN_UNUSED, description="per share of quota left unused")

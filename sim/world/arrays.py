@@ -51,6 +51,8 @@ class Segments:
     eng_target: F64
     eng_tau_months: F64
     eng_volatility: F64
+    patience_median_s: F64  # median patience for the first token (s; inf = waits for ever)
+    patience_sigma: F64  # spread of the patience (ln units)
     value_per_mtok: F64
     churn_intercept: F64
     initial: I64
@@ -155,7 +157,7 @@ class ChurnParams:
     exhausted: float
     """Logit change when the quota ran out in the month."""
     refused: float
-    """Logit change per share of requests refused (0-1 share)."""
+    """Logit change per share of requests refused or abandoned (0-1 share)."""
     throttled: float
     """Logit change per share of requests throttled (0-1 share)."""
     slo_miss: float

@@ -391,6 +391,8 @@ def _segments(s: Scenario, m_idx: dict[str, int], plans: Plans, listed: F64) -> 
         eng_target=arr(lambda g: g.engagement.target),
         eng_tau_months=arr(lambda g: g.engagement.tau_months),
         eng_volatility=arr(lambda g: g.engagement.volatility),
+        patience_median_s=arr(lambda g: g.patience.median_s if g.patience else np.inf),
+        patience_sigma=arr(lambda g: g.patience.sigma if g.patience else 0.0),
         value_per_mtok=arr(lambda g: g.value_per_mtok),
         churn_intercept=arr(lambda g: g.churn_intercept),
         initial=np.array([g.initial_subscribers for g in segs], dtype=np.int64),

@@ -27,6 +27,8 @@ LEDGER_TO_MONTHLY = {
     "tokens_served": "tokens_served",
     "tokens_refused": "tokens_refused",
     "tokens_throttled": "tokens_throttled",
+    "abandoned": "abandoned",
+    "tokens_abandoned": "tokens_abandoned",
     "fee": "revenue_fees",
     "overage": "revenue_overage",
     "topups": "revenue_topups",
@@ -41,9 +43,13 @@ def _close(a: Any, b: Any, what: str, rel: float = 1e-9, abs_: float = 1e-6) -> 
 
 def check_request_conservation(r: RunResult) -> None:
     m = r.replications[0].acc.monthly
-    refused = sum(m[k] for k in REFUSALS)
+    refused = sum(m[k] for k in REFUSALS) + m["abandoned"]
     _close(m["requests"], m["served"] + refused, "requests = served + refused")
-    _close(m["tokens_requested"], m["tokens_served"] + m["tokens_refused"], "tokens requested")
+    _close(
+        m["tokens_requested"],
+        m["tokens_served"] + m["tokens_refused"] + m["tokens_abandoned"],
+        "tokens requested = served + refused + abandoned",
+    )
     _close(
         m["tokens_served"],
         m["input_miss_tokens"] + m["input_hit_tokens"] + m["output_tokens"],
@@ -51,7 +57,7 @@ def check_request_conservation(r: RunResult) -> None:
     )
     _close(m["served"], m["slo_counted"] + m["throttled"], "served = in class + throttled")
     assert (m["tokens_throttled"] <= m["tokens_served"] + 1e-6).all()
-    for k in ("requests", "served", "tokens_requested", *REFUSALS):
+    for k in ("requests", "served", "tokens_requested", "abandoned", *REFUSALS):
         assert (m[k] >= 0).all(), k
 
 
@@ -261,6 +267,7 @@ def check_tables(r: RunResult) -> None:
     _close(k["subscribers_end"], m["subscribers_end"][-1].sum(), "KPI subscribers_end")
     for share in (
         "refused_share",
+        "abandoned_share",
         "throttled_share",
         "slo_attainment_served",
         "goodput_share",

@@ -38,6 +38,7 @@ class Harness:
     n_prio: int = 3
     occ_in: list[float] | None = None
     occ_out: list[float] | None = None
+    prefill_s: list[float] | None = None  # s per uncached token by pool (default 0)
 
     def run(
         self,
@@ -50,6 +51,7 @@ class Harness:
         uncached: NDArray | None = None,
         pool: NDArray | None = None,
         u_buy: NDArray | None = None,
+        patience: NDArray | None = None,
     ) -> dict[str, NDArray]:
         """Run one batch; return the kernel outputs plus the subscriber state."""
         n = len(t)
@@ -60,6 +62,7 @@ class Harness:
         charge = np.ones(n) if charge is None else np.asarray(charge, float)
         pool = np.zeros(n, dtype=np.int64) if pool is None else np.asarray(pool, np.int64)
         u_buy = np.ones(n) if u_buy is None else np.asarray(u_buy, float)
+        patience = np.full(n, np.inf) if patience is None else np.asarray(patience, float)
         P = self.plans
         slots = np.asarray(self.slots, dtype=np.int64)
         state = ClusterState(slots)
@@ -81,6 +84,7 @@ class Harness:
             uncached=uncached,
             output=output,
             u_buy=u_buy,
+            patience=patience,
             sub_plan=np.asarray(sub_plan, np.int64),
             usage=sub_state["usage"],
             quota_eff=sub_state["quota_eff"],
@@ -101,6 +105,7 @@ class Harness:
             max_packs=np.array([p.max_packs for p in P], np.int64),
             occ_in=np.asarray(self.occ_in or [0.0] * n_pool, float),
             occ_out=np.asarray(self.occ_out or [1.0] * n_pool, float),
+            prefill_s=np.asarray(self.prefill_s or [0.0] * n_pool, float),
             slots=slots,
             ht=state.heap_t,
             hs=state.heap_s,

@@ -15,6 +15,7 @@ import pytest
 from support.kernel_harness import Harness, PlanSpec
 from support.scenarios import small_dict
 
+from sim.engine.admission import ABANDONED
 from sim.engine.replication import run_replication
 from sim.scenario.loading import validate_data
 from sim.world.build import build
@@ -161,3 +162,49 @@ def test_utilisation_equals_offered_load_over_capacity():
     # token rounding and lognormal sampling noise: 3 standard errors plus 1% of the mean
     assert abs(m - expected) < 3 * se + 0.01 * expected, (m, se, expected, lam)
     print(f"utilisation {m:.4f} +- {se:.4f}, offered load / capacity {expected:.4f}")
+
+
+def erlang_a_abandonment(c: int, lam: float, mu: float, theta: float, n_max: int = 2000) -> float:
+    """P(abandon) in M/M/c+M (Erlang-A): the birth-death chain with death rate
+    min(n, c) mu + max(n - c, 0) theta; abandonments per unit time theta E[(N - c)+] over lambda.
+    """
+    log_p = np.zeros(n_max + 1)
+    for n in range(1, n_max + 1):
+        death = min(n, c) * mu + max(n - c, 0) * theta
+        log_p[n] = log_p[n - 1] + math.log(lam / death)
+    p = np.exp(log_p - log_p.max())
+    p /= p.sum()
+    queue = np.maximum(np.arange(n_max + 1) - c, 0)
+    return float(theta * (p * queue).sum() / lam)
+
+
+@pytest.mark.parametrize(("c", "rho", "theta"), [(1, 0.9, 0.5), (4, 1.1, 1.0), (8, 0.95, 0.2)])
+def test_abandonment_matches_erlang_a(c: int, rho: float, theta: float):
+    """Exponential patience on the queue wait: the kernel is M/M/c+M, even above rho = 1.
+
+    A queued request whose wait would exceed its patience leaves when its turn comes rather
+    than at the moment its patience runs out; since it never holds a slot, nobody's wait
+    changes, so the abandoned share is Erlang-A's.
+    """
+    rng = np.random.default_rng(17 + c)
+    mu = 1.0
+    lam = rho * c * mu
+    n = N
+    t = poisson_times(rng, lam, n)
+    h = Harness(slots=[c])
+    out = h.run(
+        t=t,
+        sub=np.arange(n),
+        sub_plan=np.zeros(n, np.int64),
+        quota=np.full(n, 1e18),
+        output=rng.exponential(1 / mu, n),
+        patience=rng.exponential(1 / theta, n),
+    )
+    abandoned = (out["outcome"] == ABANDONED).astype(float)
+    p, se = batch_mean(abandoned)
+    theory = erlang_a_abandonment(c, lam, mu, theta)
+    assert 0.01 < theory < 0.5, theory  # the regime the test is about
+    assert abs(p - theory) < Z * se, (p, se, theory)
+    # abandoned requests burn no quota and never start
+    assert np.isnan(out["start"][abandoned > 0]).all()
+    assert out["usage"].sum() == pytest.approx(float(n - abandoned.sum()))
