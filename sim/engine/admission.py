@@ -116,34 +116,11 @@ def _heap_pop(ht, hs, off, n):
 
 
 @nb.njit(cache=True)
-def _advance(
-    pl,
-    until,
-    ht,
-    hs,
-    off,
-    busy,
-    slots,
-    inflight,
-    qhead,
-    qtail,
-    qnext,
-    n_prio,
-    t,
-    sub,
-    occ,
-    start,
-    limited,
-    deadline,
-    outcome,
-    usage,
-    charge,
-    quota_eff,
-    exhausted,
-    crossed,
-    over,
-):
+def _advance(pl, until, q):
     """Retire pool pl's slots that end at or before ``until``, starting queued work on them.
+
+    ``q`` is serve_day's tuple of the pools' heaps and queues, the per-request arrays and the
+    subscriber state this step reads or updates (unpacked below, in that order).
 
     In-flight counts are kept only when some plan has a concurrency limit (``limited``). A
     queued request whose ``deadline`` (the latest start that gives its first token within the
@@ -154,6 +131,31 @@ def _advance(
     in-flight place. Leaving when its turn comes rather than at
     the deadline changes nobody's wait, since it never holds a slot (FIFO within a priority).
     """
+    (
+        ht,
+        hs,
+        off,
+        busy,
+        slots,
+        inflight,
+        qhead,
+        qtail,
+        qnext,
+        n_prio,
+        sub,
+        occ,
+        start,
+        limited,
+        deadline,
+        outcome,
+        usage,
+        charge,
+        quota_eff,
+        exhausted,
+        crossed,
+        over,
+    ) = q
+
     o = off[pl]
     while busy[pl] > 0 and ht[o] <= until:
         tend = ht[o]
@@ -263,6 +265,31 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
     for p in range(conc.shape[0]):
         if conc[p] < NO_LIMIT:
             limited = True
+    # everything _advance reads or updates, in its order (one tuple instead of 22 arguments)
+    queues = (
+        ht,
+        hs,
+        off,
+        busy,
+        slots,
+        inflight,
+        qhead,
+        qtail,
+        qnext,
+        n_prio,
+        sub,
+        occ,
+        start,
+        limited,
+        deadline,
+        outcome,
+        usage,
+        charge,
+        quota_eff,
+        exhausted,
+        crossed,
+        over,
+    )
     for i in range(n):
         now = t[i]
         s = sub[i]
@@ -270,89 +297,11 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
         if limited:
             # completions in every pool release the in-flight slots concurrency limits count
             for pl in range(n_pool):
-                _advance(
-                    pl,
-                    now,
-                    ht,
-                    hs,
-                    off,
-                    busy,
-                    slots,
-                    inflight,
-                    qhead,
-                    qtail,
-                    qnext,
-                    n_prio,
-                    t,
-                    sub,
-                    occ,
-                    start,
-                    limited,
-                    deadline,
-                    outcome,
-                    usage,
-                    charge,
-                    quota_eff,
-                    exhausted,
-                    crossed,
-                    over,
-                )
+                _advance(pl, now, queues)
         else:
-            _advance(
-                pool_req[i],
-                now,
-                ht,
-                hs,
-                off,
-                busy,
-                slots,
-                inflight,
-                qhead,
-                qtail,
-                qnext,
-                n_prio,
-                t,
-                sub,
-                occ,
-                start,
-                limited,
-                deadline,
-                outcome,
-                usage,
-                charge,
-                quota_eff,
-                exhausted,
-                crossed,
-                over,
-            )
+            _advance(pool_req[i], now, queues)
             if down_pool[p] >= 0:
-                _advance(
-                    down_pool[p],
-                    now,
-                    ht,
-                    hs,
-                    off,
-                    busy,
-                    slots,
-                    inflight,
-                    qhead,
-                    qtail,
-                    qnext,
-                    n_prio,
-                    t,
-                    sub,
-                    occ,
-                    start,
-                    limited,
-                    deadline,
-                    outcome,
-                    usage,
-                    charge,
-                    quota_eff,
-                    exhausted,
-                    crossed,
-                    over,
-                )
+                _advance(down_pool[p], now, queues)
         pool_used[i] = pool_req[i]  # a refused request is still counted against its pool
         if limited and inflight[s] >= conc[p]:
             outcome[i] = REFUSED_CONCURRENCY
@@ -428,33 +377,7 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
                     break
             if empty or busy[pl] == 0:
                 break
-            _advance(
-                pl,
-                ht[off[pl]],
-                ht,
-                hs,
-                off,
-                busy,
-                slots,
-                inflight,
-                qhead,
-                qtail,
-                qnext,
-                n_prio,
-                t,
-                sub,
-                occ,
-                start,
-                limited,
-                deadline,
-                outcome,
-                usage,
-                charge,
-                quota_eff,
-                exhausted,
-                crossed,
-                over,
-            )
+            _advance(pl, ht[off[pl]], queues)
 
 
 def new_request_outputs(n: int) -> dict[str, NDArray]:
