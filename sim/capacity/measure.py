@@ -22,10 +22,12 @@ from numpy.typing import NDArray
 from sim.capacity.queueing import SloTarget
 from sim.engine.admission import DOWNGRADED
 from sim.engine.metrics import LATENCY, hist_quantiles
+from sim.engine.replication import ReplicationResult
 from sim.experiments.runner import replicate
-from sim.results.busy_hour import busy_hours, pool_busy_hour, take_hour
+from sim.results.busy_hour import busy_hours, month_hours, pool_busy_hour, take_hour
 from sim.results.kpis import replication_kpis
 from sim.scenario.schema import Scenario
+from sim.units import SECONDS_PER_HOUR
 
 PILOT_SAMPLE_DAYS = 2
 """Days at the end of the horizon whose requests the pilot keeps for the analytic estimate."""
@@ -64,7 +66,8 @@ class Measurement:
     ``metric_values``: target x month x pool, each target's quantile (s) over the requests in
     an SLA class arriving at the busy hour; ``goodput``: met / offered at the busy hour;
     ``utilisation`` and ``offered_load_erlangs`` at the busy hour; ``peak_utilisation``: the
-    month's single busiest hour; ``kpis``: KPIS_KEPT.
+    month's single busiest hour; ``day_load_erlangs``: month x day x pool, the offered load at
+    the month's busy hour on each of its days; ``kpis``: KPIS_KEPT.
     """
 
     replication: int
@@ -73,6 +76,7 @@ class Measurement:
     utilisation: NDArray[np.float64]
     peak_utilisation: NDArray[np.float64]
     offered_load_erlangs: NDArray[np.float64]
+    day_load_erlangs: NDArray[np.float64]
     kpis: dict[str, float]
     samples: dict[str, ServiceSample] | None = None
 
@@ -101,6 +105,13 @@ def _samples(export: object, pools: Sequence[str]) -> dict[str, ServiceSample]:
     return out
 
 
+def _day_loads(r: ReplicationResult, hours: NDArray[np.int64]) -> NDArray[np.float64]:
+    """Month x day x pool: offered load (Erlangs) in the month's busy hour on each day."""
+    by_day = month_hours(r, "offered_slot_s")  # month x day x hour x pool
+    idx = hours[:, None, None, :]
+    return np.take_along_axis(by_day, idx, axis=2)[:, :, 0, :] / SECONDS_PER_HOUR
+
+
 def measure(
     scenario: Scenario, seed: int, replication: int, targets: Sequence[SloTarget], pilot: bool
 ) -> Measurement:
@@ -108,7 +119,8 @@ def measure(
     days = scenario.horizon_months * scenario.days_per_month
     window = (max(days - PILOT_SAMPLE_DAYS, 0), min(PILOT_SAMPLE_DAYS, days)) if pilot else None
     r = replicate(scenario, seed, replication, window)
-    hist = take_hour(r.acc.hist, busy_hours(r))  # month x pool x class x metric x bin
+    hours = busy_hours(r)
+    hist = take_hour(r.acc.hist, hours)  # month x pool x class x metric x bin
     in_class = hist[..., :-1, :, :].sum(axis=-3, dtype=np.int64)  # month x pool x metric x bin
     values = np.stack(
         [
@@ -129,6 +141,7 @@ def measure(
         utilisation=load["utilisation"],
         peak_utilisation=load["peak_hour_utilisation"],
         offered_load_erlangs=load["offered_load_erlangs"],
+        day_load_erlangs=_day_loads(r, hours),
         kpis={k: float(kpis[k]) for k in KPIS_KEPT},
         samples=samples,
     )

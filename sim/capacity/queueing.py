@@ -189,19 +189,22 @@ def _check_quantile(q: float) -> None:
 
 
 def _check_prefill(
-    values_s: npt.ArrayLike, weights: npt.ArrayLike
+    values_s: npt.ArrayLike, weights: npt.ArrayLike, what: str = "prefill"
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """The prefill distribution as read-only float arrays; weights renormalised to sum to 1."""
+    """A discrete distribution (``what``: prefill times or day loads) as read-only arrays.
+
+    Values finite and >= 0, weights finite, >= 0 and summing to 1 (renormalised exactly).
+    """
     values = np.array(values_s, dtype=np.float64, ndmin=1)
     probs = np.array(weights, dtype=np.float64, ndmin=1)
     if values.ndim != 1 or values.shape != probs.shape or values.size == 0:
-        raise ValueError("prefill values and weights must be non-empty 1-D arrays of one length")
+        raise ValueError(f"{what} values and weights must be non-empty 1-D arrays of one length")
     if not (np.all(np.isfinite(values)) and np.all(values >= 0.0)):
-        raise ValueError("prefill values must be finite and >= 0 s")
+        raise ValueError(f"{what} values must be finite and >= 0")
     if not (np.all(np.isfinite(probs)) and np.all(probs >= 0.0)):
-        raise ValueError("prefill weights must be finite and >= 0")
+        raise ValueError(f"{what} weights must be finite and >= 0")
     if abs(probs.sum() - 1.0) > WEIGHT_SUM_TOLERANCE:
-        raise ValueError(f"prefill weights must sum to 1, got {probs.sum()}")
+        raise ValueError(f"{what} weights must sum to 1, got {probs.sum()}")
     probs = probs / probs.sum()
     values.setflags(write=False)
     probs.setflags(write=False)
@@ -329,6 +332,13 @@ class PoolLoad:
     """GPUs per replica."""
     tpot_s: float
     """Time per output token (s), taken constant for the pool in this model."""
+    load_factors: npt.NDArray[np.float64] = field(default_factory=lambda: np.ones(1), repr=False)
+    """The busy hour's load on each of the month's days relative to ``offered_load`` (mean 1
+    under ``load_weights``): the quantiles are taken over the requests of every day, each day
+    an M/G/c queue at its own load (a mixture), because weekdays run above the busy-hour mean
+    and dominate the tail. One factor of 1: a single load."""
+    load_weights: npt.NDArray[np.float64] = field(default_factory=lambda: np.ones(1), repr=False)
+    """Each day's share of the busy-hour requests (sum to 1)."""
 
     def __post_init__(self) -> None:
         rate = self.arrival_rate_per_s
@@ -342,6 +352,9 @@ class PoolLoad:
         values, probs = _check_prefill(self.prefill_values_s, self.prefill_weights)
         object.__setattr__(self, "prefill_values_s", values)
         object.__setattr__(self, "prefill_weights", probs)
+        factors, shares = _check_prefill(self.load_factors, self.load_weights, "day load")
+        object.__setattr__(self, "load_factors", factors)
+        object.__setattr__(self, "load_weights", shares)
 
     @property
     def offered_load(self) -> float:
@@ -380,6 +393,8 @@ def metric_quantile(load: PoolLoad, target: SloTarget, replicas: int) -> float |
     """
     c = replicas * load.slots_per_replica
     a = load.offered_load
+    if len(load.load_factors) > 1 and target.metric in ("wait", "ttft"):
+        return _mixture_quantile(load, target, c)
     if target.metric == "wait":
         return wait_quantile(target.quantile, c, a, load.mean_service_s, load.scv_service)
     if target.metric == "ttft":
@@ -395,6 +410,48 @@ def metric_quantile(load: PoolLoad, target: SloTarget, replicas: int) -> float |
     if target.metric == "tpot":
         return load.tpot_s
     return None
+
+
+def _mixture_quantile(load: PoolLoad, target: SloTarget, c: int) -> float:
+    """The target's quantile (s) over days at different loads: a mixture of M/G/c tails.
+
+    ``P(X > x) = sum_d v_d P_d(X > x)``, day d at load ``a f_d`` with weight ``v_d``; for TTFT
+    each day's tail is `ttft_quantile`'s (wait + prefill), for the wait `wait_tail`. A day at
+    or above capacity has a tail of 1 (its queue grows through the hour); when such days hold
+    at least ``1 - q`` of the requests the quantile is +inf. Solved by `brentq`.
+    """
+    q = target.quantile
+    a = load.offered_load
+    days = []
+    for f, v in zip(load.load_factors, load.load_weights, strict=True):
+        if v > 0.0:
+            theta = wait_decay_rate(c, a * f, load.mean_service_s, load.scv_service)
+            days.append((v, theta, erlang_c(c, a * f) if theta > 0.0 else 1.0))
+    unstable = sum(v for v, theta, _ in days if theta == 0.0)
+    if unstable >= 1.0 - q:
+        return math.inf
+    values, probs = load.prefill_values_s, load.prefill_weights
+    if target.metric == "wait":
+        values, probs = np.zeros(1), np.ones(1)
+
+    def excess(x: float) -> float:
+        reached = values <= x
+        total = 0.0
+        for v, theta, waiting in days:
+            if theta == 0.0:
+                total += v
+                continue
+            decay = waiting * np.exp(-theta * np.maximum(x - values, 0.0))
+            total += v * float(np.sum(probs * np.where(reached, decay, 1.0)))
+        return total - (1.0 - q)
+
+    if excess(0.0) <= 0.0:
+        return 0.0
+    slowest = min(theta for _, theta, _ in days if theta > 0.0)
+    high = float(values.max()) + 1.0 / slowest
+    while excess(high) > 0.0:  # the tail falls at least as fast as the slowest stable day's
+        high *= 2.0
+    return float(brentq(excess, 0.0, high, xtol=QUANTILE_XTOL_S))
 
 
 def _exceeds(load: PoolLoad, target: SloTarget, replicas: int) -> bool:

@@ -314,6 +314,9 @@ def _analytic(
     a = float(load[month])
     if not a > 0:
         return None
+    day_load = np.nanmean([m.day_load_erlangs[month, :, p.index] for m in pilot], axis=0)
+    shares = day_load / day_load.sum() if day_load.sum() > 0 else np.full(len(day_load), 1.0)
+    shares = shares / shares.sum()
     cell.pilot_figures = (
         float(np.nanmean([m.utilisation[month, p.index] for m in pilot])),
         float(np.nanmean([m.peak_utilisation[month, p.index] for m in pilot])),
@@ -329,6 +332,8 @@ def _analytic(
         slots_per_replica=working_slots,
         gpus_per_replica=p.gpus_per_replica,
         tpot_s=p.tpot_s,
+        load_factors=day_load / a,
+        load_weights=shares,
     )
     return smallest_replicas(pool_load, targets, max_replicas=cap), pool_load
 
@@ -693,10 +698,10 @@ def _disagreement(c: Cell, simulated: int, analytic: int) -> str:
         else ""
     )
     why = (
-        "the estimate takes the busy hour's mean load over the month's days, while weekdays,"
-        " the hour's ramp and bursts of sessions and activity spells load the pool above it"
-        f"{seen}, and queues that form at those peaks carry over; the service times' long tail"
-        " also makes waits longer than the M/G/c approximation"
+        "the estimate treats each day's busy hour as a steady M/G/c queue at that day's mean"
+        " load, while within the hour arrivals ramp and come in bursts (sessions, activity"
+        f" spells){seen}, and queues that form at those peaks carry over; the service times'"
+        " long tail also makes waits longer than the M/G/c approximation"
         if d > 0
         else "churn and refusals in the simulation remove demand the pilot still had at its"
         f" size, and the pool's slots pool bursts better than the approximation assumes{seen}"

@@ -21,6 +21,7 @@ from sim.capacity.queueing import (
     SloTarget,
     erlang_b,
     erlang_c,
+    metric_quantile,
     parse_slo,
     smallest_replicas,
     ttft_quantile,
@@ -313,3 +314,49 @@ def test_pool_load_validates_and_freezes_its_arrays():
         a_load(mean_service_s=0.0)
     with pytest.raises(ValueError, match="slots_per_replica"):
         a_load(slots_per_replica=0)
+
+
+# --- busy hours of different days: a mixture of M/G/c queues -------------------------------
+
+
+@pytest.mark.parametrize("metric", ["wait", "ttft"])
+def test_a_mixture_of_equal_days_is_the_single_load(metric: str):
+    target = SloTarget(metric, 0.95, 1.0)
+    single = a_load()
+    days = a_load(load_factors=np.ones(7), load_weights=np.full(7, 1 / 7))
+    for n in (21, 22, 24, 30):
+        assert metric_quantile(days, target, n) == pytest.approx(
+            metric_quantile(single, target, n), rel=1e-6, abs=1e-8
+        )
+
+
+@pytest.mark.parametrize("metric", ["wait", "ttft"])
+def test_busier_and_quieter_days_cost_more_than_their_mean(metric: str):
+    """Weekdays above the busy-hour mean dominate the tail: the mixture's quantile is higher.
+
+    Five weekdays at 1.12 and two weekend days at 0.7 (weights by their traffic),
+    near saturation (320 Erlangs on 22 replicas of 16 slots): the queue tail is convex in the
+    load, so the mixture needs at least as many replicas as the mean load, here more.
+    """
+    target = SloTarget(metric, 0.95, 0.5 if metric == "wait" else 2.0)
+    factors = np.array([1.12] * 5 + [0.7] * 2)
+    factors = factors / factors.mean()  # the busy-hour load is the mean over the days
+    weights = factors / factors.sum()  # each day's share of the requests
+    mean_load = a_load()
+    spread = a_load(load_factors=factors, load_weights=weights)
+    n = 21
+    assert metric_quantile(spread, target, n) > metric_quantile(mean_load, target, n)
+    assert (
+        smallest_replicas(spread, [target]).replicas
+        > smallest_replicas(mean_load, [target]).replicas
+    )
+
+
+def test_days_above_capacity_make_the_quantile_infinite_only_past_their_share():
+    """A day whose busy hour exceeds the pool's slots has a tail of 1 (its queue grows)."""
+    target = SloTarget("wait", 0.95, 1.0)
+    n = 25  # 400 slots; the mean load is 320 Erlangs
+    rare = a_load(load_factors=np.array([0.99, 1.3]), load_weights=np.array([0.97, 0.03]))
+    common = a_load(load_factors=np.array([0.95, 1.3]), load_weights=np.array([0.9, 0.1]))
+    assert math.isfinite(metric_quantile(rare, target, n))
+    assert metric_quantile(common, target, n) == math.inf
