@@ -35,29 +35,22 @@ from sim.results.run_folder import (
     BUSY_HOUR,
     HOURLY_CLUSTER,
     KEY_CURRENCY,
-    KEY_FILES,
     KEY_REPLICATIONS,
-    KEY_STATUS,
     KPIS_BY_REPLICATION,
     LATENCY,
-    LATENCY_BY_HOUR,
     LEDGER,
     MANIFEST,
     MONTHLY,
     MONTHLY_BY_PLAN_SEGMENT,
     SCENARIO,
-    STATUS_COMPLETE,
     SUMMARY,
     RunFolderError,
     check_run_folder,
-    missing_files,
+    is_older,
     read_manifest,
+    read_table,
 )
 
-BUSY_HOUR_FILES = (BUSY_HOUR, LATENCY_BY_HOUR)
-"""Run-folder files added with the busy-hour tables; older run folders lack them."""
-OLDER_RENAMED = {"slo_attainment": "slo_attainment_served"}
-"""Columns of kpis_by_replication.csv and latency.csv renamed with the busy-hour tables."""
 OLDER_ADDED = ("goodput_share", "busy_hour_utilisation", "busy_hour_ttft_p95_s")
 """Columns added with the busy-hour tables; read as missing values (NaN) in older run folders."""
 
@@ -86,29 +79,6 @@ def _json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _older_run_folder(path: Path, error: RunFolderError) -> dict[str, Any]:
-    """The manifest of a complete run folder written before the busy-hour tables.
-
-    Such a folder lacks only :data:`BUSY_HOUR_FILES`, and its manifest does not list them
-    (the writer never wrote them). Anything else is the folder's ``error`` as a ReportError:
-    a folder whose manifest lists busy_hour.csv but lacks it is damaged, not older.
-    """
-    try:
-        manifest = read_manifest(path)
-    except RunFolderError as e:
-        raise ReportError(str(e)) from None
-    listed = manifest.get(KEY_FILES)
-    missing = missing_files(path, manifest)
-    if (
-        manifest.get(KEY_STATUS) != STATUS_COMPLETE
-        or not isinstance(listed, list)
-        or not missing
-        or any(f not in BUSY_HOUR_FILES or f in listed for f in missing)
-    ):
-        raise ReportError(str(error)) from None
-    return manifest
-
-
 @dataclass
 class RunFolder:
     """A tokensim run folder, its small files read eagerly and its tables on first use."""
@@ -118,24 +88,25 @@ class RunFolder:
     summary: dict[str, Any]
     scenario: dict[str, Any]
     older: bool = False
-    """Written before the busy-hour tables (no busy_hour.csv; see :data:`BUSY_HOUR_FILES`)."""
+    """Written before the busy-hour tables (see ``sim.results.run_folder.ADDED_FILES``)."""
 
     @classmethod
     def open(cls, path: Path) -> RunFolder:
         """Check that ``path`` is a complete run folder and read its manifest, summary, scenario.
 
         A run folder written before the busy-hour tables is accepted (``older``): it has no
-        busy-hour table, and its renamed and added columns are read as :data:`OLDER_RENAMED`
-        and :data:`OLDER_ADDED` say. Raises ReportError naming the path when it is neither.
+        busy-hour table, and its renamed and added columns are read as
+        ``sim.results.run_folder.RENAMED_COLUMNS`` and :data:`OLDER_ADDED` say. Raises
+        ReportError naming the path when it is neither.
         """
         path = Path(path)
         if not path.is_dir():
             raise ReportError(f"{path}: not a folder")
-        older = False
         try:
-            manifest = check_run_folder(path)
+            manifest = check_run_folder(path)  # an older folder is complete without new files
         except RunFolderError as e:
-            manifest, older = _older_run_folder(path, e), True
+            raise ReportError(str(e)) from None
+        older = is_older(manifest)
         summary = _read(path / SUMMARY, _json)
         scenario = _read(path / SCENARIO, lambda p: yaml.safe_load(p.read_text("utf-8")))
         if not isinstance(summary, dict) or not isinstance(scenario, dict):
@@ -159,10 +130,8 @@ class RunFolder:
 
     def _csv(self, name: str, cols: Sequence[str]) -> pd.DataFrame:
         p = self.path / name
-        df = _read(p, pd.read_csv)
-        if self.older:
-            df = df.rename(columns={k: v for k, v in OLDER_RENAMED.items() if v not in df})
-            df = df.assign(**{c: float("nan") for c in OLDER_ADDED if c in cols and c not in df})
+        added = [c for c in OLDER_ADDED if c in cols] if self.older else []
+        df = _read(p, lambda f: read_table(f, added))
         return _need_columns(p, df, cols)
 
     @cached_property

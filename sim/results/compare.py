@@ -24,6 +24,7 @@ from sim.results.run_folder import (
     KPIS_BY_REPLICATION,
     RunFolderError,
     check_run_folder,
+    read_table,
 )
 
 
@@ -42,7 +43,7 @@ def load_run(path: Path) -> tuple[dict, pd.DataFrame]:
     except RunFolderError as e:
         raise CompareError(str(e)) from None
     try:
-        kpis = pd.read_csv(path / KPIS_BY_REPLICATION)
+        kpis = read_table(path / KPIS_BY_REPLICATION, KPIS)  # earlier versions: NaN where new
     except (OSError, ValueError) as e:
         raise CompareError(f"{path / KPIS_BY_REPLICATION}: cannot be read ({e})") from None
     return manifest, kpis

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,15 @@ REQUIRED_FILES = (
     LATENCY_BY_HOUR,
     BUSY_HOUR,
 )
-"""Files every complete run folder holds, whatever the scenario's outputs and options."""
+"""Files every complete run folder holds, whatever the scenario's outputs and options (a
+folder written before :data:`ADDED_FILES` existed holds them only when its manifest lists
+them)."""
+ADDED_FILES = (LATENCY_BY_HOUR, BUSY_HOUR)
+"""Required files that run folders of earlier versions lack (the busy-hour tables, issue 10):
+such a folder is complete without them when its manifest does not list them."""
+RENAMED_COLUMNS = {"slo_attainment": "slo_attainment_served"}
+"""Columns of kpis_by_replication.csv, monthly.csv and latency.csv renamed since earlier
+versions (old name -> new name); read_table renames them in older folders."""
 OPTIONAL_FILES = (LEDGER, REQUESTS_AZURE, REQUESTS_MOONCAKE, REQUESTS_DETAIL)
 """Files a run folder holds depending on the scenario and options (plots aside)."""
 
@@ -138,14 +147,32 @@ def read_manifest(path: Path) -> dict[str, Any]:
 def missing_files(path: Path, manifest: dict[str, Any]) -> list[str]:
     """Files a complete run folder at ``path`` would hold but it lacks.
 
-    Those are the :data:`REQUIRED_FILES` and every file its manifest lists (the ledger,
-    request traces and plots the writer put there).
+    Those are the :data:`REQUIRED_FILES` (of :data:`ADDED_FILES` only those its manifest
+    lists, when it lists files: a folder of an earlier version is complete without them) and
+    every file its manifest lists (the ledger, request traces and plots the writer put there).
     """
     listed = manifest.get(KEY_FILES)
-    expected = list(REQUIRED_FILES)
-    if isinstance(listed, list):
-        expected += sorted({str(f) for f in listed} - set(REQUIRED_FILES))
+    files = {str(f) for f in listed} if isinstance(listed, list) else set()
+    expected = [f for f in REQUIRED_FILES if f not in ADDED_FILES or f in files or not files]
+    expected += sorted(files - set(REQUIRED_FILES))
     return [f for f in expected if not (Path(path) / f).is_file()]
+
+
+def is_older(manifest: dict[str, Any]) -> bool:
+    """True for a run folder written before :data:`ADDED_FILES` (its manifest lists none)."""
+    listed = manifest.get(KEY_FILES)
+    return isinstance(listed, list) and not set(ADDED_FILES) & {str(f) for f in listed}
+
+
+def read_table(path: Path, columns: Iterable[str] = ()) -> pd.DataFrame:
+    """A CSV table of a run folder, read alike whatever version wrote it.
+
+    :data:`RENAMED_COLUMNS` are applied, and the ``columns`` it lacks are added as missing
+    values (NaN).
+    """
+    df = pd.read_csv(path)
+    df = df.rename(columns={k: v for k, v in RENAMED_COLUMNS.items() if v not in df})
+    return df.assign(**{c: float("nan") for c in columns if c not in df})
 
 
 def check_run_folder(path: Path) -> dict[str, Any]:
