@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import yaml
 from scipy import stats
 from support.scenarios import small_dict
 
+from sim.capacity import output
 from sim.capacity.measure import Measurement, measure
 from sim.capacity.queueing import PoolLoad, SloTarget, parse_slo, smallest_replicas
 from sim.capacity.search import SizingError, pool_specs, size, with_counts
@@ -455,3 +457,51 @@ def test_the_pilot_counts_as_the_scenarios_own_count_vector():
     assert sz.answer["analytic_replicas"].iloc[0] == 5
     held = sz.evaluations.groupby("evaluation")["replications"].first().sum()
     assert sz.replications_run == held
+
+
+# ------------------------------------------------------------- the command end to end
+
+
+def test_tokensim_size_with_scenario_options_writes_its_folder_and_guards_others(
+    tmp_path: Path, capsys
+):
+    """The planner's question as one command: "if subscribers double, how many GPUs?".
+
+    The scenario options apply before sizing (the folder's scenario.yaml has twice the
+    subscribers), the folder holds every file, a second run replaces its own folder, and a
+    non-empty folder that is not a sizing folder is refused (exit 2) and left as it was.
+    """
+    d = small_dict(horizon_months=2)
+    path = write_yaml(tmp_path / "small.yaml", d)
+    out = tmp_path / "sized"
+    argv = ["size", str(path), "--slo", "ttft_p95<=3", "--pool", "small", "--out", str(out)]
+    argv += ["--demand-scale", "2", "--horizon-months", "1", "--seed", str(SEED), "-q"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "simulated months" in printed
+    assert "small: " in printed
+    for name in (
+        output.SIZE_JSON,
+        output.ANSWER_CSV,
+        output.EVALUATIONS_CSV,
+        output.SCHEDULE_YAML,
+        output.SCENARIO_YAML,
+        output.SIZE_PNG,
+    ):
+        assert (out / name).is_file(), name
+    sized = yaml.safe_load((out / output.SCENARIO_YAML).read_text())
+    assert sized["horizon_months"] == 1
+    subs = {g["name"]: g["initial_subscribers"] for g in sized["segments"]}
+    assert subs == {g["name"]: 2 * g["initial_subscribers"] for g in d["segments"]}
+    summary = json.loads((out / output.SIZE_JSON).read_text())
+    assert summary["options"]["demand_scale"] == ["2"]
+    assert summary["simulated_months"] == summary["replications_run"] * 1
+    assert main(argv) == 0  # its own earlier folder is replaced
+    capsys.readouterr()
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    argv[argv.index(str(out))] = str(foreign)
+    assert main(argv) == 2
+    assert "refusing to replace" in capsys.readouterr().err
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
