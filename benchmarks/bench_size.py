@@ -43,8 +43,11 @@ def main() -> int:
     p.add_argument("--json", help="write the measurements here")
     a = p.parse_args()
 
+    from sim.capacity.cells import judge
+    from sim.capacity.defaults import DEFAULT_REPLICATIONS
     from sim.capacity.measure import measure
-    from sim.capacity.search import judge, pool_specs, size, with_counts
+    from sim.capacity.pools import pool_specs, with_counts
+    from sim.capacity.search import size
     from sim.experiments.distributed import map_unordered, open_client
     from sim.scenario.loading import load_scenario
 
@@ -79,7 +82,7 @@ def main() -> int:
             specs = pool_specs(s)
             pool = a.pool or specs[0].name
             cell = _cell_for(pool, specs)
-            reps = 3
+            reps = DEFAULT_REPLICATIONS
             verdicts = {}
             t1 = time.perf_counter()
             for n in range(1, answer[pool] + a.above + 1):
@@ -108,7 +111,7 @@ def main() -> int:
 
 def _cell_for(pool: str, specs: list) -> object:
     """The search's cell for a pool over every month (to judge with the same rule)."""
-    from sim.capacity.search import Cell
+    from sim.capacity.cells import Cell
 
     return Cell(pool=next(p for p in specs if p.name == pool), month=None)
 

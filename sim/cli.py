@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sim import __version__
+from sim.capacity import defaults as sizing
 from sim.scenario.adjust import adjust_scenario, parse_demand_scale, parse_set_values
 from sim.scenario.errors import ScenarioError
 from sim.scenario.loading import json_schema, load_scenario
@@ -26,12 +27,6 @@ MAX_REPLICATIONS = 1000
 """Upper bound on --replications (the scenario schema's bound)."""
 DEFAULT_MAX_REPLICATIONS = 30
 """Default cap of the --ci-halfwidth stopping rule (replications)."""
-DEFAULT_SIZE_REPLICATIONS = 3
-"""Default replications per count of ``size`` (sim.capacity.search.DEFAULT_REPLICATIONS)."""
-DEFAULT_SIZE_MAX_REPLICATIONS = 8
-"""Default cap of ``size``'s replications per count (search.DEFAULT_MAX_REPLICATIONS)."""
-DEFAULT_SIZE_MAX_REPLICAS = 256
-"""Default largest replica count ``size`` tries (search.DEFAULT_MAX_REPLICAS)."""
 
 
 def _report(err: ScenarioError, path: str) -> int:
@@ -529,22 +524,22 @@ def parser() -> argparse.ArgumentParser:
         "--replications",
         "-r",
         type=int,
-        default=DEFAULT_SIZE_REPLICATIONS,
-        help=f"replications per count (default {DEFAULT_SIZE_REPLICATIONS}; doubled while a"
+        default=sizing.DEFAULT_REPLICATIONS,
+        help=f"replications per count (default {sizing.DEFAULT_REPLICATIONS}; doubled while a"
         " verdict is unsure)",
     )
     sz.add_argument(
         "--max-replications",
         type=int,
-        default=DEFAULT_SIZE_MAX_REPLICATIONS,
-        help=f"replications a count may grow to (default {DEFAULT_SIZE_MAX_REPLICATIONS})",
+        default=sizing.DEFAULT_MAX_REPLICATIONS,
+        help=f"replications a count may grow to (default {sizing.DEFAULT_MAX_REPLICATIONS})",
     )
     sz.add_argument(
         "--max-replicas",
         type=int,
-        default=DEFAULT_SIZE_MAX_REPLICAS,
+        default=sizing.DEFAULT_MAX_REPLICAS,
         help="largest replica count tried per pool before the target is called unreachable"
-        f" (default {DEFAULT_SIZE_MAX_REPLICAS})",
+        f" (default {sizing.DEFAULT_MAX_REPLICAS})",
     )
     sz.add_argument("--out", help="sizing folder (default: results/NAME-size)")
     sz.add_argument("--no-plots", action="store_true", help="skip size.png")

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
 
 from sim.capacity.queueing import SloTarget
@@ -81,11 +82,8 @@ class Measurement:
     samples: dict[str, ServiceSample] | None = None
 
 
-def _samples(export: object, pools: Sequence[str]) -> dict[str, ServiceSample]:
+def _samples(export: pd.DataFrame, pools: Sequence[str]) -> dict[str, ServiceSample]:
     """Service and prefill samples per pool from a replication's exported requests."""
-    import pandas as pd
-
-    assert isinstance(export, pd.DataFrame)
     served = export[export["outcome"] <= DOWNGRADED]
     out: dict[str, ServiceSample] = {}
     probs = (np.arange(PREFILL_POINTS) + 0.5) / PREFILL_POINTS

@@ -4,11 +4,11 @@ The answer comes from simulations with the whole demand loop running (renewal, c
 by congestion, acquisition), so that the demand a pool size meets is the demand that pool
 size leaves. The search:
 
-1. **Pilot.** The scenario as given, ``replications`` times. Its busy-hour offered load and a
-   sample of each pool's requests (service times, prefill times) feed the analytic estimate
-   (:mod:`sim.capacity.queueing`: Erlang C with an M/G/c wait tail), one first guess per
-   *cell* (a pool, or a pool x month with ``by_month``) at the month with the most offered
-   load.
+1. **Pilot.** One replication of the scenario as given. Its busy-hour offered load on each
+   day and a sample of each pool's requests (service times, prefill times) feed the analytic
+   estimate (:mod:`sim.capacity.queueing`: Erlang C with an M/G/c wait tail, mixed over the
+   month's days), one first guess per *cell* (:mod:`sim.capacity.cells`: a pool, or a pool x
+   month with ``by_month``) at the month with the most offered load.
 2. **Search on simulations.** Every round runs one count vector (each unresolved cell at its
    next probe, resolved cells at their answer) with ``replications`` replications. The
    probes gallop from the guess (+-1, 2, 4 replicas) until a meeting and a failing count are
@@ -19,7 +19,10 @@ size leaves. The search:
    when it lies above, and is *unsure* otherwise; an unsure count is run again with more
    replications (up to ``max_replications``), then counted as failing (the cautious side)
    and reported with low confidence.
-4. **Reuse.** Each count vector is simulated once; a repeated vector adds replications only.
+4. **Reuse.** Each count vector is simulated once; a repeated vector adds replications only,
+   and the pilot is replication 0 of the scenario's own count vector when it is one.
+
+The answer's tables, schedule and notes are built in :mod:`sim.capacity.answer`.
 
 Pools interact only through subscribers (a churned coder leaves every pool), so they are
 searched together, one simulation per round for all of them; the final answer is run once
@@ -28,41 +31,38 @@ more as a whole and its intervals reported.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from sim.capacity.answer import answer_table, evaluation_table, procurement
+from sim.capacity.cells import UNSURE, Cell, Evaluation, count_of, judge
+from sim.capacity.defaults import (
+    DEFAULT_MAX_REPLICAS,
+    DEFAULT_MAX_REPLICATIONS,
+    DEFAULT_REPLICATIONS,
+)
 from sim.capacity.measure import Measurement, ServiceSample, measure
+from sim.capacity.pools import PoolSpec, paid_for, pool_specs, with_counts
 from sim.capacity.queueing import (
     AnalyticSize,
     PoolLoad,
     SloTarget,
-    metric_quantile,
     parse_slo,
     smallest_replicas,
 )
-from sim.results.kpis import mean_ci
-from sim.scenario.loading import validate_data
 from sim.scenario.schema import Scenario
-from sim.world.build import WORKING_CARDS_TOLERANCE
 
 if TYPE_CHECKING:
     from distributed import Client
 
-DEFAULT_REPLICATIONS = 3
-"""Replications per count vector before any is added (the least that gives an interval)."""
 PILOT_REPLICATIONS = 1
 """Replications of the scenario as given that feed the analytic first guess (its busy-hour
 offered load and request sample); the guess needs a level, not an interval."""
-DEFAULT_MAX_REPLICATIONS = 8
-"""Replications a count vector may grow to while a verdict is unsure."""
-DEFAULT_MAX_REPLICAS = 256
-"""Largest replica count per pool the search tries before calling the targets unreachable."""
 PREFILL_MARGIN = 0.05
 """Relative margin by which the pilot's sampled prefill quantile must exceed a TTFT bound
 before the target is called unreachable without a search (sampling error of a quantile from
@@ -70,136 +70,10 @@ a few thousand requests is a few percent)."""
 MAX_ROUNDS = 40
 """Rounds of simulations after which the search stops (a guard; the galloping search over
 up to DEFAULT_MAX_REPLICAS needs about 2 log2(256) = 16)."""
-MEETS, FAILS, UNSURE = "meets", "fails", "unsure"
 
 
 class SizingError(ValueError):
     """The sizing question cannot be answered as asked (unknown pool, unreachable target)."""
-
-
-def working_replicas(replicas: int, gpus_per_replica: int, unavailable_share: float) -> int:
-    """Replicas that serve when ``replicas`` are paid for and a share of cards is down.
-
-    The same rule as sim.world.build: only whole replicas of working cards serve.
-    """
-    working = math.floor(
-        replicas * gpus_per_replica * (1.0 - unavailable_share) + WORKING_CARDS_TOLERANCE
-    )
-    return working // gpus_per_replica
-
-
-@dataclass(frozen=True)
-class PoolSpec:
-    """A pool as the search sees it: its replica size, slots and the share of cards down."""
-
-    name: str
-    index: int
-    gpus_per_replica: int
-    slots_per_replica: int
-    unavailable_share: float
-    tpot_s: float
-
-
-def pool_specs(s: Scenario) -> list[PoolSpec]:
-    """Every pool of the scenario with its serving constants (from the catalog)."""
-    models = {m.name: m for m in s.catalog.models}
-    out = []
-    for j, p in enumerate(s.cluster.pools):
-        sv = next(v for v in models[p.model].serving if v.gpu == p.gpu)
-        out.append(
-            PoolSpec(
-                name=p.name,
-                index=j,
-                gpus_per_replica=sv.gpus_per_replica,
-                slots_per_replica=sv.batch_slots_per_replica,
-                unavailable_share=p.unavailable_share,
-                tpot_s=sv.batch_slots_per_replica
-                / (sv.decode_tokens_per_s_per_gpu * sv.gpus_per_replica),
-            )
-        )
-    return out
-
-
-def with_counts(s: Scenario, counts: dict[str, tuple[int, ...]], specs: list[PoolSpec]) -> Scenario:
-    """The scenario with each named pool at ``counts[pool]`` replicas by month.
-
-    A constant count replaces the pool's procurement schedule; a count by month becomes the
-    pool's ``gpus`` (month 0) and one schedule step per change.
-    """
-    data = s.model_dump(mode="json")
-    by_name = {p.name: p for p in specs}
-    for pool in data["cluster"]["pools"]:
-        if pool["name"] not in counts:
-            continue
-        g = by_name[pool["name"]].gpus_per_replica
-        gpus = [n * g for n in counts[pool["name"]]]
-        pool["gpus"] = gpus[0]
-        pool["schedule"] = [
-            {"month": m, "gpus": v} for m, v in enumerate(gpus) if m > 0 and v != gpus[m - 1]
-        ]
-    return validate_data(data)
-
-
-@dataclass
-class Cell:
-    """One quantity sized: a pool (``month`` None: every month) or a pool in one month."""
-
-    pool: PoolSpec
-    month: int | None
-    guess: AnalyticSize | None = None
-    load: PoolLoad | None = None  # the busy-hour load the guess was made for
-    first_guess: int | None = None  # the analytic guess in paid replicas
-    pilot_figures: tuple[float, float] = (math.nan, math.nan)  # busy-hour and peak utilisation
-    meets_at: int | None = None  # smallest count known to meet
-    fails_at: int = 0  # largest count known to fail (0 replicas serve nothing)
-    probe: int = 1
-    step: int = 1
-    unsure_at: set[int] = field(default_factory=set)
-    unreachable: bool = False
-
-    @property
-    def done(self) -> bool:
-        """Resolved: the meeting count is one above a failing one, or nothing meets."""
-        return self.unreachable or (
-            self.meets_at is not None and self.meets_at - self.fails_at <= 1
-        )
-
-    def record(self, count: int, verdict: str, cap: int) -> None:
-        """Take a verdict at ``count`` and choose the next probe (gallop, then bisect)."""
-        if verdict == MEETS:
-            self.meets_at = count if self.meets_at is None else min(self.meets_at, count)
-        else:
-            self.fails_at = max(self.fails_at, count)
-            if verdict == UNSURE:
-                self.unsure_at.add(count)
-        if self.done:
-            return
-        if self.meets_at is None:
-            if self.fails_at >= cap:
-                self.unreachable = True
-                return
-            self.probe = min(self.fails_at + self.step, cap)
-            self.step *= 2
-        elif self.fails_at == 0 and verdict == MEETS and self.step > 0:
-            self.probe = max(self.meets_at - self.step, 1)
-            self.step *= 2
-        else:
-            self.step = 0  # bisect from here on
-            self.probe = (self.fails_at + self.meets_at) // 2
-
-    @property
-    def label(self) -> str:
-        """Pool name, with the month for a cell by month."""
-        return self.pool.name if self.month is None else f"{self.pool.name}@{self.month}"
-
-
-@dataclass
-class Evaluation:
-    """A count vector and the replications run at it."""
-
-    counts: dict[str, tuple[int, ...]]
-    measurements: list[Measurement] = field(default_factory=list)
-    judged: bool = False  # settled by the search (the pilot's vector may never be probed)
 
 
 @dataclass
@@ -234,65 +108,6 @@ def _cells(
         )
     months: list[int | None] = list(range(s.horizon_months)) if by_month else [None]
     return [Cell(pool=specs[names.index(p)], month=m) for p in chosen for m in months]
-
-
-def _finite_or_nan(fn: Callable[[np.ndarray], Any], x: np.ndarray) -> float:
-    """``fn`` of the finite values of x (the worst month), NaN when there are none."""
-    x = np.atleast_1d(x)
-    x = x[np.isfinite(x)]
-    return float(fn(x)) if len(x) else float("nan")
-
-
-def _verdict(values: np.ndarray, bound: float) -> tuple[str, float, float, float]:
-    """Verdict on one target from per-replication values (NaN: no request, so it holds)."""
-    v = np.where(np.isnan(values), 0.0, values)
-    mean, lo, hi = mean_ci(v)
-    if not math.isfinite(lo):
-        lo = hi = mean
-    lo = max(lo, 0.0)  # a latency is never negative
-    if hi <= bound:
-        return MEETS, mean, lo, hi
-    if lo > bound:
-        return FAILS, mean, lo, hi
-    return UNSURE, mean, lo, hi
-
-
-def _cell_values(ms: list[Measurement], cell: Cell, k: int) -> np.ndarray:
-    """Per replication, target k's busy-hour quantile for the cell (worst month if all)."""
-    j = cell.pool.index
-    if cell.month is None:
-        return np.array([np.nanmax(np.append(m.metric_values[k, :, j], -np.inf)) for m in ms])
-    return np.array([m.metric_values[k, cell.month, j] for m in ms])
-
-
-def judge(
-    ms: list[Measurement], cell: Cell, targets: list[SloTarget]
-) -> tuple[str, dict[str, Any]]:
-    """The cell's verdict over every target, and the figures behind it."""
-    row: dict[str, Any] = {}
-    verdicts = []
-    for k, t in enumerate(targets):
-        vals = _cell_values(ms, cell, k)
-        vals = np.where(np.isneginf(vals), np.nan, vals)
-        verdict, mean, lo, hi = _verdict(vals, t.bound_s)
-        verdicts.append(verdict)
-        row[t.label] = mean
-        row[f"{t.label} ci95_low"] = lo
-        row[f"{t.label} ci95_high"] = hi
-    j = cell.pool.index
-    sl = slice(None) if cell.month is None else cell.month
-    for name, worst in (
-        ("goodput", np.min),
-        ("utilisation", np.max),
-        ("offered_load_erlangs", np.max),
-    ):
-        per = np.array([_finite_or_nan(worst, getattr(m, name)[sl, j]) for m in ms])
-        row[f"busy_hour_{name}"] = float(np.nanmean(per)) if np.isfinite(per).any() else np.nan
-    if FAILS in verdicts:
-        return FAILS, row
-    if UNSURE in verdicts:
-        return UNSURE, row
-    return MEETS, row
 
 
 def _analytic(
@@ -338,14 +153,6 @@ def _analytic(
     return smallest_replicas(pool_load, targets, max_replicas=cap), pool_load
 
 
-def _paid_for(working: int, p: PoolSpec, cap: int) -> int:
-    """The fewest paid replicas that give ``working`` serving replicas (capped)."""
-    n = max(working, 1)
-    while n < cap and working_replicas(n, p.gpus_per_replica, p.unavailable_share) < working:
-        n += 1
-    return n
-
-
 def size(
     scenario: Scenario,
     slos: Sequence[str | SloTarget],
@@ -389,7 +196,7 @@ def size(
         if est is not None:
             c.guess, c.load = est
         working = 1 if c.guess is None else (c.guess.replicas or max_replicas)
-        c.probe = _paid_for(working, c.pool, max_replicas)
+        c.probe = paid_for(working, c.pool, max_replicas)
         if c.guess is not None and c.guess.replicas is not None:
             c.first_guess = c.probe
         say(f"  {c.label}: analytic first guess {c.probe} replicas")
@@ -407,7 +214,7 @@ def size(
         verdicts = _settle(ev, open_cells, targets, runner, replications, max_replications, say)
         say(f"round {round_ + 1}: " + ", ".join(f"{k} {v}" for k, v in verdicts.items()))
         for c in open_cells:
-            c.record(_count_of(c, counts), verdicts[c.label], max_replicas)
+            c.record(count_of(c, counts), verdicts[c.label], max_replicas)
     unreachable = [c.label for c in cells if c.unreachable or c.meets_at is None]
     if unreachable:
         raise SizingError(
@@ -424,9 +231,9 @@ def size(
         say(f"answer: {_describe(final)} x {replications} replications")
         ev.measurements += runner.run(final, range(len(ev.measurements), replications))
     ev.judged = True
-    answer, notes = _answer_table(cells, evals, final, targets)
-    table = _evaluation_table(evals, cells, targets)
-    schedule, orders = _schedule(final, specs, lead_months)
+    answer, notes = answer_table(cells, evals, final, targets)
+    table = evaluation_table(evals, cells, targets)
+    schedule, orders = procurement(final, specs, lead_months)
     return Sizing(
         scenario=with_counts(scenario, final, specs),
         targets=targets,
@@ -584,11 +391,6 @@ class _Runner:
         return self._map(with_counts(self.scenario, counts, self.specs), reps, pilot=False)
 
 
-def _count_of(c: Cell, counts: dict[str, tuple[int, ...]]) -> int:
-    v = counts[c.pool.name]
-    return v[0] if c.month is None else v[c.month]
-
-
 def _vector(cells: list[Cell], months: int, answer: bool = False) -> dict[str, tuple[int, ...]]:
     """Replicas by month of every sized pool: open cells at their probe, done ones at the answer."""
     out: dict[str, list[int]] = {}
@@ -608,132 +410,3 @@ def _describe(counts: dict[str, tuple[int, ...]]) -> str:
     for pool, v in counts.items():
         parts.append(f"{pool}={v[0]}" if len(set(v)) == 1 else f"{pool}={'/'.join(map(str, v))}")
     return ", ".join(parts) + " replicas"
-
-
-def _evaluation_table(
-    evals: dict[Any, Evaluation], cells: list[Cell], targets: list[SloTarget]
-) -> pd.DataFrame:
-    """One row per evaluated count vector x cell: the figures and the verdict."""
-    rows = []
-    for i, ev in enumerate(e for e in evals.values() if e.judged):
-        kpis = {
-            k: float(np.mean([m.kpis[k] for m in ev.measurements])) for k in ev.measurements[0].kpis
-        }
-        for c in cells:
-            n = _count_of(c, ev.counts)
-            verdict, row = judge(ev.measurements, c, targets)
-            rows.append(
-                {
-                    "evaluation": i,
-                    "pool": c.pool.name,
-                    "month": -1 if c.month is None else c.month,
-                    "replicas": n,
-                    "gpus": n * c.pool.gpus_per_replica,
-                    "replications": len(ev.measurements),
-                    "verdict": verdict,
-                    **row,
-                    **_analytic_curve(c, n, targets),
-                    **kpis,
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def _analytic_curve(c: Cell, n: int, targets: list[SloTarget]) -> dict[str, float]:
-    """The analytic estimate's value of each target at ``n`` paid replicas (NaN if none)."""
-    out = {}
-    for t in targets:
-        v = None
-        if c.load is not None:
-            w = working_replicas(n, c.pool.gpus_per_replica, c.pool.unavailable_share)
-            v = metric_quantile(c.load, t, w) if w > 0 else math.inf
-        out[f"{t.label} analytic"] = np.nan if v is None else float(v)
-    return out
-
-
-def _answer_table(
-    cells: list[Cell],
-    evals: dict[Any, Evaluation],
-    final: dict[str, tuple[int, ...]],
-    targets: list[SloTarget],
-) -> tuple[pd.DataFrame, list[str]]:
-    """Per cell: the chosen count, the evidence one replica below, the analytic guess, why."""
-    final_ev = evals[tuple(sorted(final.items()))]
-    rows, notes = [], []
-    for c in cells:
-        n = _count_of(c, final)
-        verdict, row = judge(final_ev.measurements, c, targets)
-        below = c.fails_at
-        confidence = "high" if not (c.unsure_at & {n, below}) and verdict == MEETS else "low"
-        guess = c.first_guess
-        rows.append(
-            {
-                "pool": c.pool.name,
-                "month": -1 if c.month is None else c.month,
-                "replicas": n,
-                "gpus": n * c.pool.gpus_per_replica,
-                "fails_at_replicas": below,
-                "verdict_at_answer": verdict,
-                "confidence": confidence,
-                "analytic_replicas": guess,
-                "analytic_offered_load_erlangs": c.guess.offered_load_erlangs
-                if c.guess
-                else np.nan,
-                **row,
-            }
-        )
-        if guess is not None and guess != n:
-            notes.append(_disagreement(c, n, guess))
-    return pd.DataFrame(rows), notes
-
-
-def _disagreement(c: Cell, simulated: int, analytic: int) -> str:
-    """Say by how much the analytic guess and the simulation differ, and the likely reasons."""
-    d = simulated - analytic
-    busy, peak = c.pilot_figures
-    seen = (
-        f" (in the pilot the busy hour ran at {busy:.0%} utilisation on average over the"
-        f" month's days, its busiest hour at {peak:.0%})"
-        if math.isfinite(busy) and math.isfinite(peak)
-        else ""
-    )
-    why = (
-        "the estimate treats each day's busy hour as a steady M/G/c queue at that day's mean"
-        " load, while within the hour arrivals ramp and come in bursts (sessions, activity"
-        f" spells){seen}, and queues that form at those peaks carry over; the service times'"
-        " long tail also makes waits longer than the M/G/c approximation"
-        if d > 0
-        else "churn and refusals in the simulation remove demand the pilot still had at its"
-        f" size, and the pool's slots pool bursts better than the approximation assumes{seen}"
-    )
-    return (
-        f"{c.label}: the simulation needs {simulated} replicas, the analytic estimate said"
-        f" {analytic} ({d:+d}); {why}."
-    )
-
-
-def _schedule(
-    final: dict[str, tuple[int, ...]], specs: list[PoolSpec], lead_months: int
-) -> tuple[dict[str, list[dict[str, int]]], pd.DataFrame]:
-    """The scenario ``schedule:`` block per pool and the orders placed ``lead_months`` ahead."""
-    by_name = {p.name: p for p in specs}
-    schedule: dict[str, list[dict[str, int]]] = {}
-    orders = []
-    for pool, v in final.items():
-        g = by_name[pool].gpus_per_replica
-        steps = [{"month": m, "gpus": n * g} for m, n in enumerate(v) if m == 0 or n != v[m - 1]]
-        schedule[pool] = steps
-        prev = 0
-        for st in steps:
-            if st["gpus"] > prev:
-                orders.append(
-                    {
-                        "pool": pool,
-                        "serving_month": st["month"],
-                        "order_month": st["month"] - lead_months,
-                        "gpus_added": st["gpus"] - prev,
-                        "gpus_total": st["gpus"],
-                    }
-                )
-            prev = st["gpus"]
-    return schedule, pd.DataFrame(orders)

@@ -104,8 +104,8 @@ def bin_value(b: NDArray[np.int64] | int) -> NDArray[np.float64]:
 def hist_quantiles(h: NDArray[np.integer], q: float) -> NDArray[np.float64]:
     """Quantile q of every histogram along the last axis (NaN where a histogram is empty).
 
-    The value is the centre of the first bin whose cumulative count reaches q x total, the
-    same rule as :func:`hist_quantile`, so it is within 1.6% of the sample quantile
+    The value is the centre of the first bin whose cumulative count reaches q x total, so it
+    is within 1.6% of the sample quantile
     (sim.engine.resolution.HIST_RELATIVE_ERROR).
     """
     c = np.cumsum(h, axis=-1, dtype=np.int64)
@@ -116,12 +116,8 @@ def hist_quantiles(h: NDArray[np.integer], q: float) -> NDArray[np.float64]:
 
 
 def hist_quantile(h: NDArray[np.int64], q: float) -> float:
-    """Quantile q of a histogram over the latency bins (NaN when empty)."""
-    c = np.cumsum(h)
-    if c[-1] == 0:
-        return float("nan")
-    k = int(np.searchsorted(c, q * c[-1], side="left"))
-    return float(bin_value(k)[0])
+    """Quantile q of one histogram over the latency bins (NaN when empty)."""
+    return float(hist_quantiles(h, q))
 
 
 class Accumulators:

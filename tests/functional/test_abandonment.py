@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 from support.conservation import check_all
-from support.scenarios import small_dict
+from support.scenarios import congested_dict
 
 from sim.experiments.runner import run_scenario
 from sim.results.tables import RunResult
@@ -26,12 +26,8 @@ SEED = 3
 
 def congested(patience: dict[str, float] | None) -> dict[str, Any]:
     """One month of the small scenario with the ``big`` pool short of slots (queues of seconds)."""
-    d = small_dict(horizon_months=1)
-    sv = d["catalog"]["models"][0]["serving"][0]
-    sv["batch_slots_per_replica"] = 2
-    sv["decode_tokens_per_s_per_gpu"] = 10
+    d = congested_dict(3, horizon_months=1)
     for g in d["segments"]:
-        g["initial_subscribers"] *= 3
         if patience is not None:
             g["patience"] = dict(patience)
     return d

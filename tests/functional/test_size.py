@@ -19,12 +19,13 @@ import numpy as np
 import pytest
 import yaml
 from scipy import stats
-from support.scenarios import small_dict
+from support.scenarios import congested_dict, small_dict
 
 from sim.capacity import output
 from sim.capacity.measure import Measurement, measure
+from sim.capacity.pools import pool_specs, with_counts
 from sim.capacity.queueing import PoolLoad, SloTarget, parse_slo, smallest_replicas
-from sim.capacity.search import SizingError, pool_specs, size, with_counts
+from sim.capacity.search import SizingError, size
 from sim.cli import main, parser
 from sim.scenario.loading import validate_data
 from sim.scenario.schema import Scenario
@@ -49,14 +50,7 @@ def congested_big_pool() -> Scenario:
     Five times the subscribers and a tenth of the decode speed put about 4.5 Erlangs on the
     busy hour of ``big`` (each request holds a slot ~10 s); one replication takes ~0.3 s.
     """
-    d = small_dict(horizon_months=1)
-    sv = d["catalog"]["models"][0]["serving"][0]
-    sv["batch_slots_per_replica"] = 2
-    sv["decode_tokens_per_s_per_gpu"] = 10
-    for g in d["segments"]:
-        g["initial_subscribers"] *= 5
-    d["segments"][0]["acquisition"]["market_size"] *= 5
-    return validate_data(d)
+    return validate_data(congested_dict(5, horizon_months=1))
 
 
 def verdict(values: np.ndarray, bound: float) -> str:
@@ -372,10 +366,7 @@ def growing_big_pool() -> Scenario:
     Chat starts with 500 subscribers and signs up 2,000 a month at a constant rate, so the
     busy-hour load of month 1 is well above month 0's.
     """
-    d = small_dict(horizon_months=2)
-    sv = d["catalog"]["models"][0]["serving"][0]
-    sv["batch_slots_per_replica"] = 2
-    sv["decode_tokens_per_s_per_gpu"] = 10
+    d = congested_dict(horizon_months=2)
     chat = d["segments"][0]
     chat["initial_subscribers"] = 500
     chat["acquisition"] = {"model": "constant", "per_month": 2000.0}
@@ -434,7 +425,8 @@ def test_the_pilot_counts_as_the_scenarios_own_count_vector():
     evaluations hold); a schedule step or a part replica makes it no count vector of a
     search over the whole horizon.
     """
-    from sim.capacity.search import Cell, _given_counts
+    from sim.capacity.cells import Cell
+    from sim.capacity.search import _given_counts
 
     s = congested_big_pool()
     specs = pool_specs(s)

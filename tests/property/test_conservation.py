@@ -29,7 +29,7 @@ from support.conservation import (
     check_all,
     max_charge,
 )
-from support.scenarios import small_dict
+from support.scenarios import congested_dict, small_dict
 
 from sim.experiments.runner import run_scenario
 from sim.results.tables import RunResult
@@ -199,14 +199,12 @@ def test_invariants_hold_with_impatient_users_under_each_rule(rule: str) -> None
     requests = served + refused + abandoned, the ledger's usage, exhaustion and overage stay
     consistent with what was served (check_all), and the concurrency limit still binds.
     """
-    d = small_dict(seed=13)
-    d["catalog"]["models"][0]["serving"][0]["batch_slots_per_replica"] = 2
+    d = congested_dict(3, seed=13)
     for p in d["plans"]:
         p["quota"]["amount"] = 150_000
         p["on_exhaustion"] = RULES[rule]
     d["plans"][1]["concurrency_limit"] = 2
     for g in d["segments"]:
-        g["initial_subscribers"] *= 3
         g["patience"] = {"median_s": 3.0, "sigma": 1.0}
     r = run_scenario(validate_data(d))
     check_all(r)

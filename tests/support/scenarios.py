@@ -125,3 +125,27 @@ def small_dict(**overrides: Any) -> dict[str, Any]:
 def small_scenario(**overrides: Any) -> Scenario:
     """SMALL (with overrides) validated into a Scenario."""
     return validate_data(small_dict(**overrides))
+
+
+CONGESTED_SLOTS = 2
+"""Batch slots per replica of the ``big`` model in :func:`congested_dict` (SMALL has 8)."""
+CONGESTED_DECODE = 10
+"""Decode tokens/s per GPU of the ``big`` model in :func:`congested_dict` (SMALL has 400)."""
+
+
+def congested_dict(subscribers: float = 1.0, **overrides: Any) -> dict[str, Any]:
+    """SMALL with the ``big`` pool short of capacity: queues of seconds, growing with demand.
+
+    Two slots per replica and a fortieth of the decode speed make each ``big`` request hold a
+    slot for ~10 s; ``subscribers`` multiplies every segment's initial subscribers and the Bass
+    market sizes (the tests that size pools or study impatience build on it).
+    """
+    d = small_dict(**overrides)
+    sv = d["catalog"]["models"][0]["serving"][0]
+    sv["batch_slots_per_replica"] = CONGESTED_SLOTS
+    sv["decode_tokens_per_s_per_gpu"] = CONGESTED_DECODE
+    for g in d["segments"]:
+        g["initial_subscribers"] = round(g["initial_subscribers"] * subscribers)
+        if g["acquisition"]["model"] == "bass":
+            g["acquisition"]["market_size"] *= subscribers
+    return d

@@ -1,4 +1,4 @@
-"""The sizing search's probe logic (sim.capacity.search.Cell): gallop from the guess, bisect.
+"""The sizing search's probe logic (sim.capacity.cells.Cell): gallop from the guess, bisect.
 
 Against every monotone truth (a threshold T: counts >= T meet, below fail) and every first
 guess, the search ends on T with T - 1 known to fail, in O(log) probes, never probes a count
@@ -12,7 +12,8 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sim.capacity.search import FAILS, MEETS, Cell, PoolSpec
+from sim.capacity.cells import FAILS, MEETS, Cell
+from sim.capacity.pools import PoolSpec
 
 SPEC = PoolSpec(
     name="p",
