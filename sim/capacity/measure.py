@@ -21,8 +21,8 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from sim.capacity.queueing import SloTarget
-from sim.engine.admission import DOWNGRADED
 from sim.engine.metrics import LATENCY, hist_quantiles
+from sim.engine.outcomes import DOWNGRADED
 from sim.engine.replication import ReplicationResult
 from sim.experiments.runner import replicate
 from sim.results.busy_hour import busy_hours, month_hours, pool_busy_hour, take_hour

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from sim.engine.admission import (
+from sim.engine.outcomes import (
     ABANDONED,
     DOWNGRADED,
     REFUSED_CONCURRENCY,
@@ -149,6 +149,8 @@ def tally_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
     pool_used,
     occ,
     start,
+    first,
+    end,
     over,
     bought,
     # subscriber state
@@ -162,6 +164,7 @@ def tally_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
     pack_price,
     prefill_rate,
     tpot,
+    batched,
     slo_ttft,
     slo_tpot,
     slo_wait,
@@ -255,8 +258,14 @@ def tally_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
         if plan_rule[p] == RULE_PAYG:
             sub_counters[s, S_OVER] += over[i]
         wait = start[i] - t[i]
-        ttft = wait + unc / prefill_rate[pl]
-        e2e = ttft + output[i] * tpot[pl]
+        if batched[pl]:  # measured on the replica (sim.engine.batching)
+            ttft = first[i] - t[i]
+            e2e = end[i] - t[i]
+            tpot_i = (end[i] - first[i]) / max(output[i] - 1.0, 1.0)
+        else:  # the slot model's closed form
+            ttft = wait + unc / prefill_rate[pl]
+            tpot_i = tpot[pl]
+            e2e = ttft + output[i] * tpot_i
         throttled = oc != SERVED
         if throttled:
             c = n_class
@@ -267,7 +276,7 @@ def tally_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
             met = False
         else:
             c = plan_class[p]
-            met = ttft <= slo_ttft[c] and tpot[pl] <= slo_tpot[c] and wait <= slo_wait[c]
+            met = ttft <= slo_ttft[c] and tpot_i <= slo_tpot[c] and wait <= slo_wait[c]
             slo[hod, pl, c, SLO_COUNTED] += 1
             if met:
                 slo[hod, pl, c, SLO_MET] += 1
@@ -279,7 +288,7 @@ def tally_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
                 sub_counters[s, S_MISS] += 1
         hist[hod, pl, c, L_WAIT, _bin(wait, buf, bits, n_bins)] += 1
         hist[hod, pl, c, L_TTFT, _bin(ttft, buf, bits, n_bins)] += 1
-        hist[hod, pl, c, L_TPOT, _bin(tpot[pl], buf, bits, n_bins)] += 1
+        hist[hod, pl, c, L_TPOT, _bin(tpot_i, buf, bits, n_bins)] += 1
         hist[hod, pl, c, L_E2E, _bin(e2e, buf, bits, n_bins)] += 1
         wait_sum[pl, c] += wait
         hs = min(int(start[i] // SECONDS_PER_HOUR), n_h - 1)
@@ -290,9 +299,10 @@ def tally_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
             hourly[hs, pl, H_CNT] += 1
             if met:
                 hourly[hs, pl, H_MET] += 1
-        # busy slot-seconds, split exactly across the hours the service spans
+        # busy slot-seconds, split exactly across the hours the service spans; a batched
+        # pool's request holds its place in the batch from admission to its last token
         a = start[i]
-        b = a + occ[i]
+        b = end[i] if batched[pl] else a + occ[i]
         h = hs
         while a < b and h < n_h:
             edge = (h + 1) * SECONDS_PER_HOUR

@@ -19,9 +19,12 @@ kernel because a Python event per request costs ~9 us in SimPy (see
 ``docs/model.md``), and quota crossing, throttle gaps and queues are
 sequential per request. Everything around it (demand, money, churn) is numpy.
 
-A slot is one continuous-batching lane of a replica: a request holds it for
-``uncached_input * occ_in + output * occ_out`` seconds, which gives each
-replica its catalog prefill and decode throughput (see :mod:`sim.world.build`).
+A slot (``serving: slots``) is one continuous-batching lane of a replica: a request holds
+it for ``uncached_input * occ_in + output * occ_out`` seconds, which gives each replica its
+catalog prefill and decode throughput (see :mod:`sim.world.build`). A pool declared
+``serving: batched`` is instead replicas whose step time grows with the batch and its
+contexts, with a KV-cache budget and a router (:mod:`sim.engine.batching`); step 3 then
+routes the request to a replica and queues it there.
 """
 
 from __future__ import annotations
@@ -30,6 +33,29 @@ import numba as nb
 import numpy as np
 from numpy.typing import NDArray
 
+from sim.engine.abandonment import abandon
+from sim.engine.batching import (
+    E_KV,
+    P_BATCHED,
+    P_KV,
+    P_MAXB,
+    advance_pool,
+    arrive,
+    end_day,
+    load_ghosts,
+)
+from sim.engine.compiled import no_refcount
+from sim.engine.outcomes import (
+    ABANDONED,
+    DOWNGRADED,
+    REFUSED_CONCURRENCY,
+    REFUSED_NO_CAPACITY,
+    REFUSED_QUOTA,
+    REFUSED_THROTTLE,
+    SERVED,
+    THROTTLED,
+)
+from sim.units import SECONDS_PER_DAY
 from sim.world.rules import (
     NO_LIMIT,
     RULE_CUTOFF,
@@ -37,34 +63,6 @@ from sim.world.rules import (
     RULE_THROTTLE_SLOW,
     RULE_TOPUP,
 )
-
-# request outcomes (int8 codes, also used by sim.engine.metrics)
-SERVED = 0
-"""Admitted within quota, or over quota under pay-as-you-go / bought top-up."""
-
-THROTTLED = 1
-"""Admitted over quota on the slow lane."""
-
-DOWNGRADED = 2
-"""Admitted over quota on the plan's cheaper downgrade model."""
-
-REFUSED_QUOTA = 3
-"""Refused: quota exhausted under cut-off (or a declined top-up)."""
-
-REFUSED_THROTTLE = 4
-"""Refused: throttled and within the minimum gap since the last admitted request."""
-
-REFUSED_CONCURRENCY = 5
-"""Refused: the subscriber already had its concurrency limit in flight."""
-
-REFUSED_NO_CAPACITY = 6
-"""Refused: the model's pool has no working slot at all (zero GPUs)."""
-
-ABANDONED = 7
-"""Admitted, then left the queue: its first token would have come after the user's patience."""
-
-N_OUTCOMES = 8
-"""Number of outcome codes."""
 
 
 class ClusterState:
@@ -115,7 +113,7 @@ def _heap_pop(ht, hs, off, n):
     hs[off + i] = s
 
 
-@nb.njit(cache=True)
+@no_refcount
 def _advance(pl, until, q):
     """Retire pool pl's slots that end at or before ``until``, starting queued work on them.
 
@@ -124,12 +122,9 @@ def _advance(pl, until, q):
 
     In-flight counts are kept only when some plan has a concurrency limit (``limited``). A
     queued request whose ``deadline`` (the latest start that gives its first token within the
-    user's patience) has passed when a slot frees leaves instead (ABANDONED): its quota charge
-    is given back (and, if it crossed the quota and usage falls back below it, the month is no
-    longer exhausted), the over-quota units the refund removes are taken off its ``over`` (so
-    the subscriber's over-quota units still sum to usage above the quota), and it frees its
-    in-flight place. Leaving when its turn comes rather than at
-    the deadline changes nobody's wait, since it never holds a slot (FIFO within a priority).
+    user's patience) has passed when a slot frees leaves instead (ABANDONED, see
+    :func:`sim.engine.abandonment.abandon`). Leaving when its turn comes rather than at the
+    deadline changes nobody's wait, since it never holds a slot (FIFO within a priority).
     """
     (
         ht,
@@ -147,13 +142,7 @@ def _advance(pl, until, q):
         start,
         limited,
         deadline,
-        outcome,
-        usage,
-        charge,
-        quota_eff,
-        exhausted,
-        crossed,
-        over,
+        acct,
     ) = q
 
     o = off[pl]
@@ -177,16 +166,7 @@ def _advance(pl, until, q):
             if j < 0:
                 break
             if tend > deadline[j]:
-                outcome[j] = ABANDONED
-                sj, u, q = sub[j], usage[sub[j]], quota_eff[sub[j]]
-                over[j] += max(0.0, u - charge[j] - q) - max(0.0, u - q)
-                usage[sj] = u - charge[j]
-                if crossed[j] == 1:
-                    crossed[j] = 0
-                    if usage[sub[j]] < quota_eff[sub[j]]:
-                        exhausted[sub[j]] = 0
-                if limited:
-                    inflight[sub[j]] -= 1
+                abandon(j, acct)
                 continue
             start[j] = tend
             _heap_push(ht, hs, o, busy[pl], tend + occ[j], sub[j])
@@ -234,11 +214,21 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
     off,
     busy,
     n_prio,
+    # batched pools (sim.engine.batching.BatchState): parameters, replicas, entries, carry
+    bpp,
+    brs,
+    bheap,
+    bent,
+    bcarry,
+    bcount,
+    day_end,
     # outputs
     outcome,
     pool_used,
     occ,
     start,
+    first,
+    end,
     over,
     bought,
     crossed,
@@ -249,7 +239,13 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
     requested pool, or the downgrade pool), ``occ`` the slot-seconds it asks of that pool
     (0 when refused before reaching it), ``start`` each admitted request's service start (s),
     ``over`` the quota units it added beyond the quota, ``bought`` the packs
-    bought at its admission, ``crossed`` 1 where it crossed the quota.
+    bought at its admission, ``crossed`` 1 where it crossed the quota. Requests served by a
+    batched pool also get ``first`` (first token) and ``end`` (last token) times (s).
+
+    Batched pools (:class:`sim.engine.batching.BatchState`): ``bpp`` their parameters,
+    ``brs`` and ``bheap`` their replicas, ``bent`` the day's entries (its requests, then the
+    requests carried from yesterday), ``bcarry`` and ``bcount`` the rows the day's end fills
+    with the requests it carries; ``day_end`` is the day's end (s).
 
     Python callers pass every argument by keyword (tests/unit/test_kernel_calls.py checks
     the names): two same-dtype arrays swapped by position would run silently.
@@ -259,12 +255,20 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
     qhead = np.full(n_pool * n_prio, -1, dtype=np.int64)
     qtail = np.full(n_pool * n_prio, -1, dtype=np.int64)
     qnext = np.full(max(n, 1), -1, dtype=np.int64)
-    deadline = np.full(max(n, 1), np.inf)
+    n_all = max(n, bent.shape[0])
+    deadline = np.full(max(n_all, 1), np.inf)
     lowest = n_prio - 1
     limited = False
     for p in range(conc.shape[0]):
         if conc[p] < NO_LIMIT:
             limited = True
+    batched = bpp[:, P_BATCHED] > 0.0
+    any_batched = False
+    for pl in range(n_pool):
+        if batched[pl]:
+            any_batched = True
+    # what an abandoned request gives back (sim.engine.abandonment)
+    acct = (sub, outcome, usage, charge, quota_eff, exhausted, crossed, over, inflight, limited)
     # everything _advance reads or updates, in its order (one tuple instead of 22 arguments)
     queues = (
         ht,
@@ -282,14 +286,11 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
         start,
         limited,
         deadline,
-        outcome,
-        usage,
-        charge,
-        quota_eff,
-        exhausted,
-        crossed,
-        over,
+        acct,
     )
+    # the batched pools' replicas start the day with the requests yesterday carried
+    if any_batched:
+        load_ghosts(day_end - SECONDS_PER_DAY, bpp, brs, bheap, bent, n)
     for i in range(n):
         now = t[i]
         s = sub[i]
@@ -297,10 +298,17 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
         if limited:
             # completions in every pool release the in-flight slots concurrency limits count
             for pl in range(n_pool):
-                _advance(pl, now, queues)
-        else:
-            _advance(pool_req[i], now, queues)
-            if down_pool[p] >= 0:
+                if batched[pl]:
+                    advance_pool(
+                        pl, now, n_prio, bpp, brs, bheap, bent, start, first, end, deadline, n,
+                        acct,
+                    )  # fmt: skip
+                else:
+                    _advance(pl, now, queues)
+        else:  # (a batched pool's replicas are brought up to date when a request arrives)
+            if not batched[pool_req[i]]:
+                _advance(pool_req[i], now, queues)
+            if down_pool[p] >= 0 and not batched[down_pool[p]]:
                 _advance(down_pool[p], now, queues)
         pool_used[i] = pool_req[i]  # a refused request is still counted against its pool
         if limited and inflight[s] >= conc[p]:
@@ -339,7 +347,8 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
         pool_used[i] = pl
         occ[i] = uncached[i] * occ_in[pl] + output[i] * occ_out[pl]
         deadline[i] = now + patience[i] - uncached[i] * prefill_s[pl]
-        if slots[pl] == 0:
+        no_replica = batched[pl] and (slots[pl] < bpp[pl, P_MAXB] or bent[i, E_KV] > bpp[pl, P_KV])
+        if slots[pl] == 0 or no_replica:
             outcome[i] = REFUSED_NO_CAPACITY  # offered work the pool could not take
             continue
         if deadline[i] < now:  # its prefill alone outlasts the user's patience
@@ -356,7 +365,12 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
         if limited:
             inflight[s] += 1
         outcome[i] = out
-        if busy[pl] < slots[pl]:
+        if batched[pl]:
+            arrive(
+                i, pl, pr, now, slots[pl] // int(bpp[pl, P_MAXB]), n_prio, bpp, brs, bheap, bent,
+                start, first, end, deadline, n, acct,
+            )  # fmt: skip
+        elif busy[pl] < slots[pl]:
             start[i] = now
             _heap_push(ht, hs, off[pl], busy[pl], now + occ[i], s)
             busy[pl] += 1
@@ -378,15 +392,26 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
             if empty or busy[pl] == 0:
                 break
             _advance(pl, ht[off[pl]], queues)
+    if any_batched:
+        end_day(
+            day_end, n_prio, bpp, brs, bheap, bent, start, first, end, deadline, n, acct, bcarry,
+            bcount,
+        )  # fmt: skip
 
 
-def new_request_outputs(n: int) -> dict[str, NDArray]:
-    """Allocate the per-request output arrays serve_day fills."""
+def new_request_outputs(n: int, batched: bool = True) -> dict[str, NDArray]:
+    """Allocate the per-request output arrays serve_day fills.
+
+    ``first`` and ``end`` are written only for batched pools: one-element placeholders without.
+    """
+    m = n if batched else 1
     return {
         "outcome": np.zeros(n, dtype=np.int8),
         "pool_used": np.full(n, -1, dtype=np.int64),
         "occ": np.zeros(n, dtype=np.float64),
         "start": np.full(n, np.nan, dtype=np.float64),
+        "first": np.full(m, np.nan, dtype=np.float64),
+        "end": np.full(m, np.nan, dtype=np.float64),
         "over": np.zeros(n, dtype=np.float64),
         "bought": np.zeros(n, dtype=np.int64),
         "crossed": np.zeros(n, dtype=np.int8),

@@ -76,7 +76,10 @@ HOURLY: dict[str, tuple[str, str]] = {
     "wait_sum_s": ("s", "sum of queue waits of requests starting in the hour"),
     "slo_met": ("requests", "requests starting in the hour that met their SLO"),
     "slo_counted": ("requests", "requests starting in the hour with an SLO"),
-    "busy_slot_s": ("slot-s", "slot-seconds of service inside the hour"),
+    "busy_slot_s": (
+        "slot-s",
+        "slot-seconds of service inside the hour (batched pools: places held in a batch)",
+    ),
     "offered": ("requests", "requests arriving in the hour for the pool, refused ones included"),
     "offered_slot_s": (
         "slot-s",
@@ -172,6 +175,8 @@ class Accumulators:
             pool_used=out["pool_used"],
             occ=out["occ"],
             start=out["start"],
+            first=out["first"],
+            end=out["end"],
             over=out["over"],
             bought=out["bought"],
             sub_plan=pop.plan,
@@ -183,6 +188,7 @@ class Accumulators:
             pack_price=pl.pack_price,
             prefill_rate=po.prefill_rate,
             tpot=po.tpot_s,
+            batched=po.batched,
             slo_ttft=cl.ttft_s,
             slo_tpot=cl.tpot_s,
             slo_wait=cl.wait_s,

@@ -26,13 +26,8 @@ import numpy as np
 import pandas as pd
 import simpy
 
-from sim.engine.admission import (
-    DOWNGRADED,
-    SERVED,
-    ClusterState,
-    new_request_outputs,
-    serve_day,
-)
+from sim.engine.admission import ClusterState, new_request_outputs, serve_day
+from sim.engine.batching import BatchState
 from sim.engine.billing import Ledger
 from sim.engine.demand import DemandGenerator, Requests
 from sim.engine.lifecycle import (
@@ -43,6 +38,7 @@ from sim.engine.lifecycle import (
     snapshot_active,
 )
 from sim.engine.metrics import Accumulators
+from sim.engine.outcomes import ABANDONED, DOWNGRADED, SERVED
 from sim.engine.population import Population
 from sim.engine.streams import Streams
 from sim.units import HOURS_PER_DAY, SECONDS_PER_DAY, SECONDS_PER_HOUR
@@ -90,7 +86,23 @@ class Replication:
         self.acc = Accumulators(world)
         self.ledger = Ledger(world, world.write_ledger)
         self.demand_gen = DemandGenerator(world, self.streams)
-        self.state = ClusterState(world.pool.slots_by_month.max(axis=0))
+        po = world.pool
+        self.state = ClusterState(np.where(po.batched, 0, po.slots_by_month.max(axis=0)))
+        self.batch = BatchState(
+            po.replicas_by_month().max(axis=0),
+            po.batch_per_replica,
+            world.cls.n_prio,
+            step=(
+                po.step_base_s,
+                po.step_prefill_s,
+                po.step_request_s,
+                po.step_context_s,
+                po.prefill_chunk,
+                po.kv_tokens,
+            ),
+            router=po.router,
+            batched=po.batched,
+        )
         self.slots = world.pool.slots_by_month[0].copy()
         self.prefill_s = 1.0 / world.pool.prefill_rate  # s per uncached input token, by pool
         self.requests = 0
@@ -140,7 +152,7 @@ class Replication:
         w, pop = self.w, self.pop
         req = self.demand_gen.day(pop, day)
         n = len(req)
-        if n == 0:
+        if n == 0 and len(self.batch.ghosts) == 0:
             return
         self.requests += n
         pl = w.plan
@@ -157,10 +169,13 @@ class Replication:
             u_buy = self.streams["buy"].random(n)
         else:
             u_buy = np.ones(n)
-        out = new_request_outputs(n)
+        out = new_request_outputs(n, self.batch.active)
         patience = self._patience(req, pop)
         c = pop.cols
         st = self.state
+        bs = self.batch
+        ent = bs.arena(uncached, req.input, req.output, req.sub)
+        carry = bs.carry_buffer(len(ent))
         # every argument by keyword: a renamed or reordered kernel parameter fails loudly
         serve_day(
             t=req.t,
@@ -198,14 +213,25 @@ class Replication:
             off=st.offset,
             busy=st.busy,
             n_prio=w.cls.n_prio,
+            bpp=bs.pp,
+            brs=bs.rs,
+            bheap=bs.heap,
+            bent=ent,
+            bcarry=carry,
+            bcount=bs.count,
+            day_end=(day + 1) * SECONDS_PER_DAY,
             outcome=out["outcome"],
             pool_used=out["pool_used"],
             occ=out["occ"],
             start=out["start"],
+            first=out["first"],
+            end=out["end"],
             over=out["over"],
             bought=out["bought"],
             crossed=out["crossed"],
         )
+        if bs.active:
+            bs.keep_ghosts(carry, out["outcome"], ABANDONED)
         self.acc.account_requests(pop, req, out, day)
         if self.export_days and self.export_days[0] <= day < sum(self.export_days):
             self._export.append(
@@ -241,8 +267,10 @@ class Replication:
         """Exported requests' day, hour of day, pool, SLA class and latencies (s).
 
         Computed exactly as sim.engine.accounting.tally_day computes them for the histograms:
-        wait = start - arrival, TTFT = wait + uncached input / prefill rate, TPOT = the pool's
-        decode time per token, end-to-end = TTFT + output x TPOT, service = the slot-seconds
+        slot pools: wait = start - arrival, TTFT = wait + uncached input / prefill rate, TPOT =
+        the pool's decode time per token, end-to-end = TTFT + output x TPOT; batched pools: the
+        replica's first- and last-token times, TPOT = (last - first) / max(output - 1, 1);
+        service = the slot-seconds
         the request held (its share of a replica's batch); NaN for refused requests.
         Class ``throttled`` (index = number of classes) marks slow-lane and downgraded ones.
         """
@@ -255,6 +283,13 @@ class Replication:
         wait = np.where(served, out["start"] - req.t, np.nan)
         ttft = wait + (req.input - req.cached) / w.pool.prefill_rate[safe]
         tpot = np.where(served, w.pool.tpot_s[safe], np.nan)
+        e2e = ttft + req.output * tpot
+        batched = served & w.pool.batched[safe]
+        if batched.any():  # measured on the replica (sim.engine.accounting.latencies)
+            ttft = np.where(batched, out["first"] - req.t, ttft)
+            e2e = np.where(batched, out["end"] - req.t, e2e)
+            decode = np.maximum(req.output - 1.0, 1.0)
+            tpot = np.where(batched, (out["end"] - out["first"]) / decode, tpot)
         hour = (req.t // SECONDS_PER_HOUR).astype(np.int64)
         return {
             "day": hour // HOURS_PER_DAY,
@@ -264,7 +299,7 @@ class Replication:
             "wait_s": wait,
             "ttft_s": ttft,
             "tpot_s": tpot,
-            "e2e_s": ttft + req.output * tpot,
+            "e2e_s": e2e,
             "service_s": np.where(served, out["occ"], np.nan),
         }
 

@@ -18,6 +18,12 @@ TOPUP_MANUAL_BUY_PROBABILITY = 0.3
 TOPUP_MAX_PACKS_PER_MONTH = 10
 """Cap on packs bought per billing month (packs). Assumption: a spending guard."""
 
+# --- batched serving ---------------------------------------------------------------------
+PREFILL_CHUNK_TOKENS = 2048
+"""Prefill tokens one step of a batched replica carries (tokens): the chunked-prefill token
+budget vLLM's tuning guide suggests for latency-sensitive chat (``max_num_batched_tokens``
+about 2048; larger for throughput). Assumption for every catalog model."""
+
 # --- demand -------------------------------------------------------------------------------
 INTENSITY_SHAPE = 2.0
 """Gamma shape of the personal intensity multiplier (mean 1), CV = 1/sqrt(2) ~ 0.71.

@@ -2,7 +2,8 @@
 
 A path walks the scenario as it is written in YAML. Mapping keys are path
 parts; a list is entered by the ``name`` of one of its items (plans, segments,
-pools, models, SLA classes) or by its index. Overrides are applied to the
+pools, models, SLA classes) or by its index; a name with dots in it (``deepseek-v3.2``) is
+written as it is. Overrides are applied to the
 fully resolved scenario (every default filled in), so any field can be set,
 and the result is validated again: a bad value is reported with its path.
 """
@@ -37,14 +38,28 @@ def _step(node: Any, part: str, walked: str) -> Any:
     raise ScenarioError([(walked, f"'{part}' cannot be looked up in a value")])
 
 
+def _named_item_parts(node: Any, rest: list[str]) -> int:
+    """How many path parts name the next step: more than one when a list item's name has dots."""
+    if isinstance(node, list):
+        names = {str(item.get("name")) for item in node if isinstance(item, dict)}
+        for k in range(len(rest), 1, -1):
+            if ".".join(rest[:k]) in names:
+                return k
+    return 1
+
+
 def set_path(data: dict[str, Any], path: str, value: Any) -> None:
     """Set the field at dotted ``path`` of scenario data in place (the field must exist)."""
     parts = path.split(".")
     if not path or any(not p for p in parts):
         raise ScenarioError([(path or "(path)", "a path is dot-separated names, e.g. plans.x.y")])
     node: Any = data
-    for i, part in enumerate(parts[:-1]):
+    i = 0
+    while i < len(parts) - 1:
+        k = _named_item_parts(node, parts[i:-1])
+        part = ".".join(parts[i : i + k])
         node = _step(node, part, ".".join(parts[:i]) or "(scenario)")
+        i += k
     leaf, parent = parts[-1], ".".join(parts[:-1]) or "(scenario)"
     old = _step(node, leaf, parent)
     if isinstance(old, dict | list):

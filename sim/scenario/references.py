@@ -79,6 +79,14 @@ def _check_pools(s: Scenario, pr: _Problems) -> dict[str, int]:
             pr.add(
                 f"cluster.pools[{i}].gpu", f"model '{p.model}' has no serving entry for '{p.gpu}'"
             )
+        elif p.serving == "batched":
+            sv = next(v for v in models[p.model].serving if v.gpu == p.gpu)
+            if sv.step_time is None:
+                pr.add(
+                    f"cluster.pools[{i}].serving",
+                    f"batched serving needs a step_time in model '{p.model}''s serving entry"
+                    f" for '{p.gpu}'",
+                )
         if p.model in pooled:
             pr.add(f"cluster.pools[{i}].model", f"model '{p.model}' already has a pool")
         pooled[p.model] = i

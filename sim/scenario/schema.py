@@ -45,6 +45,7 @@ from sim.scenario.assumptions import (
     DOWNGRADE_PROBABILITY,
     DOWNGRADE_USE_BELOW,
     INTENSITY_SHAPE,
+    PREFILL_CHUNK_TOKENS,
     SLO_TPOT_S,
     SLO_TTFT_S,
     THROTTLE_MIN_GAP_S,
@@ -72,6 +73,37 @@ class Strict(BaseModel):
 # --------------------------------------------------------------------------- catalog
 
 
+class StepTime(Strict):
+    """How long one continuous-batching step of a replica takes (pools with serving: batched).
+
+    ``t_step = base_s + prefill tokens in the step / (prefill rate of the replica)
+    + per_request_s * requests decoding + per_context_token_s * context tokens they hold``.
+    The prefill term comes from ``prefill_tokens_per_s_per_gpu`` x ``gpus_per_replica``.
+    """
+
+    base_s: NonNeg = Field(
+        description="fixed time of a step whatever the batch: weights read, launch overheads (s)"
+    )
+    per_request_s: NonNeg = Field(description="added step time per request decoding (s)")
+    per_context_token_s: NonNeg = Field(
+        description="added step time per context token held by the decoding requests (s)"
+    )
+    prefill_chunk_tokens: Annotated[int, Field(ge=1)] = Field(
+        default=PREFILL_CHUNK_TOKENS,
+        description="prefill tokens one step carries (chunked prefill) (tokens)",
+    )
+    kv_cache_tokens_per_replica: Annotated[int, Field(ge=1)] = Field(
+        description="KV-cache budget of one replica: context tokens its running requests may"
+        " hold together (tokens)"
+    )
+
+    @model_validator(mode="after")
+    def _a_step_takes_time(self) -> StepTime:
+        if self.base_s <= 0 and self.per_request_s <= 0:
+            raise ValueError("base_s or per_request_s must be positive: a decode step takes time")
+        return self
+
+
 class Serving(Strict):
     """How fast one GPU type serves one model (a closed-form prefill/decode model)."""
 
@@ -86,6 +118,10 @@ class Serving(Strict):
         description="requests one replica serves concurrently (continuous-batching slots)"
     )
     gpus_per_replica: Annotated[int, Field(ge=1)] = Field(description="GPUs in one replica")
+    step_time: StepTime | None = Field(
+        default=None,
+        description="continuous-batching step time and KV budget (needed by batched pools)",
+    )
 
 
 class LLM(Strict):
@@ -523,6 +559,16 @@ class Pool(Strict):
     )
     unavailable_share: Share = Field(
         default=0.0, description="share of cards down at any time (failures); still paid for"
+    )
+    serving: Literal["slots", "batched"] = Field(
+        default="slots",
+        description="service model: 'slots' (one shared queue over fixed-time batch lanes) or"
+        " 'batched' (replicas with step times that grow with the batch, a KV budget, a router)",
+    )
+    router: Literal["least_loaded", "round_robin"] = Field(
+        default="least_loaded",
+        description="batched pools: which replica a request goes to (fewest KV tokens held and"
+        " queued, or in turn)",
     )
 
 

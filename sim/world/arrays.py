@@ -130,6 +130,21 @@ class Pools:
     price_miss: F64  # [M] API list prices (currency per 1M tokens), by model
     price_hit: F64
     price_out: F64
+    # batched serving (sim.engine.batching); slot pools carry zeros here
+    batched: NDArray[np.bool_]  # pool runs serving: batched
+    batch_per_replica: I64  # requests one replica runs at once
+    step_base_s: F64  # b0: fixed step time (s)
+    step_prefill_s: F64  # b1: step time per prefill token (s) = 1 / replica prefill rate
+    step_request_s: F64  # b2: step time per decoding request (s)
+    step_context_s: F64  # b3: step time per context token held (s)
+    prefill_chunk: F64  # prefill tokens a step carries
+    kv_tokens: F64  # KV budget of a replica (tokens)
+    router: NDArray[np.int8]  # sim.engine.batching.ROUTERS code
+
+    def replicas_by_month(self) -> I64:
+        """[months, pools] working replicas of the batched pools (0 for slot pools)."""
+        per = np.maximum(self.batch_per_replica, 1)
+        return np.where(self.batched, self.slots_by_month // per, 0)
 
 
 @dataclass(frozen=True)

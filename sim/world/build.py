@@ -43,7 +43,7 @@ from sim.world.arrays import (
     Segments,
     World,
 )
-from sim.world.rules import NO_LIMIT, rule_code
+from sim.world.rules import NO_LIMIT, ROUTERS, rule_code
 
 WORKING_CARDS_TOLERANCE = 1e-9
 """Cards added before flooring the working count gpus x (1 - unavailable_share) (cards): float
@@ -143,6 +143,8 @@ def _pools(s: Scenario, m_idx: dict[str, int]) -> Pools:
     gpu_cost = {g.name: g.cost_per_hour for g in s.catalog.gpus}
     model_pool = np.full(len(s.catalog.models), -1, dtype=np.int64)
     occ_in, occ_out, prefill, tpot, cost = [], [], [], [], []
+    batch: list[int] = []
+    steps: list[tuple[float, float, float, float, float]] = []
     months = s.horizon_months
     gpus = np.zeros((months, len(pools)), dtype=np.int64)
     slots = np.zeros((months, len(pools)), dtype=np.int64)
@@ -151,6 +153,7 @@ def _pools(s: Scenario, m_idx: dict[str, int]) -> Pools:
         llm = s.catalog.models[m_idx[p.model]]
         sv = next(v for v in llm.serving if v.gpu == p.gpu)
         g, b = sv.gpus_per_replica, sv.batch_slots_per_replica
+        batch.append(b)
         replica_prefill = sv.prefill_tokens_per_s_per_gpu * g
         replica_decode = sv.decode_tokens_per_s_per_gpu * g
         occ_in.append(b / replica_prefill)
@@ -158,6 +161,19 @@ def _pools(s: Scenario, m_idx: dict[str, int]) -> Pools:
         prefill.append(replica_prefill)
         tpot.append(b / replica_decode)
         cost.append(gpu_cost[p.gpu])
+        st = sv.step_time
+        if p.serving == "batched" and st is not None:
+            steps.append(
+                (
+                    st.base_s,
+                    st.per_request_s,
+                    st.per_context_token_s,
+                    st.prefill_chunk_tokens,
+                    st.kv_cache_tokens_per_replica,
+                )
+            )
+        else:
+            steps.append((0.0, 0.0, 0.0, 0.0, 0.0))
         gpus[:, j], slots[:, j] = _capacity_by_month(p, sv, months)
     return Pools(
         names=[p.name for p in pools],
@@ -174,6 +190,15 @@ def _pools(s: Scenario, m_idx: dict[str, int]) -> Pools:
         price_miss=np.array([m.price_input_miss_per_mtok for m in s.catalog.models]),
         price_hit=np.array([m.price_input_hit_per_mtok for m in s.catalog.models]),
         price_out=np.array([m.price_output_per_mtok for m in s.catalog.models]),
+        batched=np.array([p.serving == "batched" for p in pools], dtype=np.bool_),
+        batch_per_replica=np.array(batch, dtype=np.int64),
+        step_base_s=np.array([x[0] for x in steps]),
+        step_prefill_s=1.0 / np.array(prefill),
+        step_request_s=np.array([x[1] for x in steps]),
+        step_context_s=np.array([x[2] for x in steps]),
+        prefill_chunk=np.array([x[3] for x in steps], dtype=np.float64),
+        kv_tokens=np.array([x[4] for x in steps], dtype=np.float64),
+        router=np.array([ROUTERS[p.router] for p in pools], dtype=np.int8),
     )
 
 

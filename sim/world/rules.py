@@ -57,3 +57,14 @@ def payg_billable_units(over_units: NDArray | float, block_units: NDArray | floa
     over = np.asarray(over_units, dtype=np.float64)
     block = np.asarray(block_units, dtype=np.float64)
     return np.ceil(over / block - PAYG_BLOCK_TOLERANCE) * block
+
+
+# routers of batched pools (int8 codes, sim.engine.batching)
+ROUTER_LEAST_LOADED = 0
+"""Send a request to the active replica holding the fewest KV tokens (running and queued)."""
+
+ROUTER_ROUND_ROBIN = 1
+"""Send requests to the active replicas in turn."""
+
+ROUTERS = {"least_loaded": ROUTER_LEAST_LOADED, "round_robin": ROUTER_ROUND_ROBIN}
+"""Router name (scenario ``cluster.pools[].router``) -> code."""

@@ -27,8 +27,8 @@ from support.scenarios import small_dict
 
 from sim.cli import main
 from sim.engine.accounting import _bin
-from sim.engine.admission import DOWNGRADED, REFUSED_NO_CAPACITY, SERVED, THROTTLED
 from sim.engine.metrics import N_BINS, bin_value
+from sim.engine.outcomes import DOWNGRADED, REFUSED_NO_CAPACITY, SERVED, THROTTLED
 from sim.engine.resolution import HIST_MIN_S, HIST_RELATIVE_ERROR
 from sim.experiments.runner import run_scenario
 from sim.results import run_folder

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import math
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 import pytest
 import yaml
 from scipy import stats
-from support.scenarios import congested_dict, small_dict
+from support.scenarios import batched_dict, congested_dict, small_dict
 
 from sim.capacity import output
 from sim.capacity.measure import Measurement, measure
@@ -133,6 +134,31 @@ def test_size_finds_the_brute_force_answer():
         assert e[targets[0].label] == pytest.approx(float(np.nan_to_num(mine)), rel=1e-12)
     # the pool not sized keeps its count
     assert sz.scenario.cluster.pools[1].gpus == s.cluster.pools[1].gpus
+
+
+def test_size_sizes_a_batched_pool_on_tpot_which_falls_with_replicas():
+    """A batched pool's TPOT rises with its batch, so more replicas lower it (the slot model's
+    TPOT is a constant no count changes): the search finds the brute force's answer."""
+    s = validate_data(batched_dict(90, horizon_months=1, days_per_month=10))
+    slos = ["tpot_p95<=0.03"]
+    targets = [parse_slo(x) for x in slos]
+    counts = range(1, 6)
+    verdicts, runs = brute_force(s, "big", targets, counts)
+    tpot = [np.mean([np.nanmax(m.metric_values[0, :, 0]) for m in runs[n]]) for n in counts]
+    assert all(a > b for a, b in itertools.pairwise(tpot)), tpot
+    expected = next(n for n in counts if all(verdicts[m] == "meets" for m in counts if m >= n))
+    assert expected > 1, verdicts
+    sz = size(
+        s,
+        slos,
+        pools=["big"],
+        seed=SEED,
+        replications=REPLICATIONS,
+        max_replications=MAX_REPLICATIONS,
+        max_replicas=16,
+    )
+    (row,) = sz.answer.to_dict("records")
+    assert row["replicas"] == expected, (row, verdicts)
 
 
 # ------------------------------------------------------------- 6. the M/M/c limit

@@ -8,7 +8,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from sim.engine.admission import ClusterState, new_request_outputs, serve_day
-from sim.world.rules import NO_LIMIT, RULE_CUTOFF
+from sim.engine.batching import BatchState
+from sim.engine.outcomes import ABANDONED
+from sim.units import SECONDS_PER_DAY
+from sim.world.rules import NO_LIMIT, ROUTERS, RULE_CUTOFF
 
 BIG = NO_LIMIT
 
@@ -30,6 +33,20 @@ class PlanSpec:
 
 
 @dataclass
+class BatchSpec:
+    """A batched pool's replica (sim.engine.batching): step-time coefficients, KV, router."""
+
+    base_s: float = 0.02
+    prefill_s: float = 0.0  # step time per prefill token (s)
+    request_s: float = 0.0
+    context_s: float = 0.0
+    chunk: float = 2048.0
+    kv_tokens: float = 1e12
+    max_batch: int = 64
+    router: str = "least_loaded"
+
+
+@dataclass
 class Harness:
     """A cluster of pools (slots each; occupancy = output * occ_out with occ_in = 0 by default)."""
 
@@ -39,6 +56,7 @@ class Harness:
     occ_in: list[float] | None = None
     occ_out: list[float] | None = None
     prefill_s: list[float] | None = None  # s per uncached token by pool (default 0)
+    batch: list[BatchSpec | None] | None = None  # batched pools (slots = replicas x max_batch)
 
     def run(
         self,
@@ -52,8 +70,13 @@ class Harness:
         pool: NDArray | None = None,
         u_buy: NDArray | None = None,
         patience: NDArray | None = None,
+        input_tokens: NDArray | None = None,
     ) -> dict[str, NDArray]:
-        """Run one batch; return the kernel outputs plus the subscriber state."""
+        """Run one batch; return the kernel outputs plus the subscriber state.
+
+        With batched pools, one day is simulated (arrival times below one day), drained at its
+        end; the kernel's ghosts for the next day are returned as ``ghosts``.
+        """
         n = len(t)
         n_sub = len(sub_plan)
         n_pool = len(self.slots)
@@ -65,7 +88,24 @@ class Harness:
         patience = np.full(n, np.inf) if patience is None else np.asarray(patience, float)
         P = self.plans
         slots = np.asarray(self.slots, dtype=np.int64)
-        state = ClusterState(slots)
+        specs = self.batch or [None] * n_pool
+        is_b = np.array([b is not None for b in specs])
+        max_b = np.array([b.max_batch if b else 1 for b in specs], dtype=np.int64)
+        state = ClusterState(np.where(is_b, 0, slots))
+        bstate = BatchState(
+            np.where(is_b, slots // max_b, 0),
+            max_b,
+            self.n_prio,
+            step=tuple(
+                np.array([getattr(b, f) if b else 0.0 for b in specs], dtype=np.float64)
+                for f in ("base_s", "prefill_s", "request_s", "context_s", "chunk", "kv_tokens")
+            ),
+            router=np.array([ROUTERS[b.router] if b else 0 for b in specs], dtype=np.int8),
+            batched=is_b,
+        )
+        inp = uncached if input_tokens is None else np.asarray(input_tokens, float)
+        ent = bstate.arena(uncached, inp, output, np.asarray(sub, np.int64))
+        carry = bstate.carry_buffer(len(ent))
         sub_state = {
             "usage": np.zeros(n_sub),
             "quota_eff": np.asarray(quota, float).copy(),
@@ -112,14 +152,26 @@ class Harness:
             off=state.offset,
             busy=state.busy,
             n_prio=self.n_prio,
+            bpp=bstate.pp,
+            brs=bstate.rs,
+            bheap=bstate.heap,
+            bent=ent,
+            bcarry=carry,
+            bcount=bstate.count,
+            day_end=float(SECONDS_PER_DAY),
             outcome=out["outcome"],
             pool_used=out["pool_used"],
             occ=out["occ"],
             start=out["start"],
+            first=out["first"],
+            end=out["end"],
             over=out["over"],
             bought=out["bought"],
             crossed=out["crossed"],
         )
         out.update(sub_state)
+        if bstate.active:
+            bstate.keep_ghosts(carry, out["outcome"], ABANDONED)
+            out["ghosts"] = bstate.ghosts
         out["wait"] = out["start"] - np.asarray(t, float)
         return out

@@ -149,3 +149,31 @@ def congested_dict(subscribers: float = 1.0, **overrides: Any) -> dict[str, Any]
         if g["acquisition"]["model"] == "bass":
             g["acquisition"]["market_size"] *= subscribers
     return d
+
+
+BATCHED_STEP = {
+    "base_s": 0.01,
+    "per_request_s": 5e-4,
+    "per_context_token_s": 1e-7,
+    "prefill_chunk_tokens": 1024,
+    "kv_cache_tokens_per_replica": 40_000,
+}
+"""Step times of the small scenario's replicas (s; tokens): 8 requests of 1,500 context tokens
+step in about 16 ms, near the ``big`` model's catalog 8 / 400 = 20 ms."""
+
+
+def batched_dict(subscribers: float = 1.0, patience: bool = False, **overrides: Any) -> dict:
+    """SMALL with both pools ``serving: batched``, demand times ``subscribers``.
+
+    ``patience``: users wait at most a lognormal 20 s (median) for a first token.
+    """
+    d = small_dict(**overrides)
+    for m in d["catalog"]["models"]:
+        m["serving"][0]["step_time"] = dict(BATCHED_STEP)
+    for p in d["cluster"]["pools"]:
+        p["serving"] = "batched"
+    for g in d["segments"]:
+        g["initial_subscribers"] = round(g["initial_subscribers"] * subscribers)
+        if patience:
+            g["patience"] = {"median_s": 20.0, "sigma": 0.5}
+    return d

@@ -12,17 +12,16 @@ import math
 
 import numpy as np
 import pytest
+from support.batch_means import Z, batch_mean, poisson_times
 from support.kernel_harness import Harness, PlanSpec
 from support.scenarios import small_dict
 
-from sim.engine.admission import ABANDONED
+from sim.engine.outcomes import ABANDONED
 from sim.engine.replication import run_replication
 from sim.scenario.loading import validate_data
 from sim.world.build import build
 
 N = 400_000
-BATCHES = 20
-Z = 3.5
 
 
 def erlang_c(c: int, a: float) -> float:
@@ -30,18 +29,6 @@ def erlang_c(c: int, a: float) -> float:
     rho = a / c
     top = a**c / math.factorial(c) / (1 - rho)
     return top / (sum(a**k / math.factorial(k) for k in range(c)) + top)
-
-
-def batch_mean(x: np.ndarray) -> tuple[float, float]:
-    """Mean and its standard error from batch means (after a 5% warm-up)."""
-    x = x[len(x) // 20 :]
-    b = np.array_split(x, BATCHES)
-    m = np.array([v.mean() for v in b])
-    return float(m.mean()), float(m.std(ddof=1) / math.sqrt(BATCHES))
-
-
-def poisson_times(rng: np.random.Generator, lam: float, n: int) -> np.ndarray:
-    return np.cumsum(rng.exponential(1 / lam, n))
 
 
 def single_class(slots: int, t: np.ndarray, service: np.ndarray) -> dict:

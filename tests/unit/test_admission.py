@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from support.kernel_harness import Harness, PlanSpec
 
-from sim.engine.admission import (
+from sim.engine.outcomes import (
     DOWNGRADED,
     REFUSED_CONCURRENCY,
     REFUSED_NO_CAPACITY,

@@ -35,6 +35,17 @@ def test_paths_address_list_items_by_name_and_index():
     assert s.catalog == base.catalog
 
 
+def test_a_name_with_dots_is_written_as_it_is():
+    data = small_scenario().model_dump(mode="json", exclude={"sweep"})
+    data["catalog"]["models"][0]["name"] = "deepseek-v3.2"  # set_path does not validate
+    set_path(data, "catalog.models.deepseek-v3.2.price_output_per_mtok", 9.5)
+    assert data["catalog"]["models"][0]["price_output_per_mtok"] == 9.5
+    set_path(data, "catalog.models.deepseek-v3.2.serving.0.decode_tokens_per_s_per_gpu", 1234.0)
+    assert data["catalog"]["models"][0]["serving"][0]["decode_tokens_per_s_per_gpu"] == 1234.0
+    with pytest.raises(ScenarioError, match="no item 'deepseek-v3'"):
+        set_path(data, "catalog.models.deepseek-v3.price_output_per_mtok", 1.0)
+
+
 @pytest.mark.parametrize(
     ("path", "where", "says"),
     [

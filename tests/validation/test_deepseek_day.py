@@ -80,9 +80,12 @@ def test_tokens_of_the_day_by_class(run):
 def test_node_utilisation_matches_the_catalog_serving_model(run):
     """Busy share = (uncached input / prefill rate + output / decode rate) / node-seconds.
 
-    With the catalog's 9,200 prefill and 1,850 decode tokens/s per GPU, the published day's
-    uncached input (266B) and output (168B) keep 226.75 nodes 76% busy: below saturation, so
-    the day is servable on the average node count, and latency stays within the SLO.
+    The catalog's 4,026 uncached prefill and 1,850 decode tokens/s per GPU are DeepSeek's
+    published per-node averages (32.2k uncached and 14.8k output tokens/s per node) with cache
+    hits taking no prefill time. With them the day's 266B uncached input and 168B output tokens
+    fill the 226.75 nodes exactly (100.0%): DeepSeek's own accounting, whose node count
+    followed the load (peak 278 nodes). The simulated node is as busy, so a fixed fleet of the
+    average size cannot hold the latency targets: the queue grows for want of the peak's nodes.
     """
     llm = run.scenario.catalog.models[0].serving[0]
     node_s = NODES_AVG * 86_400.0
@@ -91,6 +94,6 @@ def test_node_utilisation_matches_the_catalog_serving_model(run):
         + OUTPUT_TOKENS / (llm.decode_tokens_per_s_per_gpu * GPUS_PER_NODE)
     ) / node_s
     k = run.kpis()
-    assert 0.7 < expected < 0.8
+    assert expected == pytest.approx(1.0, abs=0.005)
     assert k["gpu_utilisation"].mean() == pytest.approx(expected, rel=REL_TOL)
-    assert k["slo_attainment_served"].min() > 0.99
+    assert k["slo_attainment_served"].max() < 0.5
