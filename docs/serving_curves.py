@@ -29,6 +29,7 @@ import pandas as pd
 from sim.engine.replication import run_replication
 from sim.scenario.loading import load_scenario
 from sim.scenario.overrides import apply_overrides
+from sim.units import SECONDS_PER_DAY
 from sim.world.build import build
 
 HERE = Path(__file__).resolve().parent
@@ -73,7 +74,10 @@ def curves() -> pd.DataFrame:
                         },
                         "cluster.pools.r1.gpus": sv.gpus_per_replica,
                         "cluster.pools.r1.serving": serving,
-                        "segments.deepseek_users.sessions_per_day": load * cap * 86_400 / users,
+                        "segments.deepseek_users.sessions_per_day": load
+                        * cap
+                        * SECONDS_PER_DAY
+                        / users,
                         "replications": 1,
                     },
                 )
@@ -88,7 +92,7 @@ def curves() -> pd.DataFrame:
                         "load": load,
                         "requests_per_s": load * cap,
                         "output_tokens_per_s_per_gpu": x["output_tokens"].sum()
-                        / 86_400
+                        / SECONDS_PER_DAY
                         / sv.gpus_per_replica,
                         "ttft_p50_s": x["ttft_s"].quantile(0.5),
                         "ttft_p95_s": x["ttft_s"].quantile(0.95),

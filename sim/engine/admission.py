@@ -126,24 +126,8 @@ def _advance(pl, until, q):
     :func:`sim.engine.abandonment.abandon`). Leaving when its turn comes rather than at the
     deadline changes nobody's wait, since it never holds a slot (FIFO within a priority).
     """
-    (
-        ht,
-        hs,
-        off,
-        busy,
-        slots,
-        inflight,
-        qhead,
-        qtail,
-        qnext,
-        n_prio,
-        sub,
-        occ,
-        start,
-        limited,
-        deadline,
-        acct,
-    ) = q
+    ht, hs, off, busy, slots, qhead, qtail, qnext, n_prio, sub, occ, start, deadline, acct = q
+    inflight, limited = acct[8], acct[9]
 
     o = off[pl]
     while busy[pl] > 0 and ht[o] <= until:
@@ -269,14 +253,13 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
             any_batched = True
     # what an abandoned request gives back (sim.engine.abandonment)
     acct = (sub, outcome, usage, charge, quota_eff, exhausted, crossed, over, inflight, limited)
-    # everything _advance reads or updates, in its order (one tuple instead of 22 arguments)
+    # everything _advance reads or updates, in its order (one tuple instead of 23 arguments)
     queues = (
         ht,
         hs,
         off,
         busy,
         slots,
-        inflight,
         qhead,
         qtail,
         qnext,
@@ -284,7 +267,6 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
         sub,
         occ,
         start,
-        limited,
         deadline,
         acct,
     )

@@ -112,7 +112,7 @@ class BatchState:
     ``replicas[pl]`` is the most replicas pool ``pl`` has in any month (0 for slot pools);
     the other arrays are the pools' parameters as in :class:`sim.world.arrays.Pools`
     (``step``: base, prefill, per-request and per-context step times, prefill chunk and KV
-    budget; ``batched``: which pools are batched, by default those with replicas).
+    budget; ``batched``: which pools are batched).
     """
 
     def __init__(
@@ -120,30 +120,31 @@ class BatchState:
         replicas: NDArray[np.int64],
         max_batch: NDArray[np.int64],
         n_prio: int,
-        step: tuple[NDArray[np.float64], ...] | None = None,
-        router: NDArray[np.int8] | None = None,
-        batched: NDArray[np.bool_] | None = None,
+        step: tuple[NDArray[np.float64], ...],
+        router: NDArray[np.int8],
+        batched: NDArray[np.bool_],
     ):
         n_pool = len(replicas)
-        zeros = np.zeros(n_pool)
-        b0, b1, b2, b3, chunk, kv = step if step is not None else (zeros,) * 6
+        b0, b1, b2, b3, chunk, kv = step
         rep0 = np.zeros(n_pool, dtype=np.int64)
         rep0[1:] = np.cumsum(replicas)[:-1]
-        self.pp = np.zeros((n_pool, N_PP))
-        self.pp[:, P_BATCHED] = np.asarray(replicas) > 0 if batched is None else batched
-        for col, v in [
-            (P_B0, b0),
-            (P_B1, b1),
-            (P_B2, b2),
-            (P_B3, b3),
-            (P_CHUNK, chunk),
-            (P_KV, kv),
-            (P_MAXB, max_batch),
-            (P_ROUTER, router if router is not None else zeros),
-            (P_REP0, rep0),
-            (P_REPS, replicas),
-        ]:
-            self.pp[:, col] = v
+        columns = {
+            P_BATCHED: batched,
+            P_B0: b0,
+            P_B1: b1,
+            P_B2: b2,
+            P_B3: b3,
+            P_CHUNK: chunk,
+            P_KV: kv,
+            P_MAXB: max_batch,
+            P_ROUTER: router,
+            P_REP0: rep0,
+            P_REPS: replicas,
+            P_RR: np.zeros(n_pool),
+        }
+        self.pp = np.ascontiguousarray(
+            np.column_stack([np.asarray(columns[c], np.float64) for c in range(N_PP)])
+        )
         pool_of = np.repeat(np.arange(n_pool), replicas)
         n_rep = len(pool_of)
         self.active = n_rep > 0

@@ -96,6 +96,19 @@ def brute_force(
     return verdicts, runs
 
 
+def size_big(s: Scenario, slos: list[str], max_replicas: int) -> Any:
+    """The search on the ``big`` pool with the brute force's seed and replication rule."""
+    return size(
+        s,
+        slos,
+        pools=["big"],
+        seed=SEED,
+        replications=REPLICATIONS,
+        max_replications=MAX_REPLICATIONS,
+        max_replicas=max_replicas,
+    )
+
+
 def test_size_finds_the_brute_force_answer():
     s = congested_big_pool()
     slos = ["wait_p95<=1.0"]
@@ -108,15 +121,7 @@ def test_size_finds_the_brute_force_answer():
     assert 3 <= expected <= 7, verdicts  # the scenario is congested enough to need a search
     assert verdicts[expected - 1] != "meets"
 
-    sz = size(
-        s,
-        slos,
-        pools=["big"],
-        seed=SEED,
-        replications=REPLICATIONS,
-        max_replications=MAX_REPLICATIONS,
-        max_replicas=32,
-    )
+    sz = size_big(s, slos, max_replicas=32)
     (row,) = sz.answer.to_dict("records")
     assert row["replicas"] == expected, (row, verdicts)
     assert row["gpus"] == expected
@@ -148,15 +153,7 @@ def test_size_sizes_a_batched_pool_on_tpot_which_falls_with_replicas():
     assert all(a > b for a, b in itertools.pairwise(tpot)), tpot
     expected = next(n for n in counts if all(verdicts[m] == "meets" for m in counts if m >= n))
     assert expected > 1, verdicts
-    sz = size(
-        s,
-        slos,
-        pools=["big"],
-        seed=SEED,
-        replications=REPLICATIONS,
-        max_replications=MAX_REPLICATIONS,
-        max_replicas=16,
-    )
+    sz = size_big(s, slos, max_replicas=16)
     (row,) = sz.answer.to_dict("records")
     assert row["replicas"] == expected, (row, verdicts)
 

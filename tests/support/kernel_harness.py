@@ -57,6 +57,7 @@ class Harness:
     occ_out: list[float] | None = None
     prefill_s: list[float] | None = None  # s per uncached token by pool (default 0)
     batch: list[BatchSpec | None] | None = None  # batched pools (slots = replicas x max_batch)
+    _batch: BatchState | None = field(default=None, init=False, repr=False)
 
     def run(
         self,
@@ -71,11 +72,13 @@ class Harness:
         u_buy: NDArray | None = None,
         patience: NDArray | None = None,
         input_tokens: NDArray | None = None,
+        day: int = 0,
     ) -> dict[str, NDArray]:
         """Run one batch; return the kernel outputs plus the subscriber state.
 
-        With batched pools, one day is simulated (arrival times below one day), drained at its
-        end; the kernel's ghosts for the next day are returned as ``ghosts``.
+        With batched pools, one day is simulated (arrival times within day ``day``), drained at
+        its end; the requests it carries into the next day are returned as ``ghosts``, and a
+        following call with ``day`` + 1 starts from them (its own subscribers' state is fresh).
         """
         n = len(t)
         n_sub = len(sub_plan)
@@ -92,17 +95,19 @@ class Harness:
         is_b = np.array([b is not None for b in specs])
         max_b = np.array([b.max_batch if b else 1 for b in specs], dtype=np.int64)
         state = ClusterState(np.where(is_b, 0, slots))
-        bstate = BatchState(
-            np.where(is_b, slots // max_b, 0),
-            max_b,
-            self.n_prio,
-            step=tuple(
-                np.array([getattr(b, f) if b else 0.0 for b in specs], dtype=np.float64)
-                for f in ("base_s", "prefill_s", "request_s", "context_s", "chunk", "kv_tokens")
-            ),
-            router=np.array([ROUTERS[b.router] if b else 0 for b in specs], dtype=np.int8),
-            batched=is_b,
-        )
+        if day == 0 or self._batch is None:
+            self._batch = BatchState(
+                np.where(is_b, slots // max_b, 0),
+                max_b,
+                self.n_prio,
+                step=tuple(
+                    np.array([getattr(b, f) if b else 0.0 for b in specs], dtype=np.float64)
+                    for f in ("base_s", "prefill_s", "request_s", "context_s", "chunk", "kv_tokens")
+                ),
+                router=np.array([ROUTERS[b.router] if b else 0 for b in specs], dtype=np.int8),
+                batched=is_b,
+            )
+        bstate = self._batch
         inp = uncached if input_tokens is None else np.asarray(input_tokens, float)
         ent = bstate.arena(uncached, inp, output, np.asarray(sub, np.int64))
         carry = bstate.carry_buffer(len(ent))
@@ -158,7 +163,7 @@ class Harness:
             bent=ent,
             bcarry=carry,
             bcount=bstate.count,
-            day_end=float(SECONDS_PER_DAY),
+            day_end=float((day + 1) * SECONDS_PER_DAY),
             outcome=out["outcome"],
             pool_used=out["pool_used"],
             occ=out["occ"],

@@ -420,3 +420,26 @@ def test_arrival_joins_the_first_step_starting_at_or_after_it(arrival: float, jo
     assert res["end"][0] == 4.0  # the newcomer's prefill does not delay the decoding request
     r = run_reference(t, zeros, zeros, out, **coef)
     np.testing.assert_array_equal(res["start"], r["start"])
+
+
+def test_a_request_running_at_midnight_holds_its_kv_into_the_next_day():
+    """Day 0's request A (11,000 KV tokens) runs past midnight; day 1's B (5,010) must wait.
+
+    Steps last 1 s. A arrives at 86,000 s, prefills in one step and decodes 1,999 more: its
+    last token comes at 88,000 s, which day 0's drain computes. The day's end carries A into
+    day 1 with the steps it has left, so B, arriving at 86,401 s, finds 11,000 of the 12,000
+    KV tokens held and joins only when A ends at 88,000 s (first token one step later). Were
+    the carried request dropped, B would start at once.
+    """
+    h = Harness(
+        slots=[64],
+        batch=[BatchSpec(base_s=1.0, prefill_s=0.0, kv_tokens=12_000.0, max_batch=64)],
+    )
+    one = {"sub": [0], "sub_plan": np.zeros(1, np.int64), "quota": [1e18], "uncached": [0.0]}
+    a = h.run(t=[86_000.0], input_tokens=[9_000.0], output=[2_000.0], **one)
+    assert a["end"][0] == pytest.approx(88_000.0)
+    ghosts = a["ghosts"]
+    assert len(ghosts) == 1
+    b = h.run(t=[DAY + 1.0], input_tokens=[5_000.0], output=[10.0], day=1, **one)
+    assert b["start"][0] == pytest.approx(88_000.0)
+    assert b["first"][0] == pytest.approx(88_001.0)
