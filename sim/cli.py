@@ -506,7 +506,10 @@ def parser() -> argparse.ArgumentParser:
         " e.g. ttft_p95<=1.0; repeatable (every target must hold)",
     )
     sz.add_argument(
-        "--pool", action="append", help="size this pool only (repeatable; default all pools)"
+        "--pool",
+        action="append",
+        help="size this pool only (repeatable; default all pools); a disaggregated pool's"
+        " NAME means both its sides, NAME:prefill or NAME:decode one of them",
     )
     sz.add_argument(
         "--by-month",

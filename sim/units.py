@@ -14,3 +14,6 @@ HOURS_PER_DAY = 24
 
 SECONDS_PER_DAY = 86400.0
 """Seconds in a day (s)."""
+
+BYTES_PER_GB = 1e9
+"""Bytes in a gigabyte (decimal, as network bandwidths are quoted)."""

@@ -1,7 +1,9 @@
 """What the search sizes (cells), the simulations behind them, and the verdict rule.
 
-A cell is a pool (over every month) or a pool in one month. Its probes gallop from the
-analytic guess, then bisect (:meth:`Cell.record`). A verdict on a count compares the 95%
+A cell is a pool (over every month) or a pool in one month; a disaggregated pool's prefill and
+decode replicas are two pools here (sim.capacity.pools). A cell's probes gallop from the
+analytic guess (a part of a disaggregated pool: from the scenario's count), then bisect
+(:meth:`Cell.record`). A verdict on a count compares the 95%
 Student-t interval of the busy-hour quantile over replications with each target's bound.
 """
 
@@ -25,7 +27,10 @@ MEETS, FAILS, UNSURE = "meets", "fails", "unsure"
 
 @dataclass
 class Cell:
-    """One quantity sized: a pool (``month`` None: every month) or a pool in one month."""
+    """One quantity sized: a pool (``month`` None: every month) or a pool in one month.
+
+    ``pool`` may be a part of a disaggregated pool (its prefill or its decode replicas).
+    """
 
     pool: PoolSpec
     month: int | None
@@ -117,10 +122,19 @@ def _cell_values(ms: list[Measurement], cell: Cell, k: int) -> np.ndarray:
 def judge(
     ms: list[Measurement], cell: Cell, targets: list[SloTarget]
 ) -> tuple[str, dict[str, Any]]:
-    """The cell's verdict over every target, and the figures behind it."""
+    """The cell's verdict over every target that judges it, and the figures behind it.
+
+    A part of a disaggregated pool is judged only on the metrics its count moves
+    (sim.capacity.pools.PART_METRICS: wait and TTFT the prefill part, TPOT the decode part,
+    end-to-end both); the other targets' figures are NaN in its row. The busy-hour goodput,
+    utilisation and offered load are the whole pool's (both parts').
+    """
     row: dict[str, Any] = {}
     verdicts = []
     for k, t in enumerate(targets):
+        if not cell.pool.judged_on(t.metric):
+            row[t.label] = row[f"{t.label} ci95_low"] = row[f"{t.label} ci95_high"] = np.nan
+            continue
         vals = _cell_values(ms, cell, k)
         vals = np.where(np.isneginf(vals), np.nan, vals)
         verdict, mean, lo, hi = _verdict(vals, t.bound_s)

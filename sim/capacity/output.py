@@ -4,14 +4,17 @@
 
     size.json         options, the answer per pool (and month), confidence, notes, the
                       simulated months and wall time spent
-    answer.csv        one row per sized cell (pool, or pool x month with --by-month)
+    answer.csv        one row per sized cell (pool, or pool x month with --by-month; a
+                      disaggregated pool's parts ``POOL:prefill`` and ``POOL:decode`` are
+                      pools here, with NaN for the targets that do not judge them)
     evaluations.csv   one row per simulated count vector x cell: busy-hour quantiles with
                       95% intervals, goodput, utilisation, GPU cost, margin, churn
-    schedule.yaml     the ``schedule:`` block of each pool and the orders, ``lead_months`` ahead
+    schedule.yaml     the ``schedule:`` block of each pool (or part) and the orders,
+                      ``lead_months`` ahead
     scenario.yaml     the scenario at the answer (runs as is with ``tokensim run``)
-    size.png          per pool: GPUs -> each target's busy-hour quantile (with the bound and
-                      the analytic estimate's curve), goodput and utilisation, and the
-                      run's GPU cost, gross margin and churn
+    size.png          per pool (or part): GPUs -> each target judging it, its busy-hour
+                      quantile (with the bound and the analytic estimate's curve), goodput
+                      and utilisation, and the run's GPU cost, gross margin and churn
 """
 
 from __future__ import annotations
@@ -123,7 +126,7 @@ def plot_size(sz: Sizing, path: Path) -> None:
         g = ev[ev["pool"] == pool].sort_values("replications").groupby("gpus").last()
         g = g.reset_index().sort_values("gpus")
         ax = axes[0][k]
-        for t in sz.targets:
+        for t in [t for t in sz.targets if g[t.label].notna().any()]:  # those judging the pool
             low = (g[t.label] - g[f"{t.label} ci95_low"]).clip(lower=0)
             high = (g[f"{t.label} ci95_high"] - g[t.label]).clip(lower=0)
             line = ax.errorbar(
@@ -174,6 +177,10 @@ def plot_size(sz: Sizing, path: Path) -> None:
     plt.close(fig)
 
 
+def _is_nan(x: Any) -> bool:
+    return isinstance(x, float) and math.isnan(x)
+
+
 def answer_lines(sz: Sizing) -> list[str]:
     """The answer as lines a person reads in a terminal."""
     lines = []
@@ -183,6 +190,7 @@ def answer_lines(sz: Sizing) -> list[str]:
             f"{t.metric} p{t.quantile * 100:g} {r[t.label]:.3g} s"
             f" [{r[t.label + ' ci95_low']:.3g}, {r[t.label + ' ci95_high']:.3g}]"
             for t in sz.targets
+            if not _is_nan(r[t.label])  # NaN: a target that does not judge this part
         )
         guess = r["analytic_replicas"]
         lines.append(

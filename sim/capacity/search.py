@@ -24,6 +24,10 @@ size leaves. The search:
 
 The answer's tables, schedule and notes are built in :mod:`sim.capacity.answer`.
 
+A disaggregated pool is two pools to the search, its prefill and its decode replicas
+(:mod:`sim.capacity.pools`), each judged only on the targets its count moves; they have no
+analytic guess, and their probes gallop from the scenario's own counts.
+
 Pools interact only through subscribers (a churned coder leaves every pool), so they are
 searched together, one simulation per round for all of them; the final answer is run once
 more as a whole and its intervals reported.
@@ -47,7 +51,14 @@ from sim.capacity.defaults import (
     DEFAULT_REPLICATIONS,
 )
 from sim.capacity.measure import Measurement, ServiceSample, measure
-from sim.capacity.pools import PoolSpec, paid_for, pool_specs, with_counts
+from sim.capacity.pools import (
+    PART_METRICS,
+    PoolSpec,
+    paid_for,
+    paid_gpus_by_month,
+    pool_specs,
+    with_counts,
+)
 from sim.capacity.queueing import (
     AnalyticSize,
     PoolLoad,
@@ -97,17 +108,47 @@ class Sizing:
 
 
 def _cells(
-    s: Scenario, specs: list[PoolSpec], pools: Sequence[str] | None, by_month: bool
-) -> list[Cell]:
-    names = [p.name for p in specs]
-    chosen = list(pools) if pools else names
-    unknown = [p for p in chosen if p not in names]
+    s: Scenario,
+    specs: list[PoolSpec],
+    pools: Sequence[str] | None,
+    by_month: bool,
+    targets: list[SloTarget],
+) -> tuple[list[Cell], list[str]]:
+    """The cells to size, and notes on the parts of disaggregated pools left as given.
+
+    ``pools`` names pools or parts (``big:decode``); a disaggregated pool's own name means
+    both its parts. A part no target judges (sim.capacity.pools.PART_METRICS) keeps the
+    scenario's count. SizingError for an unknown name, or when no target judges anything asked.
+    """
+    by_pool: dict[str, list[PoolSpec]] = {}
+    for p in specs:
+        by_pool.setdefault(p.pool, []).append(p)
+    by_name = {p.name: [p] for p in specs} | by_pool
+    chosen = list(pools) if pools else list(by_pool)
+    unknown = [p for p in chosen if p not in by_name]
     if unknown:
         raise SizingError(
-            f"--pool: unknown pool(s) {', '.join(unknown)} (known: {', '.join(names)})"
+            f"--pool: unknown pool(s) {', '.join(unknown)} (known: {', '.join(by_name)})"
         )
+    asked = list(dict.fromkeys(p for name in chosen for p in by_name[name]))
+    sized = [p for p in asked if any(p.judged_on(t.metric) for t in targets)]
+    why = {
+        p.name: f"{p.name} is judged on {', '.join(sorted(PART_METRICS[str(p.part)]))} only"
+        for p in asked
+        if p not in sized
+    }
+    if not sized:
+        raise SizingError(
+            f"--slo: no target judges {', '.join(chosen)} ({'; '.join(why.values())})"
+        )
+    notes = [
+        f"{p.name}: not sized, as no target judges it ({why[p.name]}); it keeps the"
+        f" scenario's {_by_month(paid_gpus_by_month(s, p))} GPUs"
+        for p in asked
+        if p.name in why
+    ]
     months: list[int | None] = list(range(s.horizon_months)) if by_month else [None]
-    return [Cell(pool=specs[names.index(p)], month=m) for p in chosen for m in months]
+    return [Cell(pool=p, month=m) for p in sized for m in months], notes
 
 
 def _analytic(
@@ -117,10 +158,14 @@ def _analytic(
     targets: list[SloTarget],
     cap: int,
 ) -> tuple[AnalyticSize, PoolLoad] | None:
-    """The analytic first guess for a cell, at the busy hour of its most loaded month."""
+    """The analytic first guess for a cell, at the busy hour of its most loaded month.
+
+    None without a pilot sample, and for a part of a disaggregated pool: the M/G/c slot
+    approximation describes a replica that prefills and decodes, not one side of the pair.
+    """
     p = cell.pool
-    sample = samples.get(p.name)
-    if sample is None:
+    sample = samples.get(p.pool)
+    if sample is None or p.part is not None:
         return None
     load = np.nanmean([m.offered_load_erlangs[:, p.index] for m in pilot], axis=0)
     if not np.isfinite(load).any():
@@ -171,7 +216,10 @@ def size(
 
     ``slos``: expressions such as ``"ttft_p95<=1.0"`` (sim.capacity.queueing.parse_slo) or
     SloTarget values; ``pools``: the pools to size (default all; the others keep their
-    counts); ``by_month``: a count per month (a procurement schedule) instead of one count;
+    counts), where a disaggregated pool's name means both its parts (``POOL:prefill``, judged
+    on wait, TTFT and end-to-end targets, and ``POOL:decode``, judged on TPOT and end-to-end
+    targets; a part no target judges keeps its count) and a part's name that part;
+    ``by_month``: a count per month (a procurement schedule) instead of one count;
     ``lead_months``: months between ordering and the cards serving, for the order dates.
     Raises SizingError for unknown pools, bad options, or targets no count up to
     ``max_replicas`` meets.
@@ -181,7 +229,7 @@ def size(
     targets = _check_options(slos, replications, max_replications, lead_months, max_replicas)
     seed = scenario.seed if seed is None else seed
     specs = pool_specs(scenario)
-    cells = _cells(scenario, specs, pools, by_month)
+    cells, notes = _cells(scenario, specs, pools, by_month, targets)
     _check_tpot(cells, targets)
     months = scenario.horizon_months
     evals: dict[tuple[tuple[str, tuple[int, ...]], ...], Evaluation] = {}
@@ -192,6 +240,14 @@ def size(
     pilot = runner.run_pilot(PILOT_REPLICATIONS)
     _check_prefill(cells, pilot[0].samples or {}, targets)
     for c in cells:
+        if c.pool.part is not None:  # no analytic estimate: start from the scenario's count
+            c.probe = _own_count(scenario, c, max_replicas)
+            notes.append(
+                f"{c.label}: no analytic estimate for one side of a disaggregated pool; the"
+                f" search started from the scenario's own {c.probe} replica(s)"
+            )
+            say(f"  {c.label}: first probe {c.probe} replicas, the scenario's own")
+            continue
         est = _analytic(c, pilot, pilot[0].samples or {}, targets, max_replicas)
         if est is not None:
             c.guess, c.load = est
@@ -231,7 +287,7 @@ def size(
         say(f"answer: {_describe(final)} x {replications} replications")
         ev.measurements += runner.run(final, range(len(ev.measurements), replications))
     ev.judged = True
-    answer, notes = answer_table(cells, evals, final, targets)
+    answer, disagreements = answer_table(cells, evals, final, targets)
     table = evaluation_table(evals, cells, targets)
     schedule, orders = procurement(final, specs, lead_months)
     return Sizing(
@@ -244,7 +300,7 @@ def size(
         replications_run=runner.replications_run,
         simulated_months=runner.replications_run * months,
         wall_s=time.perf_counter() - t0,
-        notes=notes,
+        notes=notes + disagreements,
     )
 
 
@@ -253,17 +309,14 @@ def _given_counts(
 ) -> dict[str, tuple[int, ...]] | None:
     """The scenario's own counts as a count vector of the sized pools, if it is one.
 
-    It is when every sized pool pays for whole replicas in every month (and, sized over the
-    whole horizon, the same number each month): then ``with_counts`` of it is the scenario
-    itself, and the pilot's replications are that vector's.
+    It is when every sized pool (or part) pays for whole replicas in every month (and, sized
+    over the whole horizon, the same number each month): then ``with_counts`` of it is the
+    scenario itself, and the pilot's replications are that vector's.
     """
-    from sim.world.build import build
-
-    gpus = build(s).pool.gpus_by_month
     out: dict[str, tuple[int, ...]] = {}
     for c in cells:
         p = c.pool
-        col = [int(v) for v in gpus[:, p.index]]
+        col = paid_gpus_by_month(s, p)
         if any(v % p.gpus_per_replica for v in col):
             return None
         if c.month is None and len(set(col)) != 1:
@@ -297,9 +350,22 @@ def _check_options(
     return targets
 
 
+def _own_count(s: Scenario, c: Cell, cap: int) -> int:
+    """Whole replicas the scenario pays for in the cell's month (whole horizon: its most)."""
+    gpus = paid_gpus_by_month(s, c.pool)
+    n = max(gpus) if c.month is None else gpus[c.month]
+    return min(max(n // c.pool.gpus_per_replica, 1), cap)
+
+
 def _check_tpot(cells: list[Cell], targets: list[SloTarget]) -> None:
-    """Refuse, before any simulation, a TPOT target a pool misses at every size."""
+    """Refuse, before any simulation, a TPOT target a slot pool misses at every size.
+
+    Only ``serving: slots`` pools decode at the catalog's constant TPOT; a batched pool's
+    (and a decode part's) TPOT follows its batch and its step times, so no constant refuses it.
+    """
     for c in cells:
+        if c.pool.batched:
+            continue
         for t in targets:
             if t.metric == "tpot" and c.pool.tpot_s > t.bound_s:
                 raise SizingError(
@@ -314,11 +380,14 @@ def _check_prefill(
 ) -> None:
     """Refuse a TTFT target below the prefill time alone (TTFT = wait + prefill >= prefill).
 
-    Read from the pilot's request sample, with PREFILL_MARGIN for its sampling error.
+    Read from the pilot's request sample, with PREFILL_MARGIN for its sampling error. Only
+    for ``serving: slots`` pools, which prefill at the replica's full speed whatever the load:
+    a batched pool's prefill (a disaggregated pool's too) shares its steps with the batch, so
+    the pilot's prefill times at the scenario's count bound nothing at other counts.
     """
     for c in cells:
         sample = samples.get(c.pool.name)
-        if sample is None:
+        if sample is None or c.pool.batched:
             continue
         for t in targets:
             if t.metric != "ttft":
@@ -406,7 +475,9 @@ def _vector(cells: list[Cell], months: int, answer: bool = False) -> dict[str, t
 
 def _describe(counts: dict[str, tuple[int, ...]]) -> str:
     """Counts for a log line: ``pool=n`` or ``pool=n0/n1/...`` by month."""
-    parts = []
-    for pool, v in counts.items():
-        parts.append(f"{pool}={v[0]}" if len(set(v)) == 1 else f"{pool}={'/'.join(map(str, v))}")
-    return ", ".join(parts) + " replicas"
+    return ", ".join(f"{pool}={_by_month(v)}" for pool, v in counts.items()) + " replicas"
+
+
+def _by_month(v: Sequence[int]) -> str:
+    """``n`` when a count is the same every month, else ``n0/n1/...``."""
+    return str(v[0]) if len(set(v)) == 1 else "/".join(map(str, v))

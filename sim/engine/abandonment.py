@@ -15,9 +15,12 @@ def abandon(j, acct):
     request crossed the quota and usage falls back below it, the month is no longer
     exhausted); the over-quota units the refund removes are taken off its ``over``, so a
     subscriber's over-quota units still sum to its usage above the quota; and it frees its
-    in-flight place when concurrency limits are kept.
+    in-flight place when concurrency limits are kept. A request already abandoned (at its
+    patience deadline, while it stayed in its queue until its turn) is left as it is.
     """
     sub, outcome, usage, charge, quota_eff, exhausted, crossed, over, inflight, limited = acct
+    if outcome[j] == ABANDONED:
+        return
     sj = sub[j]
     u, q = usage[sj], quota_eff[sj]
     outcome[j] = ABANDONED

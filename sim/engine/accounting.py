@@ -136,6 +136,19 @@ def _bin(x, buf, bits, n_bins):
     return min(int((bits[0] >> MANTISSA_SHIFT) - KEY_MIN) + 1, n_bins - 1)
 
 
+@nb.njit(cache=True, inline="always")
+def _add_busy(hourly, pl, a, b):
+    """Add the busy interval [a, b) (s) to pool pl, split exactly across the hours it spans."""
+    n_h = hourly.shape[0]
+    h = min(int(a // SECONDS_PER_HOUR), n_h - 1)
+    while a < b and h < n_h:
+        edge = (h + 1) * SECONDS_PER_HOUR
+        seg_end = b if b < edge else edge
+        hourly[h, pl, H_BUSY] += seg_end - a
+        a = seg_end
+        h += 1
+
+
 @nb.njit(cache=True)
 def tally_day(  # noqa: C901 - a compiled kernel: one pass over the day's requests
     # requests and their outcomes
@@ -151,6 +164,7 @@ def tally_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
     start,
     first,
     end,
+    decode_start,
     over,
     bought,
     # subscriber state
@@ -165,6 +179,7 @@ def tally_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
     prefill_rate,
     tpot,
     batched,
+    disaggregated,
     slo_ttft,
     slo_tpot,
     slo_wait,
@@ -300,13 +315,12 @@ def tally_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
             if met:
                 hourly[hs, pl, H_MET] += 1
         # busy slot-seconds, split exactly across the hours the service spans; a batched
-        # pool's request holds its place in the batch from admission to its last token
-        a = start[i]
-        b = end[i] if batched[pl] else a + occ[i]
-        h = hs
-        while a < b and h < n_h:
-            edge = (h + 1) * SECONDS_PER_HOUR
-            seg_end = b if b < edge else edge
-            hourly[h, pl, H_BUSY] += seg_end - a
-            a = seg_end
-            h += 1
+        # pool's request holds its place in the batch from admission to its last token (a
+        # disaggregated pool's: on its prefill replica to its first token, then on its
+        # decode replica from joining that batch to its last token)
+        if batched[pl] and disaggregated[pl]:
+            _add_busy(hourly, pl, start[i], first[i])
+            if output[i] > 1.0:
+                _add_busy(hourly, pl, decode_start[i], end[i])
+        else:
+            _add_busy(hourly, pl, start[i], end[i] if batched[pl] else start[i] + occ[i])

@@ -33,14 +33,20 @@ import numba as nb
 import numpy as np
 from numpy.typing import NDArray
 
+from sim.engine import event_heap as events
 from sim.engine.abandonment import abandon
 from sim.engine.batching import (
     E_KV,
+    E_REP,
     P_BATCHED,
+    P_DACT,
+    P_DISAGG,
     P_KV,
     P_MAXB,
     advance_pool,
     arrive,
+    bring_replica,
+    copy_entry,
     end_day,
     load_ghosts,
 )
@@ -168,8 +174,10 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
     output,
     u_buy,
     patience,
+    n_arrivals,
     # subscriber state (persistent across days, reset at renewal)
     sub_plan,
+    sub_seg,
     usage,
     quota_eff,
     last_adm,
@@ -188,6 +196,11 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
     auto_buy,
     buy_prob,
     max_packs,
+    # segment retry policies (sim.world.arrays.Segments.retry_*)
+    retry_max,
+    retry_backoff,
+    retry_factor,
+    retry_backoff_max,
     # pool parameters and state
     occ_in,
     occ_out,
@@ -202,6 +215,7 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
     bpp,
     brs,
     bheap,
+    bhand,
     bent,
     bcarry,
     bcount,
@@ -216,6 +230,9 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
     over,
     bought,
     crossed,
+    attempt,
+    origin,
+    retry_rows,
 ):
     """Admit and queue one day's requests; fill the per-request outputs in place.
 
@@ -227,9 +244,18 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
     batched pool also get ``first`` (first token) and ``end`` (last token) times (s).
 
     Batched pools (:class:`sim.engine.batching.BatchState`): ``bpp`` their parameters,
-    ``brs`` and ``bheap`` their replicas, ``bent`` the day's entries (its requests, then the
+    ``brs`` and ``bheap`` their replicas, ``bhand`` the KV transfers of disaggregated pools
+    under way, ``bent`` the day's entries (its requests, then the
     requests carried from yesterday), ``bcarry`` and ``bcount`` the rows the day's end fills
     with the requests it carries; ``day_end`` is the day's end (s).
+
+    Retries: the first ``n_arrivals`` rows are the day's requests (sorted by ``t``); the rows
+    after them are room for retries, which the kernel fills (``t``, ``sub``, ``pool_req``,
+    ``charge``, ``uncached``, ``output``, ``u_buy``, ``patience`` copied from the failed
+    attempt; ``attempt`` its number, ``origin`` the row of the day's request it retries).
+    ``retry_rows`` gets [rows used, retries not made because they would come after the day's
+    end]. A queued request whose client retries is also watched at its patience deadline, so
+    that its retry leaves when its user gives up, not when its turn comes.
 
     Python callers pass every argument by keyword (tests/unit/test_kernel_calls.py checks
     the names): two same-dtype arrays swapped by position would run silently.
@@ -270,10 +296,55 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
         deadline,
         acct,
     )
+    # retries: heaps of (time, row) of the patience deadlines watched and the retries due
+    retrying = n > n_arrivals
+    watch = np.zeros((n + 1 if retrying else 1, 2))
+    due = np.zeros((n - n_arrivals + 1, 2))
+    retry_rows[0] = n_arrivals
+    retry_rows[1] = 0
+    retry = (
+        t, sub, pool_req, charge, uncached, output, u_buy, patience, sub_seg, retry_max,
+        retry_backoff, retry_factor, retry_backoff_max, attempt, origin, bent, any_batched,
+        due, retry_rows, day_end,
+    )  # fmt: skip
     # the batched pools' replicas start the day with the requests yesterday carried
     if any_batched:
-        load_ghosts(day_end - SECONDS_PER_DAY, bpp, brs, bheap, bent, n)
-    for i in range(n):
+        load_ghosts(day_end - SECONDS_PER_DAY, bpp, brs, bheap, bhand, bent, n)
+    ia = 0
+    while True:
+        # next event: a watched deadline, then a retry, then the next arrival (ties that way)
+        ta = t[ia] if ia < n_arrivals else np.inf
+        if retrying:
+            td = events.top_time(watch, np.inf)
+            tr = events.top_time(due, np.inf)
+            if td <= ta and td <= tr and td < np.inf:
+                j = int(watch[1, 1])
+                events.pop(watch)
+                pl = pool_used[j]
+                if batched[pl]:
+                    bring_replica(
+                        int(bent[j, E_REP]), td, n_prio, bpp, brs, bheap, bhand, bent, start,
+                        first, end, deadline, n, acct,
+                    )  # fmt: skip
+                else:
+                    _advance(pl, td, queues)
+                if not start[j] <= td:  # not started in time: its user leaves at its patience
+                    abandon(j, acct)  # now: its quota and in-flight place free for the retry
+                    _retry(j, t[j] + patience[j], retry)
+                continue
+            if tr <= ta and tr < np.inf:
+                i = int(due[1, 1])
+                events.pop(due)
+            elif ia < n_arrivals:
+                i = ia
+                ia += 1
+            else:
+                break
+        elif ia < n_arrivals:
+            i = ia
+            ia += 1
+        else:
+            break
         now = t[i]
         s = sub[i]
         p = sub_plan[s]
@@ -282,8 +353,8 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
             for pl in range(n_pool):
                 if batched[pl]:
                     advance_pool(
-                        pl, now, n_prio, bpp, brs, bheap, bent, start, first, end, deadline, n,
-                        acct,
+                        pl, now, n_prio, bpp, brs, bheap, bhand, bent, start, first, end,
+                        deadline, n, acct,
                     )  # fmt: skip
                 else:
                     _advance(pl, now, queues)
@@ -295,6 +366,8 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
         pool_used[i] = pool_req[i]  # a refused request is still counted against its pool
         if limited and inflight[s] >= conc[p]:
             outcome[i] = REFUSED_CONCURRENCY
+            if retrying:
+                _retry(i, now, retry)
             continue
         u = usage[s]
         c = charge[i]
@@ -318,6 +391,8 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
                 if r == RULE_THROTTLE_SLOW or r == RULE_THROTTLE_DOWNGRADE:
                     if now - last_adm[s] < gap[p]:
                         outcome[i] = REFUSED_THROTTLE
+                        if retrying:
+                            _retry(i, now, retry)
                         continue
                     if r == RULE_THROTTLE_DOWNGRADE:
                         pl = down_pool[p]
@@ -329,12 +404,18 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
         pool_used[i] = pl
         occ[i] = uncached[i] * occ_in[pl] + output[i] * occ_out[pl]
         deadline[i] = now + patience[i] - uncached[i] * prefill_s[pl]
-        no_replica = batched[pl] and (slots[pl] < bpp[pl, P_MAXB] or bent[i, E_KV] > bpp[pl, P_KV])
+        no_replica = batched[pl] and (
+            slots[pl] < bpp[pl, P_MAXB]
+            or bent[i, E_KV] > bpp[pl, P_KV]
+            or (bpp[pl, P_DISAGG] > 0.0 and bpp[pl, P_DACT] < 1.0)
+        )
         if slots[pl] == 0 or no_replica:
             outcome[i] = REFUSED_NO_CAPACITY  # offered work the pool could not take
             continue
         if deadline[i] < now:  # its prefill alone outlasts the user's patience
             outcome[i] = ABANDONED
+            if retrying:
+                _retry(i, now + patience[i], retry)
             continue
         q = quota_eff[s]
         if u < q <= u + c:
@@ -349,8 +430,8 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
         outcome[i] = out
         if batched[pl]:
             arrive(
-                i, pl, pr, now, slots[pl] // int(bpp[pl, P_MAXB]), n_prio, bpp, brs, bheap, bent,
-                start, first, end, deadline, n, acct,
+                i, pl, pr, now, slots[pl] // int(bpp[pl, P_MAXB]), n_prio, bpp, brs, bheap, bhand,
+                bent, start, first, end, deadline, n, acct,
             )  # fmt: skip
         elif busy[pl] < slots[pl]:
             start[i] = now
@@ -363,6 +444,15 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
             else:
                 qhead[qi] = i
             qtail[qi] = i
+        # a queued request whose client would retry: watch its deadline (if a retry could
+        # still come today); one that left the queue at once is caught there too
+        if retrying and not start[i] <= now:
+            g = sub_seg[s]
+            if (
+                attempt[i] < retry_max[g]
+                and now + patience[i] + _delay(attempt[i], g, retry) < day_end
+            ):
+                events.push(watch, deadline[i], i)
     # end of day: serve whatever is still queued (past midnight if need be); busy slots carry
     for pl in range(n_pool):
         while True:
@@ -376,9 +466,51 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
             _advance(pl, ht[off[pl]], queues)
     if any_batched:
         end_day(
-            day_end, n_prio, bpp, brs, bheap, bent, start, first, end, deadline, n, acct, bcarry,
-            bcount,
+            day_end, n_prio, bpp, brs, bheap, bhand, bent, start, first, end, deadline, n, acct,
+            bcarry, bcount,
         )  # fmt: skip
+
+
+@nb.njit(cache=True, inline="always")
+def _delay(k, g, retry):
+    """Back-off (s) before retry k + 1 of a segment-g client: doubling, capped."""
+    backoff, factor, cap = retry[10], retry[11], retry[12]
+    return min(backoff[g] * factor[g] ** k, cap[g])
+
+
+@nb.njit(cache=True)
+def _retry(j, failed_at, retry):
+    """Row j failed at ``failed_at`` (s): queue its retry, if its client makes one today.
+
+    ``retry`` is serve_day's tuple of the arrays a retry copies or fills (see serve_day).
+    """
+    (
+        t, sub, pool_req, charge, uncached, output, u_buy, patience, sub_seg, retry_max,
+        _backoff, _factor, _cap, attempt, origin, bent, any_batched, due, rows, day_end,
+    ) = retry  # fmt: skip
+    g = sub_seg[sub[j]]
+    k = attempt[j]
+    if k >= retry_max[g]:
+        return
+    when = failed_at + _delay(k, g, retry)
+    row = rows[0]
+    if when >= day_end or row >= t.shape[0]:
+        rows[1] += 1
+        return
+    rows[0] = row + 1
+    t[row] = when
+    sub[row] = sub[j]
+    pool_req[row] = pool_req[j]
+    charge[row] = charge[j]
+    uncached[row] = uncached[j]
+    output[row] = output[j]
+    u_buy[row] = u_buy[j]
+    patience[row] = patience[j]
+    attempt[row] = k + 1
+    origin[row] = origin[j]
+    if any_batched:
+        copy_entry(bent, j, row)
+    events.push(due, when, row)
 
 
 def new_request_outputs(n: int, batched: bool = True) -> dict[str, NDArray]:
@@ -397,4 +529,7 @@ def new_request_outputs(n: int, batched: bool = True) -> dict[str, NDArray]:
         "over": np.zeros(n, dtype=np.float64),
         "bought": np.zeros(n, dtype=np.int64),
         "crossed": np.zeros(n, dtype=np.int8),
+        "attempt": np.zeros(n, dtype=np.int64),
+        "origin": np.arange(n, dtype=np.int64),
+        "retry_rows": np.array([n, 0], dtype=np.int64),
     }

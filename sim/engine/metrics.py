@@ -39,7 +39,8 @@ MONTHLY: dict[str, tuple[str, str]] = {
     "switched_out": ("subscribers", "moved away from this plan at a renewal"),
     "submonths": ("subscriber-months", "billing months started (sign-ups, renewals, initial)"),
     "exhausted": ("subscriber-months", "billing months in which the quota was crossed"),
-    "requests": ("requests", "requests made"),
+    "requests": ("requests", "requests made (a retry is a request of its own)"),
+    "retries": ("requests", "requests that retry one abandoned or refused earlier (segment retry)"),
     "served": ("requests", "requests admitted (including throttled)"),
     "throttled": ("requests", "admitted over quota on the slow lane or a cheaper model"),
     "refused_quota": ("requests", "refused: quota exhausted (cut-off or declined top-up)"),
@@ -162,6 +163,10 @@ class Accumulators:
         """Fold one day's request outcomes into the subscriber counters and the tables."""
         w = self.world
         month = w.month_of(day)
+        retries = out["attempt"] > 0
+        if retries.any():
+            subs = req.sub[retries]
+            self.add_ps("retries", month, pop.plan[subs], pop.seg[subs])
         pl, po, cl = w.plan, w.pool, w.cls
         # every argument by keyword: a renamed or reordered kernel parameter fails loudly
         tally_day(
@@ -177,6 +182,7 @@ class Accumulators:
             start=out["start"],
             first=out["first"],
             end=out["end"],
+            decode_start=out["decode_start"],
             over=out["over"],
             bought=out["bought"],
             sub_plan=pop.plan,
@@ -189,6 +195,7 @@ class Accumulators:
             prefill_rate=po.prefill_rate,
             tpot=po.tpot_s,
             batched=po.batched,
+            disaggregated=po.disaggregated,
             slo_ttft=cl.ttft_s,
             slo_tpot=cl.tpot_s,
             slo_wait=cl.wait_s,

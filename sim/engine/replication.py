@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import simpy
+from numpy.typing import NDArray
 
 from sim.engine.admission import ClusterState, new_request_outputs, serve_day
 from sim.engine.batching import BatchState
@@ -90,6 +91,7 @@ class Replication:
         self.state = ClusterState(np.where(po.batched, 0, po.slots_by_month.max(axis=0)))
         self.batch = BatchState(
             po.replicas_by_month().max(axis=0),
+            po.decode_replicas_by_month().max(axis=0),
             po.batch_per_replica,
             world.cls.n_prio,
             step=(
@@ -100,8 +102,10 @@ class Replication:
                 po.prefill_chunk,
                 po.kv_tokens,
             ),
+            transfer=(po.kv_transfer_s_per_token, po.kv_transfer_latency_s),
             router=po.router,
             batched=po.batched,
+            disaggregated=po.disaggregated,
         )
         self.slots = world.pool.slots_by_month[0].copy()
         self.prefill_s = 1.0 / world.pool.prefill_rate  # s per uncached input token, by pool
@@ -116,10 +120,11 @@ class Replication:
         hours_per_month = w.days_per_month * HOURS_PER_DAY
         for month in range(w.horizon_months):
             self.slots = w.pool.slots_by_month[month].copy()
+            self.batch.set_decode_replicas(w.pool.decode_replicas_by_month()[month])
             gpus = w.pool.gpus_by_month[month]
             rows = slice(month * hours_per_month, (month + 1) * hours_per_month)
             h["gpus"][rows] = gpus
-            h["slots"][rows] = self.slots
+            h["slots"][rows] = w.pool.all_slots_by_month()[month]
             h["gpu_cost"][rows] = gpus * w.pool.cost_per_gpu_hour
             yield self.env.timeout(hours_per_month * SECONDS_PER_HOUR)
 
@@ -169,24 +174,44 @@ class Replication:
             u_buy = self.streams["buy"].random(n)
         else:
             u_buy = np.ones(n)
-        out = new_request_outputs(n, self.batch.active)
         patience = self._patience(req, pop)
+        # room for retries: a row for every retry the day's requests' clients may make
+        room = int(w.seg.retry_max[pop.seg[req.sub]].sum())
+        t, sub, pool_req, charge, uncached, output, inp, u_buy, patience = (
+            _with_room(x, room)
+            for x in (
+                req.t,
+                req.sub,
+                pool_req,
+                charge,
+                uncached,
+                req.output,
+                req.input,
+                u_buy,
+                patience,
+            )
+        )
+        rows = n + room
+        out = new_request_outputs(rows, self.batch.active)
         c = pop.cols
         st = self.state
         bs = self.batch
-        ent = bs.arena(uncached, req.input, req.output, req.sub)
+        ent = bs.arena(uncached, inp, output, sub)
         carry = bs.carry_buffer(len(ent))
+        hand = bs.handoffs(len(ent))
         # every argument by keyword: a renamed or reordered kernel parameter fails loudly
         serve_day(
-            t=req.t,
-            sub=req.sub,
+            t=t,
+            sub=sub,
             pool_req=pool_req,
             charge=charge,
             uncached=uncached,
-            output=req.output,
+            output=output,
             u_buy=u_buy,
             patience=patience,
+            n_arrivals=n,
             sub_plan=c["plan"],
+            sub_seg=pop.seg,
             usage=c["usage"],
             quota_eff=c["quota_eff"],
             last_adm=c["last_adm"],
@@ -204,6 +229,10 @@ class Replication:
             auto_buy=pl.auto_buy,
             buy_prob=pl.buy_prob,
             max_packs=pl.max_packs,
+            retry_max=w.seg.retry_max,
+            retry_backoff=w.seg.retry_backoff_s,
+            retry_factor=w.seg.retry_factor,
+            retry_backoff_max=w.seg.retry_backoff_max_s,
             occ_in=w.pool.occ_in,
             occ_out=w.pool.occ_out,
             prefill_s=self.prefill_s,
@@ -216,6 +245,7 @@ class Replication:
             bpp=bs.pp,
             brs=bs.rs,
             bheap=bs.heap,
+            bhand=hand,
             bent=ent,
             bcarry=carry,
             bcount=bs.count,
@@ -229,9 +259,28 @@ class Replication:
             over=out["over"],
             bought=out["bought"],
             crossed=out["crossed"],
+            attempt=out["attempt"],
+            origin=out["origin"],
+            retry_rows=out["retry_rows"],
         )
         if bs.active:
             bs.keep_ghosts(carry, out["outcome"], ABANDONED)
+        out["decode_start"] = bs.decode_starts(ent, rows)
+        if room:  # the day's requests and the retries made: accounted as requests of their own
+            used = int(out["retry_rows"][0])
+            self.requests += used - n
+            o = out["origin"][:used]
+            req = Requests(
+                t=t[:used],
+                sub=sub[:used],
+                model=req.model[o],
+                input=req.input[o],
+                cached=req.cached[o],
+                output=req.output[o],
+            )
+            out = {
+                k: (v[:used] if len(v) == rows and k != "retry_rows" else v) for k, v in out.items()
+            }
         self.acc.account_requests(pop, req, out, day)
         if self.export_days and self.export_days[0] <= day < sum(self.export_days):
             self._export.append(
@@ -245,12 +294,13 @@ class Replication:
                         "segment": pd.Categorical.from_codes(pop.seg[req.sub], w.seg.names),
                         "subscriber": req.sub,
                         "outcome": out["outcome"],
+                        "attempt": out["attempt"],
                         **self._latency_columns(req, out, pop),
                     }
                 )
             )
 
-    def _patience(self, req: Requests, pop: Population) -> np.ndarray:
+    def _patience(self, req: Requests, pop: Population) -> NDArray[np.float64]:
         """Each request's patience for its first token (s): lognormal by segment, inf if none.
 
         Drawn on the ``patience`` stream only when some segment has a patience, so scenarios
@@ -327,6 +377,13 @@ class Replication:
             engine_s=engine_s,
             requests_export=pd.concat(self._export, ignore_index=True) if self._export else None,
         )
+
+
+def _with_room(x: NDArray[Any], room: int) -> NDArray[Any]:
+    """The array followed by ``room`` rows the admission kernel may fill with retries."""
+    if room == 0:
+        return x
+    return np.concatenate((x, np.zeros(room, dtype=x.dtype)))
 
 
 def run_replication(

@@ -24,6 +24,38 @@ PREFILL_CHUNK_TOKENS = 2048
 budget vLLM's tuning guide suggests for latency-sensitive chat (``max_num_batched_tokens``
 about 2048; larger for throughput). Assumption for every catalog model."""
 
+KV_LINK_GBYTES_PER_S = 87.0
+"""KV-cache transfer bandwidth between a prefill and a decode replica (GB/s): Mooncake's
+Transfer Engine measured 87 GB/s over 4 x 200 Gbps RoCE (190 GB/s over 8 x 400 Gbps; Mooncake
+documentation, "Transfer Engine"). The lower figure, for nodes with fewer NICs."""
+
+KV_LINK_LATENCY_S = 0.0
+"""Fixed time of one KV transfer besides the bytes (s). No published per-transfer figure for
+the RDMA path (set-up is microseconds against milliseconds of bytes), so none is assumed;
+set it where a deployment measured its handoff."""
+
+# --- retries ------------------------------------------------------------------------------
+RETRY_MAX_RETRIES = 2
+"""Retries a client makes after a failed request (count): the default of OpenAI's and
+Anthropic's official Python SDKs (``DEFAULT_MAX_RETRIES = 2``), which they apply to time-outs,
+429 rate limits and server errors."""
+
+RETRY_BACKOFF_S = 0.5
+"""Delay before the first retry (s): the same SDKs' ``INITIAL_RETRY_DELAY``."""
+
+RETRY_BACKOFF_FACTOR = 2.0
+"""Growth of the delay from one retry to the next: the same SDKs double it."""
+
+RETRY_BACKOFF_MAX_S = 8.0
+"""The longest delay between two attempts (s): the same SDKs' ``MAX_RETRY_DELAY``."""
+
+RETRY_MAX_RETRIES_LIMIT = 10
+"""Most retries a scenario may ask for (count): each retry may take a row of the day's
+request arrays, so the bound keeps a day's memory within 11x its requests."""
+
+RETRY_BACKOFF_FACTOR_LIMIT = 10.0
+"""Largest back-off growth a scenario may ask for (ratio): beyond it the delays outrun a day."""
+
 # --- demand -------------------------------------------------------------------------------
 INTENSITY_SHAPE = 2.0
 """Gamma shape of the personal intensity multiplier (mean 1), CV = 1/sqrt(2) ~ 0.71.

@@ -93,6 +93,18 @@ def _check_pools(s: Scenario, pr: _Problems) -> dict[str, int]:
         months = [c.month for c in p.schedule]
         if months != sorted(months) or len(set(months)) != len(months):
             pr.add(f"cluster.pools[{i}].schedule", "months must be strictly increasing")
+        if p.disaggregated is not None:
+            if p.serving != "batched":
+                pr.add(
+                    f"cluster.pools[{i}].disaggregated",
+                    "separate prefill and decode replicas need serving: batched",
+                )
+            months = [c.month for c in p.disaggregated.decode_schedule]
+            if months != sorted(months) or len(set(months)) != len(months):
+                pr.add(
+                    f"cluster.pools[{i}].disaggregated.decode_schedule",
+                    "months must be strictly increasing",
+                )
     return pooled
 
 
@@ -114,6 +126,11 @@ def _check_replicas(s: Scenario, pr: _Problems) -> None:
         levels = [(f"cluster.pools[{i}].gpus", p.gpus)] + [
             (f"cluster.pools[{i}].schedule[{k}].gpus", c.gpus) for k, c in enumerate(p.schedule)
         ]
+        if p.disaggregated is not None:
+            d, at = p.disaggregated, f"cluster.pools[{i}].disaggregated"
+            levels += [(f"{at}.decode_gpus", d.decode_gpus)] + [
+                (f"{at}.decode_schedule[{k}].gpus", c.gpus) for k, c in enumerate(d.decode_schedule)
+            ]
         for path, gpus in levels:
             if 0 < gpus < need:
                 pr.add(

@@ -45,7 +45,15 @@ from sim.scenario.assumptions import (
     DOWNGRADE_PROBABILITY,
     DOWNGRADE_USE_BELOW,
     INTENSITY_SHAPE,
+    KV_LINK_GBYTES_PER_S,
+    KV_LINK_LATENCY_S,
     PREFILL_CHUNK_TOKENS,
+    RETRY_BACKOFF_FACTOR,
+    RETRY_BACKOFF_FACTOR_LIMIT,
+    RETRY_BACKOFF_MAX_S,
+    RETRY_BACKOFF_S,
+    RETRY_MAX_RETRIES,
+    RETRY_MAX_RETRIES_LIMIT,
     SLO_TPOT_S,
     SLO_TTFT_S,
     THROTTLE_MIN_GAP_S,
@@ -56,6 +64,7 @@ from sim.scenario.assumptions import (
     UPGRADE_PROBABILITY,
 )
 from sim.scenario.references import check_references
+from sim.units import SECONDS_PER_DAY
 
 NonNeg = Annotated[float, Field(ge=0)]
 
@@ -399,6 +408,36 @@ class Patience(Strict):
     )
 
 
+Delay = Annotated[float, Field(gt=0, le=SECONDS_PER_DAY)]
+"""A retry delay (s): retries are made within the day, so a longer one could never come."""
+
+
+class Retry(Strict):
+    """How a segment's clients retry a request that failed (bots' SDKs do; people rarely).
+
+    A request that was abandoned (no first token within the patience), refused by a
+    concurrency limit or refused by throttling is sent again after a back-off of
+    ``backoff_s * backoff_factor ** k`` seconds (``k`` = retries made so far, at most
+    ``backoff_max_s``), from the moment it failed: the user's timeout for an abandoned one
+    (arrival + patience), the refusal for a refused one. Each retry is a new request with the
+    same tokens and the same patience; at most ``max_retries`` retries, and none after the
+    day's end. No jitter: the SDKs shorten each delay by up to a quarter at random.
+    """
+
+    max_retries: Annotated[int, Field(ge=1, le=RETRY_MAX_RETRIES_LIMIT)] = Field(
+        default=RETRY_MAX_RETRIES, description="retries after the first attempt (count)"
+    )
+    backoff_s: Delay = Field(
+        default=RETRY_BACKOFF_S, description="delay before the first retry (s)"
+    )
+    backoff_factor: Annotated[float, Field(ge=1.0, le=RETRY_BACKOFF_FACTOR_LIMIT)] = Field(
+        default=RETRY_BACKOFF_FACTOR, description="each further delay is this times the last"
+    )
+    backoff_max_s: Delay = Field(
+        default=RETRY_BACKOFF_MAX_S, description="the longest delay between attempts (s)"
+    )
+
+
 class Bass(Strict):
     """Bass diffusion toward a market size: new/month = (p + q N/M)(M - N)."""
 
@@ -510,6 +549,11 @@ class Segment(Strict):
         description="the longest time to first token the segment's users wait before leaving"
         " (none: they wait for ever)",
     )
+    retry: Retry | None = Field(
+        default=None,
+        description="how the segment's clients retry abandoned, concurrency-refused and throttled"
+        " requests (none: they do not)",
+    )
     value_per_mtok: NonNeg = Field(
         description="value a subscriber gets from 1M served tokens (currency per 1M tokens)"
     )
@@ -547,6 +591,32 @@ class CapacityChange(Strict):
     gpus: Annotated[int, Field(ge=0)] = Field(description="cards from that month on")
 
 
+class Disaggregation(Strict):
+    """Separate prefill and decode replicas (DistServe, Mooncake, DeepSeek's own serving).
+
+    A request prefills on a prefill replica (its first token comes from there), its KV cache
+    then crosses the network to a decode replica in ``link_latency_s + input tokens x
+    kv_bytes_per_token / link_gbytes_per_s``, and it decodes its other tokens there. The
+    pool's ``gpus`` and ``schedule`` are then its prefill cards; both sides use the model's
+    replica shape and step time.
+    """
+
+    decode_gpus: Annotated[int, Field(ge=0)] = Field(description="decode cards at t=0")
+    decode_schedule: list[CapacityChange] = Field(
+        default_factory=list, description="procurement steps of the decode cards (month, gpus)"
+    )
+    kv_bytes_per_token: Pos = Field(
+        description="KV-cache bytes one context token takes, moved from prefill to decode (bytes)"
+    )
+    link_gbytes_per_s: Pos = Field(
+        default=KV_LINK_GBYTES_PER_S,
+        description="KV transfer bandwidth between a prefill and a decode replica (GB/s)",
+    )
+    link_latency_s: NonNeg = Field(
+        default=KV_LINK_LATENCY_S, description="fixed time of one KV transfer (s)"
+    )
+
+
 class Pool(Strict):
     """GPUs serving one model; requests to that model queue here."""
 
@@ -569,6 +639,11 @@ class Pool(Strict):
         default="least_loaded",
         description="batched pools: which replica a request goes to (fewest KV tokens held and"
         " queued, or in turn)",
+    )
+    disaggregated: Disaggregation | None = Field(
+        default=None,
+        description="batched pools: separate prefill and decode replicas (gpus and schedule are"
+        " then the prefill cards)",
     )
 
 

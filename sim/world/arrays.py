@@ -53,6 +53,10 @@ class Segments:
     eng_volatility: F64
     patience_median_s: F64  # median patience for the first token (s; inf = waits for ever)
     patience_sigma: F64  # spread of the patience (ln units)
+    retry_max: I64  # retries after a failed attempt (0: none)
+    retry_backoff_s: F64  # delay before the first retry (s)
+    retry_factor: F64  # growth of the delay from one retry to the next
+    retry_backoff_max_s: F64  # the longest delay (s)
     value_per_mtok: F64
     churn_intercept: F64
     initial: I64
@@ -140,11 +144,28 @@ class Pools:
     prefill_chunk: F64  # prefill tokens a step carries
     kv_tokens: F64  # KV budget of a replica (tokens)
     router: NDArray[np.int8]  # sim.engine.batching.ROUTERS code
+    # disaggregated pools: slots_by_month are the prefill replicas' slots, gpus_by_month
+    # counts both sides' cards
+    disaggregated: NDArray[np.bool_]  # pool prefills and decodes on separate replicas
+    decode_slots_by_month: I64  # [months, pools] working slots of decode replicas (else 0)
+    kv_transfer_s_per_token: F64  # KV transfer time per context token, prefill -> decode (s)
+    kv_transfer_latency_s: F64  # fixed time of one KV transfer (s)
 
     def replicas_by_month(self) -> I64:
-        """[months, pools] working replicas of the batched pools (0 for slot pools)."""
+        """[months, pools] working replicas of the batched pools (0 for slot pools).
+
+        Disaggregated pools: their prefill replicas.
+        """
         per = np.maximum(self.batch_per_replica, 1)
         return np.where(self.batched, self.slots_by_month // per, 0)
+
+    def decode_replicas_by_month(self) -> I64:
+        """[months, pools] working decode replicas of the disaggregated pools (else 0)."""
+        return self.decode_slots_by_month // np.maximum(self.batch_per_replica, 1)
+
+    def all_slots_by_month(self) -> I64:
+        """[months, pools] every working slot: prefill and decode replicas' both."""
+        return self.slots_by_month + self.decode_slots_by_month
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from sim.scenario.schema import (
 )
 from sim.traces.readers import TraceError
 from sim.traces.replay import ReplayTrace, load_replay
-from sim.units import TOKENS_PER_MTOK
+from sim.units import BYTES_PER_GB, TOKENS_PER_MTOK
 from sim.world.arrays import (
     F64,
     I64,
@@ -114,15 +114,23 @@ def _replay(segment: int, r: Replay) -> ReplayTrace:
         raise ScenarioError([(f"segments[{segment}].replay.file", str(e))]) from None
 
 
-def _capacity_by_month(p: Pool, sv: Serving, months: int) -> tuple[list[int], list[int]]:
+def _capacity_by_month(
+    p: Pool, sv: Serving, months: int, decode: bool = False
+) -> tuple[list[int], list[int]]:
     """GPUs paid for and working batch slots of one pool in each month.
 
     The procurement schedule applies from each step's month on. The share of cards down is
     still paid for but has no slots, and only whole replicas of working cards serve.
+    ``decode``: the decode cards of a disaggregated pool (zeros for any other pool).
     """
     g, b = sv.gpus_per_replica, sv.batch_slots_per_replica
-    changes = {c.month: c.gpus for c in p.schedule}
-    level = p.gpus
+    if decode:
+        d = p.disaggregated
+        if d is None:
+            return [0] * months, [0] * months
+        changes, level = {c.month: c.gpus for c in d.decode_schedule}, d.decode_gpus
+    else:
+        changes, level = {c.month: c.gpus for c in p.schedule}, p.gpus
     gpus, slots = [], []
     for mo in range(months):
         level = changes.get(mo, level)
@@ -148,6 +156,9 @@ def _pools(s: Scenario, m_idx: dict[str, int]) -> Pools:
     months = s.horizon_months
     gpus = np.zeros((months, len(pools)), dtype=np.int64)
     slots = np.zeros((months, len(pools)), dtype=np.int64)
+    decode_gpus = np.zeros((months, len(pools)), dtype=np.int64)
+    decode_slots = np.zeros((months, len(pools)), dtype=np.int64)
+    xfer: list[tuple[float, float]] = []
     for j, p in enumerate(pools):
         model_pool[m_idx[p.model]] = j
         llm = s.catalog.models[m_idx[p.model]]
@@ -175,6 +186,11 @@ def _pools(s: Scenario, m_idx: dict[str, int]) -> Pools:
         else:
             steps.append((0.0, 0.0, 0.0, 0.0, 0.0))
         gpus[:, j], slots[:, j] = _capacity_by_month(p, sv, months)
+        decode_gpus[:, j], decode_slots[:, j] = _capacity_by_month(p, sv, months, decode=True)
+        d = p.disaggregated
+        xfer.append((0.0, 0.0) if d is None else (
+            d.kv_bytes_per_token / (d.link_gbytes_per_s * BYTES_PER_GB), d.link_latency_s
+        ))  # fmt: skip
     return Pools(
         names=[p.name for p in pools],
         model_names=[p.model for p in pools],
@@ -185,7 +201,7 @@ def _pools(s: Scenario, m_idx: dict[str, int]) -> Pools:
         prefill_rate=np.array(prefill),
         tpot_s=np.array(tpot),
         cost_per_gpu_hour=np.array(cost),
-        gpus_by_month=gpus,
+        gpus_by_month=gpus + decode_gpus,
         slots_by_month=slots,
         price_miss=np.array([m.price_input_miss_per_mtok for m in s.catalog.models]),
         price_hit=np.array([m.price_input_hit_per_mtok for m in s.catalog.models]),
@@ -199,6 +215,10 @@ def _pools(s: Scenario, m_idx: dict[str, int]) -> Pools:
         prefill_chunk=np.array([x[3] for x in steps], dtype=np.float64),
         kv_tokens=np.array([x[4] for x in steps], dtype=np.float64),
         router=np.array([ROUTERS[p.router] for p in pools], dtype=np.int8),
+        disaggregated=np.array([p.disaggregated is not None for p in pools], dtype=np.bool_),
+        decode_slots_by_month=decode_slots,
+        kv_transfer_s_per_token=np.array([x[0] for x in xfer]),
+        kv_transfer_latency_s=np.array([x[1] for x in xfer]),
     )
 
 
@@ -418,6 +438,10 @@ def _segments(s: Scenario, m_idx: dict[str, int], plans: Plans, listed: F64) -> 
         eng_volatility=arr(lambda g: g.engagement.volatility),
         patience_median_s=arr(lambda g: g.patience.median_s if g.patience else np.inf),
         patience_sigma=arr(lambda g: g.patience.sigma if g.patience else 0.0),
+        retry_max=np.array([g.retry.max_retries if g.retry else 0 for g in segs], dtype=np.int64),
+        retry_backoff_s=arr(lambda g: g.retry.backoff_s if g.retry else 0.0),
+        retry_factor=arr(lambda g: g.retry.backoff_factor if g.retry else 1.0),
+        retry_backoff_max_s=arr(lambda g: g.retry.backoff_max_s if g.retry else 0.0),
         value_per_mtok=arr(lambda g: g.value_per_mtok),
         churn_intercept=arr(lambda g: g.churn_intercept),
         initial=np.array([g.initial_subscribers for g in segs], dtype=np.int64),

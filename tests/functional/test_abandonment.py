@@ -102,3 +102,63 @@ def test_a_bad_patience_is_refused_naming_the_field(patience: dict[str, float], 
     assert any("patience" in where and field in where for where, _ in e.value.problems), (
         e.value.problems
     )
+
+
+# --------------------------------------------------------------------------- retries
+
+
+def retrying(patience: float = 5.0, retry: dict[str, float] | None = None) -> dict[str, Any]:
+    """The congested month with impatient users whose clients retry (the SDK defaults)."""
+    d = congested({"median_s": patience, "sigma": 0.5})
+    for g in d["segments"]:
+        g["retry"] = dict(retry or {})
+    return d
+
+
+@pytest.fixture(scope="module")
+def retried() -> RunResult:
+    return run_scenario(validate_data(retrying()), SEED, replications=1)
+
+
+def test_retries_are_requests_of_their_own_and_every_law_holds(
+    retried: RunResult, impatient: RunResult
+):
+    check_all(retried)  # each attempt is offered, and served, refused or abandoned
+    m, m0 = retried.replications[0].acc.monthly, impatient.replications[0].acc.monthly
+    retries = float(m["retries"].sum())
+    assert retries > 100
+    assert float(m0["retries"].sum()) == 0.0
+    # the same first attempts, up to the renewals the two runs decide differently, plus retries
+    first = float(m["requests"].sum()) - retries
+    assert first == pytest.approx(float(m0["requests"].sum()), rel=0.05)
+    # retries win back requests (a larger share of first attempts ends up served: 88.2% against
+    # 86.3% when measured), but their extra load makes the congested pool shed more attempts
+    # (63,537 abandoned against 21,792): a retry storm
+    served_share = float(m["served"].sum()) / first
+    assert served_share > float(m0["served"].sum()) / float(m0["requests"].sum())
+    assert float(m["abandoned"].sum()) > 2 * float(m0["abandoned"].sum())
+
+
+def test_abandoned_retries_burn_no_quota_either(retried: RunResult):
+    led = retried.ledger()
+    rows = led[led["plan"].astype(str) == "lite"]
+    assert (rows["abandoned"] > 0).any()
+    np.testing.assert_allclose(rows["used_units"], rows["tokens_served"], rtol=1e-9, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("retry", "field"),
+    [
+        ({"max_retries": 0}, "max_retries"),
+        ({"max_retries": 11}, "max_retries"),
+        ({"backoff_s": 0.0}, "backoff_s"),
+        ({"backoff_factor": 0.5}, "backoff_factor"),
+        ({"backoff_max_s": float("inf")}, "backoff_max_s"),
+    ],
+)
+def test_a_bad_retry_policy_is_refused_naming_the_field(retry: dict[str, float], field: str):
+    with pytest.raises(ScenarioError) as e:
+        validate_data(retrying(retry=retry))
+    assert any("retry" in where and field in where for where, _ in e.value.problems), (
+        e.value.problems
+    )

@@ -3,7 +3,7 @@
 Three checks: the search finds what a brute-force sweep over the same counts finds; in the
 M/M/c limit its analytic first guess is Erlang C's answer and its simulated answer is within
 one replica of it; and questions it cannot answer are refused with exit 2, naming the problem
-and writing nothing.
+and writing nothing. A disaggregated pool is sized on both its sides, each on its own targets.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 import yaml
 from scipy import stats
-from support.scenarios import batched_dict, congested_dict, small_dict
+from support.scenarios import batched_dict, congested_dict, disaggregated_dict, small_dict
 
 from sim.capacity import output
 from sim.capacity.measure import Measurement, measure
-from sim.capacity.pools import pool_specs, with_counts
+from sim.capacity.pools import DECODE, PREFILL, paid_gpus_by_month, pool_specs, with_counts
 from sim.capacity.queueing import PoolLoad, SloTarget, parse_slo, smallest_replicas
 from sim.capacity.search import SizingError, size
 from sim.cli import main, parser
@@ -520,3 +520,213 @@ def test_tokensim_size_with_scenario_options_writes_its_folder_and_guards_others
     assert main(argv) == 2
     assert "refusing to replace" in capsys.readouterr().err
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
+
+
+# ------------------------------------------------------------- disaggregated pools: both sides
+
+DISAGG_SUBSCRIBERS = 150
+"""Demand multiplier of :func:`disaggregated_dict` for the sizing tests: one replica of either
+side collapses (busy-hour TTFT p95 of hours, TPOT p95 of seconds), three of each meet
+DISAGG_SLOS (measured with seed 7, 3 replications, 5 days: TTFT p95 3.4-3.7 s with 2 prefill
+replicas, 1.77-1.80 s with 3; TPOT p95 0.023-0.026 s with 2 decode replicas, 0.0145 s with 3)."""
+DISAGG_DAYS = 5
+"""Days of the one-month horizon: a replication takes ~1.5 s at this demand."""
+DISAGG_SLOS = ["ttft_p95<=2.5", "tpot_p95<=0.018"]
+"""Bounds between the figures at 2 and 3 replicas of each side (DISAGG_SUBSCRIBERS). The TPOT
+bound is below the catalog's slot TPOT (8 slots / 400 tokens/s = 0.02 s), which must not
+refuse a decode side whose TPOT follows its batch."""
+DISAGG_ANSWER = 3
+"""Replicas of each side the brute force finds for DISAGG_SLOS."""
+
+
+def disaggregated(prefill: int, decode: int) -> Scenario:
+    """One short month of the small scenario, pool ``big`` on separate prefill and decode
+    replicas (``prefill`` and ``decode`` one-GPU replicas), at DISAGG_SUBSCRIBERS demand."""
+    d = disaggregated_dict(
+        prefill, decode, DISAGG_SUBSCRIBERS, horizon_months=1, days_per_month=DISAGG_DAYS
+    )
+    return validate_data(d)
+
+
+def size_disaggregated(s: Scenario, slos: list[str], pools: list[str]) -> Any:
+    return size(
+        s,
+        slos,
+        pools=pools,
+        seed=SEED,
+        replications=REPLICATIONS,
+        max_replications=MAX_REPLICATIONS,
+        max_replicas=16,
+    )
+
+
+def verdicts_at(s: Scenario, prefill: int, decode: int, slos: list[str]) -> dict[str, str]:
+    """Each target's verdict on pool ``big`` at a count of each side, by brute force.
+
+    The search's rule: replications r = 0, 1, ... of the search's seed, added while a verdict
+    is unsure (up to MAX_REPLICATIONS), on the worst month's busy-hour quantile.
+    """
+    targets = [parse_slo(x) for x in slos]
+    counts = {f"big:{PREFILL}": (prefill,), f"big:{DECODE}": (decode,)}
+    sn = with_counts(s, counts, pool_specs(s))
+    ms: list[Measurement] = []
+    while True:
+        if ms:
+            out = {
+                t.label: verdict(
+                    np.array([np.nanmax(m.metric_values[k, :, 0]) for m in ms]), t.bound_s
+                )
+                for k, t in enumerate(targets)
+            }
+            if "unsure" not in out.values() or len(ms) >= MAX_REPLICATIONS:
+                return out
+        need = REPLICATIONS if not ms else min(len(ms), MAX_REPLICATIONS - len(ms))
+        ms += [measure(sn, SEED, r, targets, False) for r in range(len(ms), len(ms) + need)]
+
+
+def test_size_sizes_both_sides_of_a_disaggregated_pool(tmp_path: Path):
+    """``--pool big`` sizes the prefill side on TTFT and the decode side on TPOT.
+
+    Each side's answer meets its own target, and one replica fewer of that side (the other at
+    its answer) does not, by brute force; one fewer of the other side leaves it meeting, since
+    TTFT comes from the prefill replicas and TPOT from the decode replicas. The returned
+    scenario pays for both sides' cards, and the folder's tables and plot cope with the NaN a
+    side has for the target that does not judge it.
+    """
+    from sim.world.build import build
+
+    s = disaggregated(2, 2)
+    ttft, tpot = DISAGG_SLOS
+    sz = size_disaggregated(s, DISAGG_SLOS, ["big"])
+    rows = {r["pool"]: r for r in sz.answer.to_dict("records")}
+    assert set(rows) == {"big:prefill", "big:decode"}
+    for r in rows.values():
+        assert r["replicas"] == DISAGG_ANSWER, r
+        assert r["fails_at_replicas"] == DISAGG_ANSWER - 1, r
+        assert r["verdict_at_answer"] == "meets", r
+        assert r["analytic_replicas"] is None  # no M/G/c guess for one side
+    # each side carries the figures of the targets that judge it, NaN for the others
+    assert rows["big:prefill"][ttft] <= parse_slo(ttft).bound_s
+    assert math.isnan(rows["big:prefill"][tpot])
+    assert rows["big:decode"][tpot] <= parse_slo(tpot).bound_s
+    assert math.isnan(rows["big:decode"][ttft])
+    assert any("big:decode: no analytic estimate" in n for n in sz.notes), sz.notes
+
+    # brute force one replica below each side's answer
+    fewer_prefill = verdicts_at(s, DISAGG_ANSWER - 1, DISAGG_ANSWER, DISAGG_SLOS)
+    fewer_decode = verdicts_at(s, DISAGG_ANSWER, DISAGG_ANSWER - 1, DISAGG_SLOS)
+    assert fewer_prefill[ttft] != "meets", fewer_prefill
+    assert fewer_prefill[tpot] == "meets", fewer_prefill
+    assert fewer_decode[tpot] != "meets", fewer_decode
+    assert fewer_decode[ttft] == "meets", fewer_decode
+
+    # the procurement and the scenario at the answer: both sides' cards
+    pool = sz.scenario.cluster.pools[0]
+    assert pool.disaggregated is not None
+    assert (pool.gpus, pool.disaggregated.decode_gpus) == (DISAGG_ANSWER, DISAGG_ANSWER)
+    assert sz.schedule == {
+        "big:prefill": [{"month": 0, "gpus": DISAGG_ANSWER}],
+        "big:decode": [{"month": 0, "gpus": DISAGG_ANSWER}],
+    }
+    assert sorted(sz.orders["pool"]) == ["big:decode", "big:prefill"]
+    assert build(sz.scenario).pool.gpus_by_month[0, 0] == 2 * DISAGG_ANSWER
+    assert sz.scenario.cluster.pools[1] == s.cluster.pools[1]  # not sized, as it was
+
+    out = output.write_size(sz, tmp_path / "sized", {"slo": DISAGG_SLOS})
+    assert (out / output.SIZE_PNG).is_file()
+    lines = output.answer_lines(sz)
+    assert any(x.startswith("  big:prefill: 3 replicas") and "tpot" not in x for x in lines)
+    assert any(x.startswith("  big:decode: 3 replicas") and "ttft" not in x for x in lines)
+
+
+def test_a_ttft_target_leaves_the_decode_side_as_given():
+    """With no TPOT or end-to-end target nothing judges the decode side: it keeps its cards
+    (and the notes say so), and only the prefill side is searched."""
+    s = disaggregated(2, 4)
+    sz = size_disaggregated(s, ["ttft_p95<=2.5"], ["big"])
+    (row,) = sz.answer.to_dict("records")
+    assert row["pool"] == "big:prefill"
+    assert row["replicas"] == DISAGG_ANSWER, row
+    assert set(sz.evaluations["pool"]) == {"big:prefill"}
+    assert set(sz.schedule) == {"big:prefill"}
+    pool = sz.scenario.cluster.pools[0]
+    assert pool.disaggregated is not None
+    assert pool.gpus == DISAGG_ANSWER
+    assert (pool.disaggregated.decode_gpus, pool.disaggregated.decode_schedule) == (4, [])
+    assert any(n.startswith("big:decode: not sized") and "4 GPUs" in n for n in sz.notes)
+
+
+def test_size_pool_names_a_disaggregated_pool_or_one_side():
+    """``--pool big:decode`` sizes the decode side only, the prefill side keeps its cards even
+    under a TTFT target; ``--pool big`` means both (the test above); an unknown name is refused
+    naming every pool and side, and a side no target judges is refused before any simulation."""
+    s = disaggregated(3, 2)
+    log: list[str] = []
+    with pytest.raises(SizingError) as e:
+        size(s, DISAGG_SLOS, pools=["nope"], seed=SEED, log=log.append)
+    for text in ("--pool", "nope", "big", "big:prefill", "big:decode", "small"):
+        assert text in str(e.value), (text, str(e.value))
+    with pytest.raises(SizingError) as e:
+        size(s, ["ttft_p95<=2.5"], pools=["big:decode"], seed=SEED, log=log.append)
+    assert "no target judges big:decode" in str(e.value)
+    assert log == []  # refused before the pilot
+
+    sz = size_disaggregated(s, DISAGG_SLOS, ["big:decode"])
+    (row,) = sz.answer.to_dict("records")
+    assert row["pool"] == "big:decode"
+    assert row["replicas"] == DISAGG_ANSWER, row
+    assert row["fails_at_replicas"] == DISAGG_ANSWER - 1, row
+    pool = sz.scenario.cluster.pools[0]
+    assert pool.disaggregated is not None
+    assert (pool.gpus, pool.disaggregated.decode_gpus) == (3, DISAGG_ANSWER)
+
+
+def test_with_counts_puts_each_sides_counts_in_its_own_fields():
+    """A disaggregated pool is two specs with the pool's index; counts by month of the prefill
+    side become the pool's gpus and schedule, the decode side's its decode_gpus and
+    decode_schedule (in cards: replicas x gpus_per_replica), and read back as the same counts.
+    """
+    from sim.capacity.cells import Cell
+    from sim.capacity.search import _given_counts
+    from sim.world.build import build
+
+    gpus_per_replica = 2
+    d = disaggregated_dict(2, 4, horizon_months=3)
+    d["catalog"]["models"][0]["serving"][0]["gpus_per_replica"] = gpus_per_replica
+    s = validate_data(d)
+    specs = pool_specs(s)
+    assert [(p.name, p.index, p.part) for p in specs] == [
+        ("big:prefill", 0, PREFILL),
+        ("big:decode", 0, DECODE),
+        ("small", 1, None),
+    ]
+    assert [p.pool for p in specs] == ["big", "big", "small"]
+    assert all(p.gpus_per_replica == gpus_per_replica for p in specs[:2])
+    # the scenario's own counts, and with_counts of them is the scenario itself
+    by_month = [Cell(pool=p, month=m) for p in specs[:2] for m in range(3)]
+    own = _given_counts(s, by_month, specs)
+    assert own == {"big:prefill": (1, 1, 1), "big:decode": (2, 2, 2)}
+    assert with_counts(s, own, specs).digest() == s.digest()
+
+    counts = {"big:prefill": (1, 2, 2), "big:decode": (2, 2, 3)}
+    sc = with_counts(s, counts, specs)
+    pool = sc.cluster.pools[0]
+    assert pool.disaggregated is not None
+    assert pool.gpus == 2
+    assert [c.model_dump() for c in pool.schedule] == [{"month": 1, "gpus": 4}]
+    assert pool.disaggregated.decode_gpus == 4
+    assert [c.model_dump() for c in pool.disaggregated.decode_schedule] == [{"month": 2, "gpus": 6}]
+    given = s.cluster.pools[0].disaggregated
+    assert given is not None
+    assert pool.disaggregated.kv_bytes_per_token == given.kv_bytes_per_token
+    assert [paid_gpus_by_month(sc, p) for p in specs[:2]] == [[2, 4, 4], [4, 4, 6]]
+    assert _given_counts(sc, by_month, specs) == counts
+    assert list(build(sc).pool.gpus_by_month[:, 0]) == [6, 8, 10]  # both sides' cards
+    # one side only: the other keeps its fields
+    decode_only = with_counts(sc, {"big:decode": (1, 1, 1)}, specs).cluster.pools[0]
+    assert decode_only.disaggregated is not None
+    assert (decode_only.gpus, decode_only.schedule) == (pool.gpus, pool.schedule)
+    assert (decode_only.disaggregated.decode_gpus, decode_only.disaggregated.decode_schedule) == (
+        2,
+        [],
+    )

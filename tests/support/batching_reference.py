@@ -40,6 +40,7 @@ It is slow (a few microseconds per request per step): tests keep to a few thousa
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -77,6 +78,7 @@ class Request:
     start: float = np.nan
     first: float = np.nan
     end: float = np.nan
+    decode_start: float = np.nan  # disaggregated: when it joined a decode replica's batch
 
     @property
     def decoding(self) -> bool:
@@ -98,6 +100,8 @@ class Replica:
     queue: deque[Request] = field(default_factory=deque)
     kv: int = 0  # KV tokens reserved by the batch
     steps: int = 0
+    hand_over: Callable[[Request, float], None] | None = None
+    """Prefill-only replicas: takes each prefilled request (and the time) off this replica."""
 
     def load(self) -> int:
         """The least-loaded router's measure: KV reserved by the batch plus asked by the queue."""
@@ -145,6 +149,10 @@ class Replica:
             r.first = end
             if r.output <= 1:
                 self.finish(r)
+            elif self.hand_over is not None:  # leaves with its KV for a decode replica
+                self.batch.remove(r)
+                self.kv -= r.kv
+                self.hand_over(r, end)
             else:
                 r.decode_left = r.output - 1
                 r.context = r.input + 1
@@ -164,9 +172,17 @@ class Replica:
             if len(self.batch) >= s.max_batch or self.kv + head.kv > s.kv_tokens:
                 return
             self.queue.popleft()
-            head.start = self.clock
+            if head.decoding:  # handed over from a prefill replica
+                head.decode_start = self.clock
+            else:
+                head.start = self.clock
             self.batch.append(head)
             self.kv += head.kv
+
+    def receive_decoding(self, r: Request, t: float) -> None:
+        """A prefilled request (``prefill_left`` 0) arrives at time t to decode here."""
+        assert r.decoding
+        self.receive(r, t)
 
     def run_steps_ending_by(self, t: float) -> None:
         """Run the steps that end at or before t (the replica's state at time t)."""
@@ -252,4 +268,114 @@ def simulate(
         "outcome": outcome,
         "replica": routed,
         "steps": np.array([rep.steps for rep in reps]),
+    }
+
+
+def simulate_disaggregated(
+    t: NDArray,
+    input_tokens: NDArray,
+    uncached: NDArray,
+    output: NDArray,
+    spec: Spec,
+    prefill_replicas: int,
+    decode_replicas: int,
+    transfer_s_per_token: float = 0.0,
+    transfer_latency_s: float = 0.0,
+    router: str = "least_loaded",
+) -> dict[str, NDArray]:
+    """Serve the requests on separate prefill and decode replicas of ``spec``.
+
+    The rules above hold on each replica, with these changes:
+
+    * a request is routed to a prefill replica at its arrival; there it reserves only its
+      ``input`` KV tokens; the step that ends its prefill gives its first token and it leaves
+      that batch (freeing them); a single-token request ends there;
+    * its KV then crosses to the decode side, arriving ``transfer_latency_s + input x
+      transfer_s_per_token`` seconds later; it is routed (same router rule, its own
+      round-robin turn) to a decode replica and queued there as an arrival; it joins a batch
+      reserving ``input + output`` tokens and decodes its ``output - 1`` other tokens from the
+      next step, holding ``input + 1`` context tokens at its first decode step;
+    * time runs event by event over the whole system: the earliest of (a prefill replica's
+      step end, a KV arrival, a request arrival) happens next; on ties a step end comes
+      first, then a KV arrival, then a request arrival.
+
+    Returns ``start``, ``first``, ``end``, ``outcome`` as :func:`simulate`, and
+    ``decode_start`` (when it joined a decode batch; nan for single-token requests).
+    """
+    import heapq
+
+    t = np.asarray(t, dtype=float)
+    assert np.all(np.diff(t) >= 0), "arrivals must be sorted"
+    inp = np.rint(input_tokens).astype(int)
+    unc = np.rint(uncached).astype(int)
+    out = np.rint(output).astype(int)
+    transfers: list[tuple[float, int]] = []  # (KV arrival time, request index)
+
+    def hand_over(r: Request, when: float) -> None:
+        arrival = when + transfer_latency_s + r.input * transfer_s_per_token
+        heapq.heappush(transfers, (arrival, r.index))
+
+    pre = [Replica(spec, hand_over=hand_over) for _ in range(prefill_replicas)]
+    dec = [Replica(spec) for _ in range(decode_replicas)]
+    requests: list[Request] = []
+    outcome = np.full(len(t), SERVED, dtype=np.int8)
+    decode_start = np.full(len(t), np.nan)
+    turns = {"pre": 0, "dec": 0}
+
+    def route(reps: list[Replica], side: str, when: float) -> Replica:
+        if router == "round_robin":
+            q = turns[side] % len(reps)
+            turns[side] += 1
+            return reps[q]
+        loads = []
+        for rep in reps:
+            rep.run_steps_ending_by(when)
+            loads.append(rep.load())
+        return reps[int(np.argmin(loads))]
+
+    i = 0
+    while True:
+        t_arr = t[i] if i < len(t) else np.inf
+        t_kv = transfers[0][0] if transfers else np.inf
+        horizon = min(t_arr, t_kv)
+        ends = [(rep.clock + rep.next_step()[1], q) for q, rep in enumerate(pre) if rep.batch]
+        if ends and min(ends)[0] <= horizon:
+            pre[min(ends)[1]].step()
+            continue
+        if transfers and t_kv <= t_arr:
+            _, j = heapq.heappop(transfers)
+            r = requests[j]
+            # on the decode side: input + output reserved, decoding from the next step
+            r.kv = r.input + r.output
+            r.decode_left = r.output - 1
+            r.context = r.input + 1
+            rep = route(dec, "dec", t_kv)
+            rep.receive_decoding(r, t_kv)
+            continue
+        if i >= len(t):
+            break
+        r = Request(
+            index=i,
+            input=int(inp[i]),
+            output=int(out[i]),
+            kv=int(inp[i]),
+            prefill_left=max(int(unc[i]), 1),
+        )
+        requests.append(r)
+        i += 1
+        if r.input + r.output > spec.kv_tokens:
+            outcome[r.index] = REFUSED
+            continue
+        rep = route(pre, "pre", t[r.index])
+        rep.receive(r, float(t[r.index]))
+    for rep in dec:
+        rep.drain()
+    for r in requests:
+        decode_start[r.index] = r.decode_start
+    return {
+        "start": np.array([r.start for r in requests]),
+        "first": np.array([r.first for r in requests]),
+        "end": np.array([r.end for r in requests]),
+        "outcome": outcome,
+        "decode_start": decode_start,
     }

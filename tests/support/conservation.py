@@ -94,10 +94,12 @@ def check_latency_and_load(r: RunResult) -> None:
     hourly = r.hourly()
     for u in (k["gpu_utilisation"], *r.months()["gpu_utilisation"], *hourly["utilisation"]):
         assert math.isnan(u) or 0.0 <= u <= 1.0 + 1e-9, u
-    # GPU cost: cards paid for x hours x price (no procurement schedule here)
+    # GPU cost: cards paid for (a disaggregated pool's decode cards too) x hours x price (no
+    # procurement schedule here)
     expected = (
         sum(
-            p.gpus * next(g.cost_per_hour for g in r.scenario.catalog.gpus if g.name == p.gpu)
+            (p.gpus + (p.disaggregated.decode_gpus if p.disaggregated else 0))
+            * next(g.cost_per_hour for g in r.scenario.catalog.gpus if g.name == p.gpu)
             for p in r.scenario.cluster.pools
         )
         * hours

@@ -44,6 +44,19 @@ class BatchSpec:
     kv_tokens: float = 1e12
     max_batch: int = 64
     router: str = "least_loaded"
+    decode_replicas: int | None = None  # a number: prefill and decode on separate replicas
+    transfer_s_per_token: float = 0.0  # KV transfer, prefill -> decode (s per input token)
+    transfer_latency_s: float = 0.0  # fixed time of a KV transfer (s)
+
+
+@dataclass
+class RetrySpec:
+    """Every subscriber's client retry policy (sim.scenario.schema.Retry), one segment."""
+
+    max_retries: int = 2
+    backoff_s: float = 0.5
+    factor: float = 2.0
+    backoff_max_s: float = 8.0
 
 
 @dataclass
@@ -57,6 +70,7 @@ class Harness:
     occ_out: list[float] | None = None
     prefill_s: list[float] | None = None  # s per uncached token by pool (default 0)
     batch: list[BatchSpec | None] | None = None  # batched pools (slots = replicas x max_batch)
+    retry: RetrySpec | None = None  # clients retry failed requests (rows for them are added)
     _batch: BatchState | None = field(default=None, init=False, repr=False)
 
     def run(
@@ -96,21 +110,29 @@ class Harness:
         max_b = np.array([b.max_batch if b else 1 for b in specs], dtype=np.int64)
         state = ClusterState(np.where(is_b, 0, slots))
         if day == 0 or self._batch is None:
+            disagg = np.array([b is not None and b.decode_replicas is not None for b in specs])
             self._batch = BatchState(
                 np.where(is_b, slots // max_b, 0),
+                np.array([(b.decode_replicas or 0) if b else 0 for b in specs], dtype=np.int64),
                 max_b,
                 self.n_prio,
                 step=tuple(
                     np.array([getattr(b, f) if b else 0.0 for b in specs], dtype=np.float64)
                     for f in ("base_s", "prefill_s", "request_s", "context_s", "chunk", "kv_tokens")
                 ),
+                transfer=tuple(
+                    np.array([getattr(b, f) if b else 0.0 for b in specs], dtype=np.float64)
+                    for f in ("transfer_s_per_token", "transfer_latency_s")
+                ),  # type: ignore[arg-type]
                 router=np.array([ROUTERS[b.router] if b else 0 for b in specs], dtype=np.int8),
                 batched=is_b,
+                disaggregated=disagg,
             )
         bstate = self._batch
         inp = uncached if input_tokens is None else np.asarray(input_tokens, float)
         ent = bstate.arena(uncached, inp, output, np.asarray(sub, np.int64))
         carry = bstate.carry_buffer(len(ent))
+        hand = bstate.handoffs(len(ent))
         sub_state = {
             "usage": np.zeros(n_sub),
             "quota_eff": np.asarray(quota, float).copy(),
@@ -120,17 +142,38 @@ class Harness:
             "declined": np.zeros(n_sub, dtype=np.int8),
             "packs": np.zeros(n_sub, dtype=np.int64),
         }
-        out = new_request_outputs(n)
+        r = self.retry
+        room = n * r.max_retries if r else 0
+
+        def roomy(x, dtype=float):
+            x = np.asarray(x, dtype)
+            return np.concatenate((x, np.zeros(room, dtype))) if room else x.copy()
+
+        t_all, sub_all, inp_all = roomy(t), roomy(sub, np.int64), roomy(inp)
+        pool, charge, uncached, output = (
+            roomy(pool, np.int64),
+            roomy(charge),
+            roomy(uncached),
+            roomy(output),
+        )
+        u_buy, patience = roomy(u_buy), roomy(patience)
+        if room:  # the arena holds the retries' rows too
+            ent = bstate.arena(uncached, inp_all, output, sub_all)
+            carry = bstate.carry_buffer(len(ent))
+            hand = bstate.handoffs(len(ent))
+        out = new_request_outputs(n + room)
         serve_day(
-            t=np.asarray(t, float),
-            sub=np.asarray(sub, np.int64),
+            t=t_all,
+            sub=sub_all,
             pool_req=pool,
             charge=charge,
             uncached=uncached,
             output=output,
             u_buy=u_buy,
             patience=patience,
+            n_arrivals=n,
             sub_plan=np.asarray(sub_plan, np.int64),
+            sub_seg=np.zeros(n_sub, np.int64),
             usage=sub_state["usage"],
             quota_eff=sub_state["quota_eff"],
             last_adm=sub_state["last_adm"],
@@ -148,6 +191,10 @@ class Harness:
             auto_buy=np.array([p.auto_buy for p in P]),
             buy_prob=np.array([p.buy_prob for p in P]),
             max_packs=np.array([p.max_packs for p in P], np.int64),
+            retry_max=np.array([r.max_retries if r else 0], np.int64),
+            retry_backoff=np.array([r.backoff_s if r else 0.0]),
+            retry_factor=np.array([r.factor if r else 1.0]),
+            retry_backoff_max=np.array([r.backoff_max_s if r else 0.0]),
             occ_in=np.asarray(self.occ_in or [0.0] * n_pool, float),
             occ_out=np.asarray(self.occ_out or [1.0] * n_pool, float),
             prefill_s=np.asarray(self.prefill_s or [0.0] * n_pool, float),
@@ -160,6 +207,7 @@ class Harness:
             bpp=bstate.pp,
             brs=bstate.rs,
             bheap=bstate.heap,
+            bhand=hand,
             bent=ent,
             bcarry=carry,
             bcount=bstate.count,
@@ -173,10 +221,22 @@ class Harness:
             over=out["over"],
             bought=out["bought"],
             crossed=out["crossed"],
+            attempt=out["attempt"],
+            origin=out["origin"],
+            retry_rows=out["retry_rows"],
         )
         out.update(sub_state)
         if bstate.active:
             bstate.keep_ghosts(carry, out["outcome"], ABANDONED)
             out["ghosts"] = bstate.ghosts
-        out["wait"] = out["start"] - np.asarray(t, float)
+        out["decode_start"] = bstate.decode_starts(ent, n + room)
+        out["t"] = t_all
+        out["sub"] = sub_all
+        if room:  # the requests and the retries made, in row order
+            used = int(out["retry_rows"][0])
+            out = {
+                k: (v[:used] if k != "retry_rows" and len(v) == n + room else v)
+                for k, v in out.items()
+            }
+        out["wait"] = out["start"] - out["t"]
         return out

@@ -23,12 +23,12 @@ Every arrival precedes midnight: the harness simulates one day and drains it.
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 import pytest
 from support import batching_reference as ref
 from support.batch_means import Z, batch_mean, poisson_times
+from support.batching_load import REALISTIC, latency_summary, serve, workload
 from support.kernel_harness import BatchSpec, Harness
 
 from sim.engine.outcomes import REFUSED_NO_CAPACITY, SERVED
@@ -38,20 +38,6 @@ REL = 0.01
 """Relative tolerance between the kernel and the reference on each summary metric."""
 PER_REQUEST_S = 1e-6
 """Tolerance on each request's start, first and end times (s): rounding is about 1e-11 s."""
-
-REALISTIC = {
-    "base_s": 0.02,
-    "prefill_s": 1 / 30_000,
-    "request_s": 2e-4,
-    "context_s": 5e-8,
-    "chunk": 2048.0,
-    "kv_tokens": 400_000.0,
-    "max_batch": 64,
-}
-"""Step-time coefficients of a mid-sized model on one replica (s, tokens).
-
-Floats where BatchSpec's defaults are floats, so the kernel is compiled for one signature.
-"""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -74,18 +60,7 @@ def run_kernel(
     **coef,
 ) -> dict[str, np.ndarray]:
     """Serve the requests on one batched pool of ``replicas`` replicas through serve_day."""
-    n = len(t)
-    spec = BatchSpec(router=router, **coef)
-    h = Harness(slots=[replicas * spec.max_batch], batch=[spec], n_prio=3)
-    return h.run(
-        t=t,
-        sub=np.arange(n),
-        sub_plan=np.zeros(n, np.int64),
-        quota=np.full(n, 1e18),
-        output=output,
-        uncached=uncached,
-        input_tokens=inp,
-    )
+    return serve(BatchSpec(router=router, **coef), replicas, t, inp, uncached, output)
 
 
 def run_reference(
@@ -100,27 +75,10 @@ def run_reference(
     return ref.simulate(t, inp, uncached, output, ref.Spec(**coef), replicas, router)
 
 
-def workload(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Input (median 1,500, a long tail), output (median 200) and uncached token counts.
-
-    A third of the requests have 70% of their input cached and one in ten all of it (a single
-    prefill token), the rest none.
-    """
-    inp = np.clip(np.rint(rng.lognormal(math.log(1500), 1.0, n)), 1, 60_000)
-    out = np.clip(np.rint(rng.lognormal(math.log(200), 0.8, n)), 1, 4_000)
-    share = rng.choice([1.0, 0.3, 0.0], n, p=[0.57, 0.33, 0.10])
-    return inp, np.rint(inp * share), out
-
-
 def summary(res: dict, t: np.ndarray, out: np.ndarray) -> dict[str, float]:
     """TTFT and TPOT p50 / p95 (s) and throughput (completions per second of the run)."""
-    ttft = res["first"] - t
-    tpot = (res["end"] - res["first"]) / np.maximum(out - 1, 1)
     return {
-        "ttft_p50": float(np.percentile(ttft, 50)),
-        "ttft_p95": float(np.percentile(ttft, 95)),
-        "tpot_p50": float(np.percentile(tpot, 50)),
-        "tpot_p95": float(np.percentile(tpot, 95)),
+        **latency_summary(res, t, out),
         "throughput": len(t) / float(np.max(res["end"]) - t[0]),
     }
 
