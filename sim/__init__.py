@@ -11,6 +11,9 @@ The public API (imported lazily so that ``tokensim validate`` stays fast):
 * :class:`Sweep`, :func:`run_sweep`, :func:`open_client` - sweeps on a dask cluster;
 * :func:`size` - the fewest GPUs per pool meeting SLO targets at the busy hour (a
   :class:`Sizing` with the answer, the evaluations and the procurement schedule).
+* :func:`tune` - search scenario fields (prices, quotas, GPUs) for the best margin, revenue,
+  subscribers or LTV under constraints, on replications with common random numbers (a
+  :class:`Tuning` with the trials, the re-evaluation, the Pareto front and the answer).
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ _API = {
     "open_client": "sim.experiments.distributed",
     "size": "sim.capacity.search",
     "Sizing": "sim.capacity.search",
+    "tune": "sim.pricing.tune",
+    "Tuning": "sim.pricing.answer",
 }
 
 __all__ = ["__version__", *_API]

@@ -316,20 +316,24 @@ def cmd_size(a: argparse.Namespace) -> int:
 
 
 def cmd_compare(a: argparse.Namespace) -> int:
-    """Print KPIs of run folders side by side with paired differences; write them as CSV."""
-    from sim.results.compare import CompareError, compare_runs, format_table
+    """Print KPIs of run folders (or per plan/segment) side by side with paired differences."""
+    from sim.results.compare import CompareError, compare_runs, write_table
+    from sim.results.compare_groups import compare_by
+    from sim.results.compare_text import format_groups, format_table
 
+    runs = [Path(p) for p in a.runs]
+    if a.out and Path(a.out).is_dir():
+        print(f"error: --out {a.out}: is a folder; give a file name", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
-        table = compare_runs([Path(p) for p in a.runs])
+        table = compare_by(runs, a.by) if a.by else compare_runs(runs)
     except CompareError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    out = (
-        Path(a.out) if a.out else Path("results") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}.csv"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False)
-    print(format_table(table))
+    stem = f"compare-by-{a.by}" if a.by else "compare"
+    out = Path(a.out) if a.out else Path("results") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.csv"
+    print(format_groups(table, a.by) if a.by else format_table(table))
+    write_table(table, out)
     print(f"wrote {out}")
     return 0
 
@@ -383,6 +387,34 @@ def cmd_report(a: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(f"wrote {out}")
+    return 0
+
+
+def cmd_explain(a: argparse.Namespace) -> int:
+    """Say what each package buys each segment, from the scenario's demand model (no run)."""
+    s = _load_adjusted(a)
+    if isinstance(s, int):
+        return s
+    from sim.pricing.explain import UnknownPlanError, explain
+    from sim.pricing.explain_text import explanation_dict, explanation_text
+    from sim.report.explain_page import output_problem, write_explanation
+
+    json_file, out_dir = (Path(a.json) if a.json else None), (Path(a.out) if a.out else None)
+    problem = output_problem(json_file, out_dir)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        data = explanation_dict(explain(s, a.plan))
+    except UnknownPlanError as e:
+        print(f"error: --plan: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ScenarioError as e:
+        return _report(e, a.scenario)
+    if not a.quiet:
+        sys.stdout.write(explanation_text(data))
+    for path in write_explanation(data, json_file, out_dir):
+        print(f"wrote {path}")
     return 0
 
 
@@ -551,10 +583,22 @@ def parser() -> argparse.ArgumentParser:
     _cluster_options(sz, default_workers=1)
     sz.set_defaults(fn=cmd_size)
     cp = sub.add_parser(
-        "compare", help="headline KPIs of run folders side by side, paired differences vs the first"
+        "compare",
+        help="headline KPIs (or figures by plan or segment) of run folders side by side,"
+        " paired differences vs the first",
     )
     cp.add_argument("runs", nargs="+", help="run folders; the first is the reference")
-    cp.add_argument("--out", help="CSV file (default: results/compare-TIMESTAMP.csv)")
+    cp.add_argument(
+        "--by",
+        choices=("plan", "segment"),  # sim.results.compare_groups.BY (not imported at start-up)
+        help="figures per plan or per segment (subscribers, churn, revenue, tokens, refusals)"
+        " instead of the headline KPIs",
+    )
+    cp.add_argument(
+        "--out",
+        help="CSV file, or Parquet if it ends in .parquet (default:"
+        " results/compare[-by-plan|-by-segment]-TIMESTAMP.csv)",
+    )
     cp.set_defaults(fn=cmd_compare)
     fc = sub.add_parser(
         "fit-churn", help="fit segments' churn_intercept so monthly churn hits targets"
@@ -591,6 +635,30 @@ def parser() -> argparse.ArgumentParser:
         " results/compare-TIMESTAMP.html for a comparison)",
     )
     rp.set_defaults(fn=cmd_report)
+    ex = sub.add_parser(
+        "explain",
+        help="what each package buys each segment, in plain words and numbers (no simulation)",
+        description="For every plan (or each --plan) and every segment offered it: how many"
+        " requests, sessions and documents the quota covers at the segment's typical sizes,"
+        " the distribution of monthly demand as a share of the quota, the share exhausting it,"
+        " what happens past it, and the effective price per 1M tokens used against the API"
+        " list price of the same token mix; computed from the scenario's own demand model."
+        " See docs/explain.md.",
+    )
+    ex.add_argument("scenario")
+    ex.add_argument(
+        "--plan",
+        action="append",
+        metavar="NAME",
+        help="explain this plan only (repeatable; default every plan)",
+    )
+    ex.add_argument("--json", metavar="FILE", help="also write the numbers as JSON to FILE")
+    ex.add_argument(
+        "--out", metavar="DIR", help="also write explain.json and the page explain.html in DIR"
+    )
+    ex.add_argument("--quiet", "-q", action="store_true", help="no text on stdout")
+    _scenario_options(ex)
+    ex.set_defaults(fn=cmd_explain)
     ca = sub.add_parser(
         "calibrate",
         help="fit workload presets on real traces; write them as YAML (and a validation report)",

@@ -137,10 +137,12 @@ def _bin(x, buf, bits, n_bins):
 
 
 @nb.njit(cache=True, inline="always")
-def _add_busy(hourly, pl, a, b):
-    """Add the busy interval [a, b) (s) to pool pl, split exactly across the hours it spans."""
+def _add_busy(hourly, pl, a, b, h):
+    """Add the busy interval [a, b) (s) to pool pl, split exactly across the hours it spans.
+
+    ``h`` is the hour of ``a`` (clipped to the last hour), which the caller already has.
+    """
     n_h = hourly.shape[0]
-    h = min(int(a // SECONDS_PER_HOUR), n_h - 1)
     while a < b and h < n_h:
         edge = (h + 1) * SECONDS_PER_HOUR
         seg_end = b if b < edge else edge
@@ -319,8 +321,11 @@ def tally_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
         # disaggregated pool's: on its prefill replica to its first token, then on its
         # decode replica from joining that batch to its last token)
         if batched[pl] and disaggregated[pl]:
-            _add_busy(hourly, pl, start[i], first[i])
+            _add_busy(hourly, pl, start[i], first[i], hs)
             if output[i] > 1.0:
-                _add_busy(hourly, pl, decode_start[i], end[i])
+                hd = min(int(decode_start[i] // SECONDS_PER_HOUR), n_h - 1)
+                _add_busy(hourly, pl, decode_start[i], end[i], hd)
+        elif batched[pl]:
+            _add_busy(hourly, pl, start[i], end[i], hs)
         else:
-            _add_busy(hourly, pl, start[i], end[i] if batched[pl] else start[i] + occ[i])
+            _add_busy(hourly, pl, start[i], start[i] + occ[i], hs)

@@ -513,12 +513,14 @@ def _retry(j, failed_at, retry):
     events.push(due, when, row)
 
 
-def new_request_outputs(n: int, batched: bool = True) -> dict[str, NDArray]:
+def new_request_outputs(n: int, batched: bool = True, retrying: bool = True) -> dict[str, NDArray]:
     """Allocate the per-request output arrays serve_day fills.
 
-    ``first`` and ``end`` are written only for batched pools: one-element placeholders without.
+    ``first`` and ``end`` are written only for batched pools, ``attempt`` and ``origin`` only
+    when some request may retry: one-element placeholders without (attempt 0: a first try).
     """
     m = n if batched else 1
+    r = n if retrying else 1
     return {
         "outcome": np.zeros(n, dtype=np.int8),
         "pool_used": np.full(n, -1, dtype=np.int64),
@@ -529,7 +531,7 @@ def new_request_outputs(n: int, batched: bool = True) -> dict[str, NDArray]:
         "over": np.zeros(n, dtype=np.float64),
         "bought": np.zeros(n, dtype=np.int64),
         "crossed": np.zeros(n, dtype=np.int8),
-        "attempt": np.zeros(n, dtype=np.int64),
-        "origin": np.arange(n, dtype=np.int64),
+        "attempt": np.zeros(r, dtype=np.int64),
+        "origin": np.arange(r, dtype=np.int64),
         "retry_rows": np.array([n, 0], dtype=np.int64),
     }

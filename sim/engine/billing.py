@@ -57,6 +57,7 @@ class Ledger:
             "close_day": np.full(len(ids), day),
             "status": status.copy(),
             "fee": c["fee_billed"][ids].copy(),
+            "charge": c["charge"][ids].copy(),
             "overage": overage.copy(),
             "topups": c["topup_spend"][ids].copy(),
             "packs": c["packs"][ids].copy(),

@@ -1,7 +1,8 @@
 """Churn at renewal: the logit of leaving a plan.
 
-It rises with price over realised value, cut-offs, throttling, slow service and unused quota,
-and falls with tenure (docs/model.md, "Renewal and churn").
+It rises with price over realised value, price over the market's reference price, cut-offs,
+throttling, slow service and unused quota, and falls with tenure
+(docs/model.md, "Renewal and churn").
 """
 
 from __future__ import annotations
@@ -28,8 +29,13 @@ def churn_probability(
     slo_miss_share: NDArray[np.float64],
     unused_share: NDArray[np.float64],
     tenure_months: NDArray[np.int64],
+    reference: NDArray[np.float64] | None = None,
 ) -> NDArray[np.float64]:
-    """Monthly churn probability at renewal (logit; see the module docstring)."""
+    """Monthly churn probability at renewal (logit; see the module docstring).
+
+    ``reference`` is the market's reference price each subscriber's segment faces this month
+    (currency/month; NaN or None: no comparison): paying above it raises churn.
+    """
     c = world.churn
     ratio = np.log(np.maximum(paid, VALUE_FLOOR) / np.maximum(value, VALUE_FLOOR))
     x = (
@@ -42,4 +48,10 @@ def churn_probability(
         + c.unused * unused_share
         + c.tenure * np.log1p(tenure_months)
     )
+    if reference is not None:
+        known = np.isfinite(reference)
+        rel = np.log(np.maximum(paid, VALUE_FLOOR) / np.where(known, reference, 1.0))
+        x = x + np.where(
+            known, c.reference_price * np.clip(rel, -PRICE_VALUE_LOG_CAP, PRICE_VALUE_LOG_CAP), 0.0
+        )
     return 1.0 / (1.0 + np.exp(-x))

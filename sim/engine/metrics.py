@@ -37,6 +37,9 @@ MONTHLY: dict[str, tuple[str, str]] = {
     "churned": ("subscribers", "left at a renewal"),
     "switched_in": ("subscribers", "moved to this plan at a renewal"),
     "switched_out": ("subscribers", "moved away from this plan at a renewal"),
+    "migrated": ("subscribers", "moved off a retired plan at a renewal (also switched_out)"),
+    "trial_converted": ("subscribers", "took a paid plan at the end of a free trial"),
+    "trial_lapsed": ("subscribers", "left at the end of a free trial (also churned)"),
     "submonths": ("subscriber-months", "billing months started (sign-ups, renewals, initial)"),
     "exhausted": ("subscriber-months", "billing months in which the quota was crossed"),
     "requests": ("requests", "requests made (a retry is a request of its own)"),
@@ -65,6 +68,7 @@ MONTHLY: dict[str, tuple[str, str]] = {
     "revenue_fees": ("currency", "monthly fees billed"),
     "revenue_overage": ("currency", "pay-as-you-go overage billed"),
     "revenue_topups": ("currency", "top-up packs sold"),
+    "discounts": ("currency", "fees waived by promotions (list fee less the fee billed)"),
     "api_list_value": ("currency", "served tokens valued at the catalog's API list prices"),
 }
 
@@ -164,7 +168,7 @@ class Accumulators:
         w = self.world
         month = w.month_of(day)
         retries = out["attempt"] > 0
-        if retries.any():
+        if len(retries) == len(req.t) and retries.any():  # (a 1-row placeholder: no retries)
             subs = req.sub[retries]
             self.add_ps("retries", month, pop.plan[subs], pop.seg[subs])
         pl, po, cl = w.plan, w.pool, w.cls

@@ -41,6 +41,14 @@ PERSISTENT: dict[str, tuple[type, float]] = {
     "inflight": (np.int64, 0),
     "exhaust_streak": (np.int64, 0),
     "waste_streak": (np.int64, 0),
+    # terms of the subscriber's plan (sim.world.timeline): its own fee, which price change last
+    # reached it, a promotion's discount and the months it has left, months on this plan
+    "price": (np.float64, 0.0),
+    "charge": (np.float64, 0.0),
+    "price_epoch": (np.int64, -1),
+    "promo_left": (np.int64, 0),
+    "promo_share": (np.float64, 0.0),
+    "plan_months": (np.int64, 0),
 }
 
 

@@ -176,7 +176,7 @@ class Replication:
             u_buy = np.ones(n)
         patience = self._patience(req, pop)
         # room for retries: a row for every retry the day's requests' clients may make
-        room = int(w.seg.retry_max[pop.seg[req.sub]].sum())
+        room = int(w.seg.retry_max[pop.seg[req.sub]].sum()) if w.seg.retry_max.any() else 0
         t, sub, pool_req, charge, uncached, output, inp, u_buy, patience = (
             _with_room(x, room)
             for x in (
@@ -192,7 +192,7 @@ class Replication:
             )
         )
         rows = n + room
-        out = new_request_outputs(rows, self.batch.active)
+        out = new_request_outputs(rows, self.batch.active, room > 0)
         c = pop.cols
         st = self.state
         bs = self.batch
@@ -294,7 +294,7 @@ class Replication:
                         "segment": pd.Categorical.from_codes(pop.seg[req.sub], w.seg.names),
                         "subscriber": req.sub,
                         "outcome": out["outcome"],
-                        "attempt": out["attempt"],
+                        "attempt": out["attempt"] if room else np.zeros(len(req), np.int64),
                         **self._latency_columns(req, out, pop),
                     }
                 )

@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
+import pandas as pd
 
 from sim.experiments.sweep import KEY_DESIGN, KEY_PARAMETERS, KEY_POINTS, POINTS_CSV
 from sim.report.data import (
@@ -47,6 +47,7 @@ from sim.report.html import (
 from sim.results.busy_hour import ALL_CLASSES
 from sim.results.kpis import KPIS
 from sim.results.run_folder import (
+    EVENTS,
     KEY_CREATED_UTC,
     KEY_REPLICATIONS,
     KEY_REQUESTS_SIMULATED,
@@ -283,6 +284,29 @@ def _busy_hour_section(run: RunFolder, pools: list[str]) -> str:
     )
 
 
+def _events_section(run: RunFolder) -> tuple[str, str, str] | None:
+    """The scenario's timeline of events (price changes, launches, ...), if it has one."""
+    path = run.path / EVENTS
+    if not path.exists():
+        return None
+    ev = pd.read_csv(path)
+    rows: list[list[Cell]] = [
+        [str(int(r.month)), str(r.kind), str(r.subject), str(r.description)]
+        for r in ev.itertuples()
+    ]
+    return (
+        "events",
+        "Timeline of events",
+        table_html(
+            ["month", "event", "plan or segment", "what changes"],
+            rows,
+            "The scenario's events by calendar month (0 = the first); their effects are in the"
+            " tables below (migrated, discounts, trial conversions by plan in"
+            " monthly_by_plan_segment.csv)",
+        ),
+    )
+
+
 def run_sections(run: RunFolder) -> list[tuple[str, str, str]]:
     """The sections of a one-run report: (id, heading, inner HTML)."""
     from sim.report import figures
@@ -301,6 +325,10 @@ def run_sections(run: RunFolder) -> list[tuple[str, str, str]]:
             ),
         )
     )
+
+    events = _events_section(run)
+    if events is not None:
+        secs.append(events)
 
     subs = subscribers_by_plan(run.by_plan, plans)
     churn = churn_by_plan(run.by_plan, plans)
@@ -588,11 +616,6 @@ def run_report(run: RunFolder) -> str:
     return page_html(f"tokensim report: {m.get(KEY_SCENARIO)}", sub, run_sections(run))
 
 
-def _labels(runs: Sequence[RunFolder]) -> list[str]:
-    names = [r.name for r in runs]
-    return [n if names.count(n) == 1 else f"{n} #{i + 1}" for i, n in enumerate(names)]
-
-
 def _flatten(x: Any, prefix: str = "") -> dict[str, str]:
     """Dotted paths of a scenario mapping; lists of named items are keyed by name."""
     out: dict[str, str] = {}
@@ -610,43 +633,19 @@ def _flatten(x: Any, prefix: str = "") -> dict[str, str]:
 def compare_report(runs: Sequence[RunFolder]) -> str:
     """The HTML report comparing run folders (the first is the reference)."""
     from sim.report import figures
+    from sim.report.compare_sections import group_table, kpi_table
     from sim.results.compare import CompareError, compare_runs
+    from sim.results.compare_groups import BY, compare_by
 
-    labels = _labels(runs)
     for r in runs:
         r.load(ledger=False)
     try:
         table = compare_runs([r.path for r in runs])
+        by_group = {by: compare_by([r.path for r in runs], by) for by in BY}
     except CompareError as e:
         raise ReportError(str(e)) from None
-    table["label"] = np.repeat(labels, len(KPIS))
+    labels = list(dict.fromkeys(table["label"]))
     cur = runs[0].currency
-    header = [
-        "KPI",
-        "unit",
-        *(f"{lab}: mean [95% CI]" for lab in labels),
-        *(f"{lab} − {labels[0]} [95% CI]" for lab in labels[1:]),
-    ]
-    rows: list[list[Cell]] = []
-    for kpi, g in table.groupby("kpi", sort=False):
-        unit = str(g["unit"].iloc[0])
-        row: list[Cell] = [str(kpi), unit_label(unit, cur)]
-        row += [fmt_ci(r.mean, r.ci95_low, r.ci95_high, unit, cur) for r in g.itertuples()]
-        for r in list(g.itertuples())[1:]:
-            cls = ""
-            if np.isfinite(r.diff_ci95_low) and r.diff_ci95_low > 0:
-                cls = "up"
-            elif np.isfinite(r.diff_ci95_high) and r.diff_ci95_high < 0:
-                cls = "down"
-            row.append(
-                (
-                    fmt_ci(
-                        r.diff_vs_first, r.diff_ci95_low, r.diff_ci95_high, unit, cur, diff=True
-                    ),
-                    cls,
-                )
-            )
-        rows.append(row)
     unpaired = sorted(set(table.loc[~table["paired"].astype(bool), "label"]))
     notes = [
         para_html(
@@ -665,7 +664,9 @@ def compare_report(runs: Sequence[RunFolder]) -> str:
                 "note",
             )
         )
-    secs = [("kpis", "Headline KPIs side by side", table_html(header, rows) + "\n".join(notes))]
+    secs = [("kpis", "Headline KPIs side by side", kpi_table(table, cur) + "\n".join(notes))]
+    for by in BY:
+        secs.append((f"by-{by}", f"By {by}", group_table(by_group[by], by, cur)))
 
     cols = ["subscribers_end", "revenue_total", "gross_margin", "churn_rate", "ttft_p95_s"]
     months = {lab: month_series(r.months, cols) for lab, r in zip(labels, runs, strict=True)}
@@ -681,6 +682,7 @@ def compare_report(runs: Sequence[RunFolder]) -> str:
     keys = sorted(set().union(*flats) - {"name", "description"})
     diff = [k for k in keys if len({f.get(k, "–") for f in flats}) > 1]
     facts: list[list[Cell]] = [
+        ["run folder", *(r.name for r in runs)],
         ["scenario", *(str(r.manifest.get(KEY_SCENARIO)) for r in runs)],
         ["scenario SHA-256", *(str(r.manifest.get(KEY_SCENARIO_SHA256, ""))[:16] for r in runs)],
         ["seed", *(str(r.manifest.get(KEY_SEED)) for r in runs)],

@@ -3,33 +3,111 @@
 Replication r of every run uses the random streams (seed, r), so runs of
 scenarios that differ only in a price or a cluster size see the same demand
 draws (common random numbers). The difference of a KPI between run B and the
-first run A is therefore taken replication by replication (B_r - A_r) and
-its 95% confidence interval comes from the spread of those paired
-differences, which is much narrower than comparing two independent means.
-Pairing needs the same seed; with different seeds the rows are still paired
-by index, and the note in the table says so.
+first run A is therefore taken replication by replication (B_r - A_r, for the
+replications both runs have) and its 95% confidence interval comes from the
+spread of those paired differences, which is much narrower than comparing two
+independent means. Pairing needs the same seed; with different seeds the rows
+are still paired by replication, and the table says so (``paired`` false).
+
+Runs are labelled by the scenario fields that differ from the first run's
+(``sim.results.run_labels``). The same pairing gives the figures per plan and per
+segment (``sim.results.compare_groups``); the text tables are in
+``sim.results.compare_text``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
+from sim.results.atomic import atomic_file
 from sim.results.kpis import KPIS, mean_ci
 from sim.results.run_folder import (
+    KEY_CURRENCY,
     KEY_SCENARIO,
     KEY_SEED,
     KPIS_BY_REPLICATION,
+    SCENARIO,
     RunFolderError,
     check_run_folder,
     read_table,
 )
+from sim.results.run_labels import RunLabel, run_labels
+
+STAT_COLUMNS = (
+    "replications",
+    "mean",
+    "ci95_low",
+    "ci95_high",
+    "diff_vs_first",
+    "diff_ci95_low",
+    "diff_ci95_high",
+    "pairs",
+)
+"""Columns :func:`paired_stats` fills: the run's mean and 95% CI over its replications, the
+paired difference against the first run with its 95% CI, and how many replications paired."""
 
 
 class CompareError(Exception):
-    """A folder that is not a complete tokensim run folder."""
+    """A folder that is not a complete tokensim run folder, or a table it lacks."""
+
+
+@dataclass(frozen=True)
+class ComparedRun:
+    """A run folder of a comparison: where it is, what it ran, how it is shown."""
+
+    path: Path
+    manifest: dict[str, Any]
+    scenario: dict[str, Any]
+    """``scenario.yaml`` as read (the resolved scenario that ran)."""
+    label: RunLabel
+
+    def identity(self) -> dict[str, Any]:
+        """The columns naming the run in a comparison table."""
+        return {
+            "run": self.path.name,
+            "label": self.label.label,
+            "scenario": self.manifest.get(KEY_SCENARIO),
+            "seed": self.manifest.get(KEY_SEED),
+            "currency": self.manifest.get(KEY_CURRENCY, self.scenario.get("currency", "")),
+        }
+
+
+def _check(path: Path) -> dict[str, Any]:
+    try:
+        return check_run_folder(path)
+    except RunFolderError as e:
+        raise CompareError(str(e)) from None
+
+
+def open_runs(paths: Sequence[Path]) -> list[ComparedRun]:
+    """The run folders at ``paths`` (the first is the reference), checked and labelled.
+
+    Raises CompareError naming the first folder that is not a complete run folder or whose
+    ``scenario.yaml`` cannot be read; nothing is read further once one fails.
+    """
+    paths = [Path(p) for p in paths]
+    manifests = [_check(p) for p in paths]
+    scenarios = []
+    for p in paths:
+        try:
+            s = yaml.safe_load((p / SCENARIO).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as e:
+            raise CompareError(f"{p / SCENARIO}: cannot be read ({e})") from None
+        if not isinstance(s, dict):
+            raise CompareError(f"{p / SCENARIO}: not a scenario mapping")
+        scenarios.append(s)
+    labels = run_labels([p.name for p in paths], scenarios, [m.get(KEY_SEED) for m in manifests])
+    return [
+        ComparedRun(p, m, s, lab)
+        for p, m, s, lab in zip(paths, manifests, scenarios, labels, strict=True)
+    ]
 
 
 def load_run(path: Path) -> tuple[dict, pd.DataFrame]:
@@ -38,10 +116,7 @@ def load_run(path: Path) -> tuple[dict, pd.DataFrame]:
     Raises CompareError naming the path when it is not a complete run folder
     (``sim.results.run_folder.check_run_folder``) or its KPI table cannot be read.
     """
-    try:
-        manifest = check_run_folder(path)
-    except RunFolderError as e:
-        raise CompareError(str(e)) from None
+    manifest = _check(Path(path))
     try:
         kpis = read_table(path / KPIS_BY_REPLICATION, KPIS)  # earlier versions: NaN where new
     except (OSError, ValueError) as e:
@@ -49,64 +124,69 @@ def load_run(path: Path) -> tuple[dict, pd.DataFrame]:
     return manifest, kpis
 
 
+def paired_stats(values: pd.Series, base: pd.Series) -> dict[str, Any]:
+    """A run's values of one figure against the first run's, both indexed by replication.
+
+    The run's mean and 95% Student-t interval (``sim.results.kpis.mean_ci``), and the mean
+    and interval of the paired differences ``values[r] - base[r]`` over the replications r
+    both have (``pairs``); NaN where there are too few values.
+    """
+    v = values.to_numpy(dtype=float)
+    mean, lo, hi = mean_ci(v)
+    common = values.index.intersection(base.index)
+    d = values.loc[common].to_numpy(dtype=float) - base.loc[common].to_numpy(dtype=float)
+    dmean, dlo, dhi = mean_ci(d)
+    return {
+        "replications": int(np.isfinite(v).sum()),
+        "mean": mean,
+        "ci95_low": lo,
+        "ci95_high": hi,
+        "diff_vs_first": dmean,
+        "diff_ci95_low": dlo,
+        "diff_ci95_high": dhi,
+        "pairs": len(common),
+    }
+
+
+def by_replication(table: pd.DataFrame) -> pd.DataFrame:
+    """A per-replication table indexed by its ``replication`` column (row order if none)."""
+    if "replication" in table:
+        return table.set_index("replication")
+    return table.rename_axis("replication")
+
+
 def compare_runs(paths: list[Path]) -> pd.DataFrame:
-    """One row per (run, KPI): mean, 95% CI, and the paired difference against the first run."""
-    runs = [(p, *load_run(p)) for p in paths]
-    _, base_manifest, base = runs[0]
+    """One row per (run, KPI): mean, 95% CI, and the paired difference against the first run.
+
+    Columns: the run's folder name (``run``), ``label`` (its changed parameters,
+    ``sim.results.run_labels``), scenario, seed, currency, ``kpi``, ``unit``, the
+    :data:`STAT_COLUMNS`, ``paired`` (same seed as the first run) and ``changes`` (every
+    changed field in full, ``path=value; ...``).
+    """
+    runs = open_runs(paths)
+    kpis = [by_replication(load_run(r.path)[1]) for r in runs]
+    base_seed = runs[0].manifest.get(KEY_SEED)
     rows = []
-    for path, manifest, kp in runs:
-        n = min(len(kp), len(base))
-        same_seed = manifest.get(KEY_SEED) == base_manifest.get(KEY_SEED)
+    for run, kp in zip(runs, kpis, strict=True):
         for name, (unit, _) in KPIS.items():
-            mean, lo, hi = mean_ci(kp[name].to_numpy(dtype=float))
-            d = kp[name].to_numpy(dtype=float)[:n] - base[name].to_numpy(dtype=float)[:n]
-            dmean, dlo, dhi = mean_ci(d)
             rows.append(
                 {
-                    "run": path.name,
-                    "scenario": manifest.get(KEY_SCENARIO),
-                    "seed": manifest.get(KEY_SEED),
+                    **run.identity(),
                     "kpi": name,
                     "unit": unit,
-                    "replications": int(np.isfinite(kp[name].to_numpy(dtype=float)).sum()),
-                    "mean": mean,
-                    "ci95_low": lo,
-                    "ci95_high": hi,
-                    "diff_vs_first": dmean,
-                    "diff_ci95_low": dlo,
-                    "diff_ci95_high": dhi,
-                    "paired": bool(same_seed),
-                    "pairs": n,
+                    **paired_stats(kp[name], kpis[0][name]),
+                    "paired": run.manifest.get(KEY_SEED) == base_seed,
+                    "changes": run.label.changes_text(),
                 }
             )
     return pd.DataFrame(rows)
 
 
-def _fmt(x: float) -> str:
-    return "-" if not np.isfinite(x) else f"{x:.4g}"
-
-
-def format_table(table: pd.DataFrame) -> str:
-    """The comparison as text: per KPI, a line per run (mean, difference vs the first run).
-
-    Each value is followed by its 95% confidence interval in brackets.
-    """
-    runs = list(dict.fromkeys(table["run"]))
-    w = max(12, *(len(r) for r in runs))
-    head = f"{'kpi':24s} {'run':{w}s} {'mean [95% CI]':>34s} {'difference vs first [95% CI]':>36s}"
-    lines = [head, "-" * len(head)]
-    for kpi, g in table.groupby("kpi", sort=False):
-        for i, (_, row) in enumerate(g.iterrows()):
-            own = f"{_fmt(row['mean'])} [{_fmt(row['ci95_low'])}, {_fmt(row['ci95_high'])}]"
-            diff = (
-                ""
-                if row["run"] == runs[0]
-                else f"{_fmt(row['diff_vs_first'])} [{_fmt(row['diff_ci95_low'])}, "
-                f"{_fmt(row['diff_ci95_high'])}]"
-            )
-            label = kpi if i == 0 else ""
-            lines.append(f"{label:24s} {row['run']:{w}s} {own:>34s} {diff:>36s}")
-    unpaired = sorted(set(table.loc[~table["paired"], "run"]))
-    if unpaired:
-        lines.append(f"note: {', '.join(unpaired)} used another seed: differences are unpaired.")
-    return "\n".join(lines)
+def write_table(table: pd.DataFrame, out: Path) -> Path:
+    """Write a comparison table atomically, as Parquet (``.parquet``) or CSV (anything else)."""
+    out = Path(out)
+    if out.suffix.lower() == ".parquet":
+        data: bytes | str = table.to_parquet(index=False)
+    else:
+        data = table.to_csv(index=False)
+    return atomic_file(out, data)

@@ -46,6 +46,8 @@ LATENCY_BY_HOUR = "latency_by_hour.csv"
 """Replication x month x hour of day x pool x SLA class: the columns of :data:`LATENCY`."""
 BUSY_HOUR = "busy_hour.csv"
 """Replication x month x pool x SLA class at the month's busy hour: load, goodput, latency."""
+EVENTS = "events.csv"
+"""The scenario's events by month (only when it has events)."""
 LEDGER = "ledger.parquet"
 """Subscription ledger (only when the scenario asks for it and it has rows)."""
 PLOTS_DIR = "plots"
@@ -78,7 +80,7 @@ such a folder is complete without them when its manifest does not list them."""
 RENAMED_COLUMNS = {"slo_attainment": "slo_attainment_served"}
 """Columns of kpis_by_replication.csv, monthly.csv and latency.csv renamed since earlier
 versions (old name -> new name); read_table renames them in older folders."""
-OPTIONAL_FILES = (LEDGER, REQUESTS_AZURE, REQUESTS_MOONCAKE, REQUESTS_DETAIL)
+OPTIONAL_FILES = (EVENTS, LEDGER, REQUESTS_AZURE, REQUESTS_MOONCAKE, REQUESTS_DETAIL)
 """Files a run folder holds depending on the scenario and options (plots aside)."""
 
 # ---------------------------------------------------------------------- manifest keys
@@ -253,6 +255,9 @@ def _write_contents(result: RunResult, d: Path, seed: int, plots: bool) -> None:
     result.latency_by_hour().to_csv(d / LATENCY_BY_HOUR, index=False)
     busy = result.busy_hour()
     busy.to_csv(d / BUSY_HOUR, index=False)
+    events = result.events()
+    if len(events):
+        events.to_csv(d / EVENTS, index=False)
     led = result.ledger()
     if len(led):
         led.to_parquet(d / LEDGER, index=False)

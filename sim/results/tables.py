@@ -157,6 +157,13 @@ class RunResult:
         """
         return pd.concat([busy_hour_table(r) for r in self.replications], ignore_index=True)
 
+    def events(self) -> pd.DataFrame:
+        """The scenario's events in month order: month, kind, plan or segment, what changed."""
+        w = self.replications[0].world
+        return pd.DataFrame(
+            w.timeline.events, columns=["month", "kind", "subject", "description"]
+        ).astype({"month": "int64"})
+
     def ledger(self) -> pd.DataFrame:
         """Every subscriber-month of every replication (empty when disabled)."""
         frames = []

@@ -139,3 +139,22 @@ CHOICE_TEMPERATURE = 20.0
 
 THROTTLED_VALUE_SHARE = 0.5
 """A token served over quota under throttling is worth half a normal token to the chooser."""
+
+# --- the book and market prices -------------------------------------------------------------
+BOOK_TENURE_MEAN_MONTHS = 3.0
+"""Mean tenure (months) of a book's subscribers at t=0 when the book gives counts. Assumption:
+the operators' token packages are "still in the early stage of market launch"
+(../shared/context, token-packages article), so a book is months old; state an older book's
+tenure. Tenures are drawn geometric (the steady state of a constant churn hazard)."""
+
+CHURN_REFERENCE_PRICE = 0.8
+"""Logit change of churn per unit of ln(paid / the segment's market reference price), when a
+reference is set. Derived from firm-level price elasticities of mobile subscriptions, -0.47 to
+-1.1 (Dewenter and Haucap 2007, Austrian mobile operators, dynamic panel): at a monthly churn
+p of a few percent, d ln(churn) / d ln(price) = coefficient * (1 - p), so 0.8 puts the churn
+response in the middle of that range."""
+
+ACQUISITION_PRICE_ELASTICITY = 0.8
+"""Elasticity of sign-ups to the segment's price index against its market reference price
+(sign-ups scale by (index / reference) ^ -elasticity), when a reference is set. The middle of
+the firm-level range -0.47 to -1.1 (Dewenter and Haucap 2007)."""

@@ -12,6 +12,17 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from sim.scenario.events import (
+    Book,
+    BookEntry,
+    CompetitorPrice,
+    FreeTrial,
+    Launch,
+    PriceChange,
+    Promotion,
+    QuotaChange,
+    Retirement,
+)
 from sim.scenario.schema import (
     LLM,
     SLO,
@@ -74,6 +85,15 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("cluster.sla_classes[]", SLAClass),
     ("cluster.sla_classes[].slo", SLO),
     ("churn", Churn),
+    ("book", Book),
+    ("book.entries[]", BookEntry),
+    ("events[] (kind: price_change)", PriceChange),
+    ("events[] (kind: quota_change)", QuotaChange),
+    ("events[] (kind: launch)", Launch),
+    ("events[] (kind: retire)", Retirement),
+    ("events[] (kind: promotion)", Promotion),
+    ("events[] (kind: trial)", FreeTrial),
+    ("events[] (kind: competitor_price)", CompetitorPrice),
     ("outputs", Outputs),
     ("sweep", Sweep),
     ("sweep.parameters.PATH (a range, lhs only)", Range),

@@ -9,7 +9,9 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from sim.scenario.book_table import check_book_table
 from sim.scenario.errors import ScenarioError
+from sim.scenario.events import Event
 from sim.scenario.schema import Acquisition, Exhaustion, Scenario, Sweep, TokenLength
 from sim.traces.readers import TraceError
 from sim.traces.replay import load_replay
@@ -36,7 +38,7 @@ def union_tags(*unions: Any) -> frozenset[str]:
     return frozenset(tags)
 
 
-UNION_TAGS = union_tags(Exhaustion, Acquisition, TokenLength)
+UNION_TAGS = union_tags(Exhaustion, Acquisition, TokenLength, Event)
 """Tags pydantic puts in an error's location inside a discriminated union (``payg``, ``bass``,
 ``empirical``, ...): not keys of the file, so error paths leave them out. Derived from the
 schema, so a new rule, acquisition model or token distribution needs no change here."""
@@ -110,6 +112,7 @@ def load_scenario(path: str | Path) -> Scenario:
         raise ScenarioError([(where, f"malformed YAML: {getattr(e, 'problem', e)}")]) from None
     s = validate_data(data)
     check_replays(s, p.parent)  # trace files are read relative to the scenario file
+    check_book_table(s, p.parent)  # so is the book's subscriber table
     return s
 
 

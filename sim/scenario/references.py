@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sim.scenario.errors import ScenarioError
+from sim.scenario.timeline_checks import check_book, check_events
 
 if TYPE_CHECKING:
     from sim.scenario.schema import Scenario
@@ -34,6 +35,8 @@ def check_references(s: Scenario) -> None:
     _check_replicas(s, pr)
     _check_plans(s, pooled, pr)
     _check_segments(s, pr)
+    check_book(s, pr.add)
+    check_events(s, pr.add)
     if pr.items:
         raise ScenarioError(pr.items)
 

@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -28,6 +26,7 @@ from pydantic import (
 )
 
 from sim.scenario.assumptions import (
+    ACQUISITION_PRICE_ELASTICITY,
     ACTIVITY_SIGMA,
     ACTIVITY_TIMESCALE_S,
     ARRIVAL_CV,
@@ -36,6 +35,7 @@ from sim.scenario.assumptions import (
     CHOICE_TEMPERATURE,
     CHURN_EXHAUSTED,
     CHURN_PRICE_VALUE,
+    CHURN_REFERENCE_PRICE,
     CHURN_REFUSED,
     CHURN_SLO_MISS,
     CHURN_TENURE,
@@ -63,21 +63,10 @@ from sim.scenario.assumptions import (
     UPGRADE_AFTER_MONTHS,
     UPGRADE_PROBABILITY,
 )
+from sim.scenario.base import NonNeg, Pos, Share, Strict
+from sim.scenario.events import Book, Event
 from sim.scenario.references import check_references
 from sim.units import SECONDS_PER_DAY
-
-NonNeg = Annotated[float, Field(ge=0)]
-
-Pos = Annotated[float, Field(gt=0)]
-
-Share = Annotated[float, Field(ge=0, le=1)]
-
-
-class Strict(BaseModel):
-    """Base for every schema object: unknown keys are errors, values are validated on assignment."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
 
 # --------------------------------------------------------------------------- catalog
 
@@ -465,7 +454,14 @@ class Segment(Strict):
         default="other", description="kind of user (reporting)"
     )
     plans: list[str] = Field(min_length=1, description="plans offered to this segment")
-    initial_subscribers: Annotated[int, Field(ge=0)] = Field(description="subscribers at t=0")
+    initial_subscribers: Annotated[int, Field(ge=0)] = Field(
+        default=0, description="subscribers at t=0 (with a book: its count for the segment)"
+    )
+    reference_price: Annotated[float, Field(gt=0, le=1e9, allow_inf_nan=False)] | None = Field(
+        default=None,
+        description="the market's comparable monthly price for this segment (currency/month),"
+        " e.g. a competitor's; enters churn and acquisition (none: no price comparison)",
+    )
     acquisition: Acquisition = Field(
         default_factory=lambda: Constant(model="constant", per_month=0),
         description="sign-ups per month (model: bass|constant)",
@@ -695,6 +691,16 @@ class Churn(Strict):
     slo_miss: float = Field(default=CHURN_SLO_MISS, description="per share of SLO misses")
     unused: float = Field(default=CHURN_UNUSED, description="per share of quota left unused")
     tenure: float = Field(default=CHURN_TENURE, description="per unit of ln(1 + tenure months)")
+    reference_price: float = Field(
+        default=CHURN_REFERENCE_PRICE,
+        description="per unit of ln(paid / the segment's market reference price), where a"
+        " reference is set (segment reference_price or a competitor_price event)",
+    )
+    acquisition_price_elasticity: Annotated[float, Field(ge=0, le=10)] = Field(
+        default=ACQUISITION_PRICE_ELASTICITY,
+        description="sign-ups scale by (price index / reference price) ^ -elasticity, where a"
+        " reference is set; the index is the expected fee of the segment's plan choice",
+    )
     upgrade_after_months: Annotated[int, Field(ge=1)] = Field(
         default=UPGRADE_AFTER_MONTHS, description="consecutive exhausted months before upgrading"
     )
@@ -819,6 +825,12 @@ class Scenario(Strict):
     segments: list[Segment] = Field(min_length=1, description="kinds of subscribers")
     cluster: Cluster = Field(description="GPU pools and SLA classes")
     churn: Churn = Field(default_factory=Churn, description="renewal and switching behaviour")
+    book: Book | None = Field(
+        default=None, description="who holds which plan at t=0 (none: initial choice by logit)"
+    )
+    events: list[Event] = Field(
+        default_factory=list, description="price, quota, plan, promotion, trial, market events"
+    )
     outputs: Outputs = Field(default_factory=Outputs, description="optional outputs")
     sweep: Sweep | None = Field(
         default=None, description="parameters varied by `tokensim sweep` (ignored by `run`)"

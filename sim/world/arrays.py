@@ -8,6 +8,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from sim.traces.replay import ReplayTrace
+from sim.world.timeline import Book, Timeline
 
 F64 = NDArray[np.float64]
 
@@ -186,6 +187,7 @@ class ChurnParams:
     logit P(churn) = segment intercept + price_value * ln(paid / value)
       + exhausted * [quota ran out] + refused * refused_share + throttled * throttled_share
       + slo_miss * slo_miss_share + unused * unused_share + tenure * ln(1 + tenure months)
+      + reference_price * ln(paid / the segment's market reference price), where one is set
     """
 
     price_value: float
@@ -202,6 +204,10 @@ class ChurnParams:
     """Logit change per share of quota left unused (0-1 share)."""
     tenure: float
     """Logit change per unit of ln(1 + tenure months)."""
+    reference_price: float
+    """Logit change per unit of ln(paid / market reference price), where a reference is set."""
+    acquisition_price_elasticity: float
+    """Sign-ups scale by (price index / reference price) ^ -this, where a reference is set."""
     upgrade_after_months: int
     """Consecutive exhausted months (count) before a subscriber considers the next plan up."""
     upgrade_probability: float
@@ -234,7 +240,11 @@ class World:
     churn: ChurnParams
     write_ledger: bool
     write_plots: bool
-    model_names: list[str] = field(default_factory=list)
+    model_names: list[str]
+    timeline: Timeline
+    """Plan terms by month and the events that change them."""
+    book: Book | None
+    """The subscribers at t=0 as given (None: they choose their plans by the logit)."""
 
     @property
     def horizon_days(self) -> int:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from sim.scenario.book_table import read_book_table
 from sim.scenario.errors import ScenarioError
 from sim.scenario.schema import (
     Bass,
@@ -44,6 +46,7 @@ from sim.world.arrays import (
     World,
 )
 from sim.world.rules import NO_LIMIT, ROUTERS, rule_code
+from sim.world.timeline import Book, Timeline, build_book, build_timeline
 
 WORKING_CARDS_TOLERANCE = 1e-9
 """Cards added before flooring the working count gpus x (1 - unavailable_share) (cards): float
@@ -378,7 +381,9 @@ def _segment_plans(
     return eligible, model_cum, ladder
 
 
-def _segments(s: Scenario, m_idx: dict[str, int], plans: Plans, listed: F64) -> Segments:
+def _segments(
+    s: Scenario, m_idx: dict[str, int], plans: Plans, listed: F64, initial: I64
+) -> Segments:
     """Each segment's demand, token lengths, engagement, value, churn intercept and acquisition.
 
     Replayed segments load their trace here (a ScenarioError names an unreadable file) and
@@ -426,8 +431,8 @@ def _segments(s: Scenario, m_idx: dict[str, int], plans: Plans, listed: F64) -> 
         replay=traces,
         replay_requests_per_day=np.array(
             [
-                tr.requests_per_day / max(g.initial_subscribers, 1) if tr is not None else 0.0
-                for tr, g in zip(traces, segs, strict=True)
+                tr.requests_per_day / max(int(n0), 1) if tr is not None else 0.0
+                for tr, n0 in zip(traces, initial, strict=True)
             ]
         ),
         cache_hit=arr(lambda g: g.cache_hit_share),
@@ -444,7 +449,7 @@ def _segments(s: Scenario, m_idx: dict[str, int], plans: Plans, listed: F64) -> 
         retry_backoff_max_s=arr(lambda g: g.retry.backoff_max_s if g.retry else 0.0),
         value_per_mtok=arr(lambda g: g.value_per_mtok),
         churn_intercept=arr(lambda g: g.churn_intercept),
-        initial=np.array([g.initial_subscribers for g in segs], dtype=np.int64),
+        initial=initial,
         acq_bass=np.array([isinstance(g.acquisition, Bass) for g in segs]),
         acq_per_month=arr(lambda g: getattr(g.acquisition, "per_month", 0.0)),
         acq_market=arr(lambda g: getattr(g.acquisition, "market_size", 0.0)),
@@ -479,7 +484,13 @@ def build(s: Scenario) -> World:
     classes = _classes(s)
     weight, listed = _plan_models(s, m_idx)
     plans = _plans(s, m_idx, pools.model_pool, weight)
-    segments = _segments(s, m_idx, plans, listed)
+    book = _book(s)
+    initial = (
+        np.bincount(book.seg, minlength=len(s.segments)).astype(np.int64)
+        if book is not None
+        else np.array([g.initial_subscribers for g in s.segments], dtype=np.int64)
+    )
+    segments = _segments(s, m_idx, plans, listed, initial)
     return World(
         name=s.name,
         currency=s.currency,
@@ -494,4 +505,38 @@ def build(s: Scenario) -> World:
         write_ledger=s.outputs.ledger,
         write_plots=s.outputs.plots,
         model_names=model_names,
+        timeline=_timeline(s, plans, segments),
+        book=book,
+    )
+
+
+def _timeline(s: Scenario, plans: Plans, segments: Segments) -> Timeline:
+    """Plan terms by month from the events; a cycle of retirements is a scenario error."""
+    try:
+        return build_timeline(
+            [e.model_dump() for e in s.events],
+            plans.names,
+            plans.fee,
+            plans.quota,
+            segments.names,
+            np.array([g.reference_price or np.nan for g in s.segments], dtype=np.float64),
+            s.horizon_months,
+            s.days_per_month,
+        )
+    except ValueError as e:
+        raise ScenarioError([("events", str(e))]) from None
+
+
+def _book(s: Scenario) -> Book | None:
+    """The book at t=0 as one row per subscriber (None: initial subscribers choose by logit)."""
+    b = s.book
+    if b is None:
+        return None
+    table = read_book_table(Path(b.file)) if b.file is not None else None
+    return build_book(
+        [e.model_dump() for e in b.entries],
+        table,
+        b.rechoose,
+        [p.name for p in s.plans],
+        [g.name for g in s.segments],
     )

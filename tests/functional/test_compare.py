@@ -55,7 +55,10 @@ def test_paired_difference_finds_the_price_effect(two_runs, tmp_path: Path, caps
     own = t.loc[("dear", "revenue_fees"), "ci95_high"] - t.loc[("dear", "revenue_fees"), "ci95_low"]
     assert fees["diff_ci95_high"] - fees["diff_ci95_low"] < own
     assert fees["diff_ci95_low"] > 0  # doubling the lite plan's price raises fee revenue
-    assert "difference vs first" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "difference vs first" in text
+    assert "lite.price_per_month=19.9" in text  # the run is labelled by its changed price
+    assert set(t["label"]) == {"lite.price_per_month=9.9", "lite.price_per_month=19.9"}
 
 
 def test_compare_refuses_a_folder_that_is_not_a_run(two_runs, tmp_path: Path, capsys):

@@ -193,7 +193,10 @@ def test_reports_are_self_contained(reports: dict[str, Path], sweep_dir: Path):
     ):
         assert heading in run
     cmp = _html(reports["compare"])
-    assert "p001 − p000" in cmp
+    assert "lite.price_per_month=19.9 − lite.price_per_month=9.9" in cmp  # labelled by change
+    assert "By plan" in cmp
+    assert "By segment" in cmp
+    assert "fees_per_subscriber_month" in cmp
     assert "setting(s) differ" in cmp
     assert PRICE in cmp
     sweep = _html(reports["sweep"])

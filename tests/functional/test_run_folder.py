@@ -67,6 +67,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("run_folder")
     d = small_dict(horizon_months=1)
     d["outputs"]["plots"] = True  # plots/ too, so every declared name is written
+    d["events"] = [{"kind": "launch", "month": 0, "plan": "pro"}]  # and events.csv
     scenario = write_yaml(tmp / "small.yaml", d)
     out = tmp / "run"
     argv = ["run", str(scenario), "--out", str(out), "-q", "--seed", str(SEED)]

@@ -164,8 +164,8 @@ def check_subscriber_flows(r: RunResult) -> None:
     _close(end[:-1], start[1:], "end of month m = start of month m+1")
     assert (churned <= m["renewals"]).all()
     assert m["exhausted"].sum() <= m["submonths"].sum()
-    # the first month starts with the initial subscribers
-    initial = sum(g.initial_subscribers for g in r.scenario.segments)
+    # the first month starts with the initial subscribers (a book's count where there is one)
+    initial = r.replications[0].world.seg.initial.sum()
     _close(start[0].sum(), initial, "subscribers at t=0")
 
 
@@ -217,16 +217,34 @@ def check_ledger(r: RunResult) -> None:
                 used = sum(rows[f"tokens|{name}|{cls}"].sum() for cls in TOKEN_CLASSES)
                 assert used == 0, f"{g.name} on {p.name} used model {name}"
 
-    # the billing rules, row by row
+    check_billing_rules(r, led)
+
+
+def check_billing_rules(r: RunResult, led: pd.DataFrame) -> None:
+    """Each ledger row against its plan: fee charged, quota, packs, overage, exhaustion."""
+    s, w = r.scenario, r.replications[0].world
     plans = {p.name: p for p in s.plans}
     fee = led["plan"].map({n: p.price_per_month for n, p in plans.items()}).astype(float)
+    if not s.events:  # without events every billing month charges the plan's fee
+        _close(led["charge"], fee, "charge = plan fee")
     # the first month of a subscriber present at t=0 (ids come first) was paid before the run
-    n_initial = sum(g.initial_subscribers for g in s.segments)
+    n_initial = w.seg.initial.sum()
     first = led["month_start_day"] == led.groupby("subscriber")["month_start_day"].transform("min")
     paid_before = (led["subscriber"] < n_initial) & first
     assert (led.loc[paid_before, "month_start_day"] <= 0).all()
-    _close(led["fee"], np.where(paid_before, 0.0, fee), "fee = plan fee (0 if paid before t=0)")
-    base_quota = led["plan"].map({n: p.quota.amount for n, p in plans.items()}).astype(float)
+    _close(led["fee"], np.where(paid_before, 0.0, led["charge"]), "fee billed (0 if before t=0)")
+    # the quota of a billing month is the plan's in the month it starts (before events at t=0)
+    p_idx = {n: i for i, n in enumerate(w.plan.names)}
+    start_month = np.clip(led["month_start_day"] // w.days_per_month, 0, w.horizon_months - 1)
+    pid = led["plan"].astype(str).map(p_idx).to_numpy()
+    base_quota = pd.Series(
+        np.where(
+            paid_before,
+            w.timeline.base_quota[pid],
+            w.timeline.quota[start_month.to_numpy(), pid],
+        ),
+        index=led.index,
+    )
     for name, p in plans.items():
         rows = led[led["plan"] == name]
         ex = p.on_exhaustion

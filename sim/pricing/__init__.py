@@ -1,0 +1,1 @@
+"""Pricing decisions: what a package buys (``explain``), plans tuned against noise (``tune``)."""
