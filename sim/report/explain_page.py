@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import html
 import json
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from sim import __version__
 from sim.pricing.explain_numbers import about_money, about_tokens, count, money, share, tokens
 from sim.pricing.explain_words import KIND_WORDS
 from sim.report.figures import quota_use
-from sim.report.html import CSS, Cell, fig_html, para_html, table_html
+from sim.report.html import Cell, fig_html, page_html, para_html, table_html
 from sim.results.atomic import atomic_file
 
 EXPLAIN_JSON = "explain.json"
@@ -213,38 +211,16 @@ def explain_page(data: dict[str, Any]) -> str:
         *(_plan_section(p, data) for p in data["plans"]),
         ("method", "How the numbers are made", _method_section(data)),
     ]
-    nav = "".join(f'<a href="#{sid}">{html.escape(h)}</a>' for sid, h, _ in sections)
-    body = "\n".join(
-        f'<section id="{sid}"><h2>{html.escape(h)}</h2>\n{inner}\n</section>'
-        for sid, h, inner in sections
-    )
     title = f"What each package buys: {data['scenario']}"
     subtitle = (
         f"{data['currency']}, {data['days_per_month']}-day billing months; from the scenario's"
         " own demand model, no simulation"
     )
-    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="tokensim {html.escape(__version__)}">
-<link rel="icon" href="data:,">
-<title>{html.escape(title)}</title>
-<style>{CSS}</style>
-</head>
-<body>
-<header><h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p></header>
-<nav>{nav}</nav>
-<main>
-{body}
-</main>
-<footer>Written by tokensim {html.escape(__version__)} on {stamp} (tokensim explain). Means and
-shares are expectations of the scenario's demand model, computed without simulation.</footer>
-</body>
-</html>
-"""
+    footer = (
+        "(tokensim explain) Means and shares are expectations of the scenario's demand model,"
+        " computed without simulation."
+    )
+    return page_html(title, subtitle, sections, footer)
 
 
 def output_problem(json_file: Path | None, out_dir: Path | None) -> str | None:

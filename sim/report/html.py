@@ -127,8 +127,23 @@ footer { color: var(--muted); font-size: 12px; padding: 0 32px 24px; }
 """
 
 
-def page_html(title: str, subtitle: str, sections: Sequence[tuple[str, str, str]]) -> str:
-    """The whole HTML document; ``sections`` are (id, heading, inner HTML)."""
+RUN_FOOTER = (
+    "Means are over replications; intervals in brackets and shaded bands are 95% confidence"
+    " intervals (Student t)."
+)
+"""The footer's note on pages of simulated runs."""
+
+
+def page_html(
+    title: str,
+    subtitle: str,
+    sections: Sequence[tuple[str, str, str]],
+    footer: str = RUN_FOOTER,
+) -> str:
+    """The whole HTML document; ``sections`` are (id, heading, inner HTML).
+
+    ``footer`` (plain text, escaped) follows the line naming the tokensim version and the time.
+    """
     nav = "".join(f'<a href="#{sid}">{html.escape(h)}</a>' for sid, h, _ in sections)
     body = "\n".join(
         f'<section id="{sid}"><h2>{html.escape(h)}</h2>\n{inner}\n</section>'
@@ -151,8 +166,7 @@ def page_html(title: str, subtitle: str, sections: Sequence[tuple[str, str, str]
 {body}
 </main>
 <footer>Written by tokensim {html.escape(__version__)} on \
-{time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}. Means are over replications; intervals in
-brackets and shaded bands are 95% confidence intervals (Student t).</footer>
+{time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}. {html.escape(footer)}</footer>
 </body>
 </html>
 """
