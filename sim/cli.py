@@ -17,6 +17,7 @@ from typing import Any
 
 from sim import __version__
 from sim.capacity import defaults as sizing
+from sim.pricing import defaults as tuning
 from sim.scenario.adjust import adjust_scenario, parse_demand_scale, parse_set_values
 from sim.scenario.errors import ScenarioError
 from sim.scenario.loading import json_schema, load_scenario
@@ -315,6 +316,63 @@ def cmd_size(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(a: argparse.Namespace) -> int:
+    """Search scenario fields for the best objective under constraints (sim.pricing.tune)."""
+    s = _load_adjusted(a)
+    if isinstance(s, int):
+        return s
+    from sim.pricing.journal import check_folder
+    from sim.pricing.objectives import TuneError
+    from sim.pricing.output import answer_lines
+    from sim.pricing.question import prepare
+    from sim.pricing.tune import tune
+
+    out = Path(a.out) if a.out else Path("results") / f"{s.name}-tune"
+    options: dict[str, Any] = {
+        "objective": a.objective,
+        "constraints": a.constraint or [],
+        "budget": a.budget,
+        "replications": a.replications,
+        "final_replications": a.final_replications,
+        "top": a.top,
+        "batch": a.batch,
+        "seed": a.seed,
+    }
+    if a.workers is not None and a.workers < 1:
+        print("error: --workers must be >= 1", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:  # the whole question, and the folder, before starting any cluster
+        ask = prepare(s, a.vary or [], **options)
+        check_folder(out, ask.record, a.resume)
+    except TuneError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    say = None if a.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    with _maybe_client(
+        a.scheduler is not None or a.workers is None or a.workers > 1, a.scheduler, a.workers
+    ) as client:
+        t = tune(
+            s,
+            a.vary,
+            **options,
+            client=client,
+            out=out,
+            resume=a.resume,
+            plots=not a.no_plots,
+            log=say,
+        )
+    print(f"wrote {out}")
+    print(
+        f"tuned {', '.join(p.path for p in t.parameters)} for {t.objective.words}"
+        f"{' subject to ' + ', '.join(c.label for c in t.constraints) if t.constraints else ''}"
+        f" ({t.simulations_run} replications run, {t.simulations_reused} reused,"
+        f" {t.wall_s:.0f} s):"
+    )
+    for line in answer_lines(t):
+        print(line)
+    return 0
+
+
 def cmd_compare(a: argparse.Namespace) -> int:
     """Print KPIs of run folders (or per plan/segment) side by side with paired differences."""
     from sim.results.compare import CompareError, compare_runs, write_table
@@ -582,6 +640,77 @@ def parser() -> argparse.ArgumentParser:
     _scenario_options(sz)
     _cluster_options(sz, default_workers=1)
     sz.set_defaults(fn=cmd_size)
+    tu = sub.add_parser(
+        "tune",
+        help="search scenario fields (prices, quotas, GPUs) for the best margin, revenue,"
+        " subscribers or LTV under constraints, coping with simulation noise",
+        description="Tune scenario fields: optuna's seeded TPE sampler asks for points, each"
+        " simulated on the same replications (common random numbers); the best few and the"
+        " scenario as given are re-evaluated on fresh replications and the answer is reported"
+        " as a paired difference against the scenario as given, with its 95% interval, plus"
+        " the response surface and the Pareto front of margin against churn. See docs/tune.md.",
+    )
+    tu.add_argument("scenario")
+    tu.add_argument(
+        "--vary",
+        action="append",
+        metavar="PATH=LOW..HIGH[:STEP]",
+        help="a numeric field by dotted path and its range, e.g."
+        " plans.dev_70m.price_per_month=120..260; repeatable",
+    )
+    tu.add_argument(
+        "--objective",
+        default="margin",
+        help="what to maximise: margin, revenue, subscribers or ltv (default margin)",
+    )
+    tu.add_argument(
+        "--constraint",
+        action="append",
+        metavar="METRIC<=VALUE",
+        help="a bound on a KPI's mean, e.g. 'churn_rate_monthly<=0.06'; repeatable",
+    )
+    tu.add_argument(
+        "--budget",
+        type=int,
+        default=tuning.DEFAULT_BUDGET,
+        help=f"points searched besides the scenario as given (default {tuning.DEFAULT_BUDGET})",
+    )
+    tu.add_argument(
+        "--replications",
+        "-r",
+        type=int,
+        default=tuning.DEFAULT_REPLICATIONS,
+        help=f"replications per point in the search (default {tuning.DEFAULT_REPLICATIONS})",
+    )
+    tu.add_argument(
+        "--final-replications",
+        type=int,
+        default=tuning.DEFAULT_FINAL_REPLICATIONS,
+        help="fresh replications of the best points and the scenario as given"
+        f" (default {tuning.DEFAULT_FINAL_REPLICATIONS})",
+    )
+    tu.add_argument(
+        "--top",
+        type=int,
+        default=tuning.DEFAULT_TOP,
+        help=f"best points re-evaluated (default {tuning.DEFAULT_TOP})",
+    )
+    tu.add_argument(
+        "--batch",
+        type=int,
+        default=tuning.DEFAULT_BATCH,
+        help=f"points asked at once and simulated in parallel (default {tuning.DEFAULT_BATCH})",
+    )
+    tu.add_argument("--seed", type=int, help="override the scenario's seed (and the sampler's)")
+    tu.add_argument("--out", help="tune folder (default: results/NAME-tune)")
+    tu.add_argument(
+        "--resume", action="store_true", help="continue a tune folder, reusing its replications"
+    )
+    tu.add_argument("--no-plots", action="store_true", help="skip pareto.png and surface.png")
+    tu.add_argument("--quiet", "-q", action="store_true", help="no progress log")
+    _scenario_options(tu)
+    _cluster_options(tu, default_workers=None)
+    tu.set_defaults(fn=cmd_tune)
     cp = sub.add_parser(
         "compare",
         help="headline KPIs (or figures by plan or segment) of run folders side by side,"
