@@ -128,8 +128,27 @@ def hist_quantile(h: NDArray[np.int64], q: float) -> float:
     return float(hist_quantiles(h, q))
 
 
+class NonFiniteResultError(ArithmeticError):
+    """A replication's table holds an infinite or NaN value: the run must not be reported."""
+
+
 class Accumulators:
     """Every counter a replication fills, as dense arrays (dict entries are views)."""
+
+    def check_finite(self) -> None:
+        """Raise NonFiniteResultError naming the first table holding an inf or NaN.
+
+        Called once per replication, after its last day (one pass over each table, not per
+        request): scenarios are validated finite and bounded (sim.scenario.limits), so a
+        non-finite total means a kernel overflowed, and the run must fail rather than be
+        written as complete with ``tokens_served = inf``.
+        """
+        tables: dict[str, NDArray] = {f"monthly.{k}": v for k, v in self.monthly.items()}
+        tables |= {f"hourly.{k}": v for k, v in self.hourly.items()}
+        tables |= {"model_tokens": self.model_tokens, "wait_sum": self.wait_sum, "slo": self.slo}
+        for name, v in tables.items():
+            if not np.isfinite(v).all():
+                raise NonFiniteResultError(f"non-finite value in the replication's table {name}")
 
     def __init__(self, world: World):
         w = world

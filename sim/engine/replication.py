@@ -365,6 +365,7 @@ class Replication:
         self.env.run(until=self.w.horizon_days * SECONDS_PER_DAY)
         self.acc.monthly["subscribers_end"][-1] = snapshot_active(self.w, self.pop)
         close_open_months(self.w, self.pop, self.acc, self.ledger)
+        self.acc.check_finite()  # never report a run whose tables hold inf or NaN
         engine_s = time.perf_counter() - t0
         return ReplicationResult(
             world=self.w,

@@ -22,6 +22,7 @@ from typing import Any
 from sim.scenario.errors import ScenarioError
 from sim.scenario.loading import validate_data
 from sim.scenario.overrides import apply_overrides, set_path
+from sim.scenario.run_size import check_run_size
 from sim.scenario.schema import Scenario, SweepValue
 
 SET_OPTION = "--set"
@@ -215,9 +216,13 @@ def adjust_scenario(
 
     The order is fixed: ``--set`` values are what the demand scale multiplies (a set
     ``initial_subscribers`` is scaled too), and the horizon is set on its own. With no option
-    given, ``s`` itself is returned (same digest). Raises ScenarioError naming the option.
+    given, ``s`` itself is returned (same digest). Raises ScenarioError naming the option, or
+    naming the fields that make the run too large to hold in memory
+    (:func:`~sim.scenario.run_size.check_run_size`).
     """
     out = override(s, sets) if sets else s
     if horizon_months is not None:
         out = set_horizon(out, horizon_months)
-    return scale_demand(out, demand_scale) if demand_scale else out
+    out = scale_demand(out, demand_scale) if demand_scale else out
+    check_run_size(out)
+    return out

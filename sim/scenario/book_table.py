@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 
 from sim.scenario.errors import ScenarioError
+from sim.scenario.limits import MAX_BOOK_BYTES
+from sim.scenario.yaml_reader import check_file
 
 if TYPE_CHECKING:
     from sim.scenario.schema import Scenario
@@ -101,6 +103,7 @@ def check_book_table(s: Scenario, base: Path) -> pd.DataFrame | None:
         return None
     if not Path(b.file).is_absolute():
         b.file = str((base / b.file).resolve())
+    check_file(Path(b.file), "book.file", MAX_BOOK_BYTES)  # a regular file, not too large
     df = read_book_table(Path(b.file))
     offered = {g.name: set(g.plans) for g in s.segments}
     problems: list[tuple[str, str]] = []

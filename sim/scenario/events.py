@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from sim.scenario.assumptions import BOOK_TENURE_MEAN_MONTHS
-from sim.scenario.base import Money, Month, Strict
+from sim.scenario.base import Money, Month, PosMoney, QuotaUnits, Strict, Subscribers
 
 Months = Annotated[int, Field(ge=1, le=120)]
 """A number of billing months."""
@@ -27,9 +27,7 @@ class BookEntry(Strict):
 
     segment: str = Field(description="segment name")
     plan: str = Field(description="plan they hold (one the segment is offered)")
-    subscribers: Annotated[int, Field(ge=0, le=1_000_000_000)] = Field(
-        description="subscribers (count)"
-    )
+    subscribers: Subscribers = Field(description="subscribers (count)")
     tenure_mean_months: Annotated[float, Field(ge=0, le=600, allow_inf_nan=False)] = Field(
         default=BOOK_TENURE_MEAN_MONTHS,
         description="mean months already subscribed; tenures are geometric with this mean"
@@ -97,7 +95,7 @@ class QuotaChange(Strict):
     kind: Literal["quota_change"] = Field(description="quota change")
     month: Month = Field(description="calendar month it takes effect (0 = first)")
     plan: str = Field(description="plan whose quota changes")
-    amount: Annotated[float, Field(ge=0, le=1e15, allow_inf_nan=False)] = Field(
+    amount: QuotaUnits = Field(
         description="new allowance per billing month (the plan's quota unit)"
     )
 
@@ -163,7 +161,7 @@ class CompetitorPrice(Strict):
     kind: Literal["competitor_price"] = Field(description="competitor price move")
     month: Month = Field(description="calendar month it takes effect")
     segment: str = Field(description="segment whose market reference price moves")
-    reference_price: Annotated[float, Field(gt=0, le=1e9, allow_inf_nan=False)] = Field(
+    reference_price: PosMoney = Field(
         description="the competitor's comparable monthly price (currency/month)"
     )
 

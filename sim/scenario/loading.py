@@ -6,13 +6,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
+from sim.scenario.base import NAME_PATTERN
 from sim.scenario.book_table import check_book_table
 from sim.scenario.errors import ScenarioError
 from sim.scenario.events import Event
+from sim.scenario.limits import MAX_REPLAY_BYTES
 from sim.scenario.schema import Acquisition, Exhaustion, Scenario, Sweep, TokenLength
+from sim.scenario.yaml_reader import check_file, parse_yaml, read_text
 from sim.traces.readers import TraceError
 from sim.traces.replay import load_replay
 
@@ -58,6 +60,19 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out or "(scenario)"
 
 
+def _message(err: Any) -> str:
+    """The message of one pydantic error, in the schema's words."""
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    ctx = err.get("ctx") or {}
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    if err["type"] == "string_pattern_mismatch" and ctx.get("pattern") == NAME_PATTERN:
+        return "a name must not begin or end with a blank"
+    if err["type"] in ("less_than_equal", "less_than"):
+        return f"{msg}: an upper bound of the schema (see Limits in docs/parameters.md)"
+    return msg
+
+
 def validate_data(data: Any) -> Scenario:
     """Validate already-parsed data into a Scenario or raise ScenarioError with every problem."""
     if not isinstance(data, dict):
@@ -74,9 +89,7 @@ def validate_data(data: Any) -> Scenario:
             if isinstance(inner, ScenarioError):
                 probs.extend(inner.problems)
                 continue
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key"
+            msg = _message(err)
             probs.append((_loc(tuple(err["loc"])), msg))
         raise ScenarioError(probs) from None
 
@@ -96,20 +109,7 @@ def validate_sweep(data: Any) -> Sweep:
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a YAML scenario file; raise ScenarioError naming every bad field."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ScenarioError([("(file)", f"cannot read {p}: {e.strerror}")]) from None
-    except UnicodeDecodeError as e:
-        raise ScenarioError(
-            [("(file)", f"{p} is not UTF-8 text: {e.reason} at byte {e.start}")]
-        ) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
-        raise ScenarioError([(where, f"malformed YAML: {getattr(e, 'problem', e)}")]) from None
+    data = parse_yaml(read_text(p))  # type, size, depth, aliases and duplicate keys checked
     s = validate_data(data)
     check_replays(s, p.parent)  # trace files are read relative to the scenario file
     check_book_table(s, p.parent)  # so is the book's subscriber table
@@ -132,6 +132,11 @@ def check_replays(s: Scenario, base: Path) -> None:
         if g.replay is not None:
             if not Path(g.replay.file).is_absolute():
                 g.replay.file = str((base / g.replay.file).resolve())
+            try:
+                check_file(g.replay.path(), f"segments[{k}].replay.file", MAX_REPLAY_BYTES)
+            except ScenarioError as e:
+                problems.extend(e.problems)
+                continue
             try:
                 load_replay(g.replay.path(), g.replay.format, g.replay.shift_s)
             except TraceError as e:

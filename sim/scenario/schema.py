@@ -63,8 +63,54 @@ from sim.scenario.assumptions import (
     UPGRADE_AFTER_MONTHS,
     UPGRADE_PROBABILITY,
 )
-from sim.scenario.base import NonNeg, Pos, Share, Strict
+from sim.scenario.base import (
+    GPUs,
+    Logit,
+    LogSigma,
+    Money,
+    Month,
+    Name,
+    Pos,
+    PosMoney,
+    PosSeconds,
+    PosTokens,
+    PosWeight,
+    QuotaUnits,
+    Seconds,
+    Share,
+    Strict,
+    Subscribers,
+    TokenCount,
+    TokenRate,
+    Tokens,
+    Weight,
+)
 from sim.scenario.events import Book, Event
+from sim.scenario.limits import (
+    MAX_BASS_COEFFICIENT,
+    MAX_BATCH_SLOTS,
+    MAX_CONCURRENCY,
+    MAX_CV,
+    MAX_DURATION_S,
+    MAX_GPUS_PER_REPLICA,
+    MAX_KV_TOKENS,
+    MAX_MAGNITUDE,
+    MAX_MEMBERS,
+    MAX_MONTHS,
+    MAX_PACKS_PER_MONTH,
+    MAX_PRICE,
+    MAX_QUOTA_UNITS,
+    MAX_REQUESTS_PER_SESSION,
+    MAX_SAMPLES,
+    MAX_SEED,
+    MAX_SESSIONS_PER_DAY,
+    MAX_SHAPE,
+    MAX_SIGNUPS_PER_MONTH,
+    MAX_SUBSCRIBERS,
+    MAX_TEXT_LENGTH,
+    MIN_CHOICE_TEMPERATURE,
+    MIN_SHAPE,
+)
 from sim.scenario.references import check_references
 from sim.units import SECONDS_PER_DAY
 
@@ -79,18 +125,20 @@ class StepTime(Strict):
     The prefill term comes from ``prefill_tokens_per_s_per_gpu`` x ``gpus_per_replica``.
     """
 
-    base_s: NonNeg = Field(
+    base_s: Seconds = Field(
         description="fixed time of a step whatever the batch: weights read, launch overheads (s)"
     )
-    per_request_s: NonNeg = Field(description="added step time per request decoding (s)")
-    per_context_token_s: NonNeg = Field(
+    per_request_s: Seconds = Field(description="added step time per request decoding (s)")
+    per_context_token_s: Seconds = Field(
         description="added step time per context token held by the decoding requests (s)"
     )
-    prefill_chunk_tokens: Annotated[int, Field(ge=1)] = Field(
+    prefill_chunk_tokens: TokenCount = Field(
         default=PREFILL_CHUNK_TOKENS,
         description="prefill tokens one step carries (chunked prefill) (tokens)",
     )
-    kv_cache_tokens_per_replica: Annotated[int, Field(ge=1)] = Field(
+    kv_cache_tokens_per_replica: Annotated[
+        int, Field(ge=1, le=MAX_KV_TOKENS, json_schema_extra={"x-limit": "MAX_KV_TOKENS"})
+    ] = Field(
         description="KV-cache budget of one replica: context tokens its running requests may"
         " hold together (tokens)"
     )
@@ -106,16 +154,19 @@ class Serving(Strict):
     """How fast one GPU type serves one model (a closed-form prefill/decode model)."""
 
     gpu: str = Field(description="GPU type name, as in catalog.gpus")
-    prefill_tokens_per_s_per_gpu: Pos = Field(
+    prefill_tokens_per_s_per_gpu: TokenRate = Field(
         description="uncached input tokens/s one GPU prefills at full load (tokens/s)"
     )
-    decode_tokens_per_s_per_gpu: Pos = Field(
+    decode_tokens_per_s_per_gpu: TokenRate = Field(
         description="output tokens/s one GPU decodes at the batch size below (tokens/s)"
     )
-    batch_slots_per_replica: Annotated[int, Field(ge=1)] = Field(
-        description="requests one replica serves concurrently (continuous-batching slots)"
-    )
-    gpus_per_replica: Annotated[int, Field(ge=1)] = Field(description="GPUs in one replica")
+    batch_slots_per_replica: Annotated[
+        int, Field(ge=1, le=MAX_BATCH_SLOTS, json_schema_extra={"x-limit": "MAX_BATCH_SLOTS"})
+    ] = Field(description="requests one replica serves concurrently (continuous-batching slots)")
+    gpus_per_replica: Annotated[
+        int,
+        Field(ge=1, le=MAX_GPUS_PER_REPLICA, json_schema_extra={"x-limit": "MAX_GPUS_PER_REPLICA"}),
+    ] = Field(description="GPUs in one replica")
     step_time: StepTime | None = Field(
         default=None,
         description="continuous-batching step time and KV budget (needed by batched pools)",
@@ -125,14 +176,14 @@ class Serving(Strict):
 class LLM(Strict):
     """One model of the catalog: API list prices and serving performance per GPU type."""
 
-    name: str = Field(description="model name, referred to by plans, segments and pools")
-    price_input_miss_per_mtok: NonNeg = Field(
+    name: Name = Field(description="model name, referred to by plans, segments and pools")
+    price_input_miss_per_mtok: Money = Field(
         description="API list price, input tokens on a cache miss (currency per 1M tokens)"
     )
-    price_input_hit_per_mtok: NonNeg = Field(
+    price_input_hit_per_mtok: Money = Field(
         description="API list price, input tokens on a cache hit (currency per 1M tokens)"
     )
-    price_output_per_mtok: NonNeg = Field(
+    price_output_per_mtok: Money = Field(
         description="API list price, output tokens (currency per 1M tokens)"
     )
     serving: list[Serving] = Field(min_length=1, description="performance on each GPU type")
@@ -141,8 +192,8 @@ class LLM(Strict):
 class GPUType(Strict):
     """A GPU type and what an hour of it costs (rented or amortised)."""
 
-    name: str = Field(description="GPU type name, referred to by serving entries and pools")
-    cost_per_hour: NonNeg = Field(description="cost of one GPU for one hour (currency/GPU-hour)")
+    name: Name = Field(description="GPU type name, referred to by serving entries and pools")
+    cost_per_hour: Money = Field(description="cost of one GPU for one hour (currency/GPU-hour)")
 
 
 class Catalog(Strict):
@@ -161,15 +212,15 @@ class Quota(Strict):
     unit: Literal["tokens", "requests"] = Field(
         default="tokens", description="what the quota counts"
     )
-    amount: NonNeg = Field(description="allowance per billing month (tokens or requests)")
+    amount: QuotaUnits = Field(description="allowance per billing month (tokens or requests)")
 
 
 class TokenClassWeights(Strict):
     """How many quota units one token of each class burns (1 = face value)."""
 
-    input_miss: NonNeg = Field(default=1.0, description="per uncached input token")
-    input_hit: NonNeg = Field(default=1.0, description="per cached (prefix-hit) input token")
-    output: NonNeg = Field(default=1.0, description="per output token")
+    input_miss: Weight = Field(default=1.0, description="per uncached input token")
+    input_hit: Weight = Field(default=1.0, description="per cached (prefix-hit) input token")
+    output: Weight = Field(default=1.0, description="per output token")
 
 
 class Cutoff(Strict):
@@ -185,7 +236,7 @@ class Throttle(Strict):
     mode: Literal["slow_lane", "downgrade"] = Field(
         default="slow_lane", description="slow lane (rate limit, low priority) or cheaper model"
     )
-    min_gap_s: NonNeg = Field(
+    min_gap_s: Seconds = Field(
         default=THROTTLE_MIN_GAP_S,
         description="a throttled subscriber gets at most one request per this many seconds (s)",
     )
@@ -208,21 +259,23 @@ class Payg(Strict):
     """At exhaustion, keep serving and bill the overage."""
 
     rule: Literal["payg"] = Field(description="serve and bill the overage")
-    price_per_munit: NonNeg = Field(
+    price_per_munit: Money = Field(
         description="price per 1M quota units over the quota (currency per 1M tokens, or per 1M"
         " requests for request quotas)"
     )
-    block_units: Annotated[float, Field(ge=1)] = Field(
-        default=1.0, description="overage is billed in whole blocks of this many quota units"
-    )
+    block_units: Annotated[
+        float, Field(ge=1, le=MAX_QUOTA_UNITS, json_schema_extra={"x-limit": "MAX_QUOTA_UNITS"})
+    ] = Field(default=1.0, description="overage is billed in whole blocks of this many quota units")
 
 
 class Topup(Strict):
     """At exhaustion, buy packs of extra quota, automatically or by choice."""
 
     rule: Literal["topup"] = Field(description="sell packs of extra quota")
-    pack_units: Pos = Field(description="quota units one pack adds (tokens or requests)")
-    pack_price: NonNeg = Field(description="price of one pack (currency)")
+    pack_units: Annotated[
+        float, Field(gt=0, le=MAX_QUOTA_UNITS, json_schema_extra={"x-limit": "MAX_QUOTA_UNITS"})
+    ] = Field(description="quota units one pack adds (tokens or requests)")
+    pack_price: Money = Field(description="price of one pack (currency)")
     purchase: Literal["auto", "manual"] = Field(
         default="auto", description="auto: always buy; manual: buy with a probability"
     )
@@ -230,9 +283,10 @@ class Topup(Strict):
         default=TOPUP_MANUAL_BUY_PROBABILITY,
         description="manual purchase: chance a subscriber buys a pack when cut off",
     )
-    max_packs_per_month: Annotated[int, Field(ge=0)] = Field(
-        default=TOPUP_MAX_PACKS_PER_MONTH, description="cap on packs per billing month"
-    )
+    max_packs_per_month: Annotated[
+        int,
+        Field(ge=0, le=MAX_PACKS_PER_MONTH, json_schema_extra={"x-limit": "MAX_PACKS_PER_MONTH"}),
+    ] = Field(default=TOPUP_MAX_PACKS_PER_MONTH, description="cap on packs per billing month")
 
 
 Exhaustion = Annotated[Cutoff | Throttle | Payg | Topup, Field(discriminator="rule")]
@@ -242,16 +296,16 @@ class Rollover(Strict):
     """Carry part of the unused quota into the next billing month."""
 
     share: Share = Field(default=0.0, description="share of unused quota carried over")
-    cap_units: NonNeg = Field(default=0.0, description="cap on carried-over quota units")
+    cap_units: QuotaUnits = Field(default=0.0, description="cap on carried-over quota units")
 
 
 class Plan(Strict):
     """A token package: fee, allowance, usable models, and what happens at exhaustion."""
 
-    name: str = Field(description="plan name, referred to by segments")
-    price_per_month: NonNeg = Field(description="monthly fee (currency/month)")
+    name: Name = Field(description="plan name, referred to by segments")
+    price_per_month: Money = Field(description="monthly fee (currency/month)")
     quota: Quota = Field(description="allowance per billing month")
-    models: dict[str, NonNeg] = Field(
+    models: dict[str, Weight] = Field(
         min_length=1,
         description="usable models and their quota weight (1 = face value, 2 = twice as fast,"
         " 0 = free of quota)",
@@ -264,9 +318,12 @@ class Plan(Strict):
         description="what happens when the quota runs out (rule: cutoff|throttle|payg|topup)",
     )
     rollover: Rollover = Field(default_factory=Rollover, description="carry-over of unused quota")
-    concurrency_limit: Annotated[int, Field(ge=1)] | None = Field(
-        default=None, description="requests a subscriber may have in flight at once"
-    )
+    concurrency_limit: (
+        Annotated[
+            int, Field(ge=1, le=MAX_CONCURRENCY, json_schema_extra={"x-limit": "MAX_CONCURRENCY"})
+        ]
+        | None
+    ) = Field(default=None, description="requests a subscriber may have in flight at once")
     sla_class: str = Field(default="standard", description="SLA class name (priority, SLO)")
     channel: Literal["own_app", "api", "partner_app"] = Field(
         default="own_app", description="sales channel (reporting)"
@@ -280,9 +337,11 @@ class LogNormal(Strict):
     """A lognormal token length: median exp(mu) and log-sd sigma, optionally capped."""
 
     dist: Literal["lognormal"] = Field(default="lognormal", description="distribution family")
-    median: Pos = Field(description="median length (tokens)")
-    sigma: NonNeg = Field(description="standard deviation of ln(length)")
-    max: Pos | None = Field(default=None, description="hard cap, e.g. the context window (tokens)")
+    median: PosTokens = Field(description="median length (tokens)")
+    sigma: LogSigma = Field(description="standard deviation of ln(length)")
+    max: PosTokens | None = Field(
+        default=None, description="hard cap, e.g. the context window (tokens)"
+    )
 
 
 class Empirical(Strict):
@@ -294,7 +353,7 @@ class Empirical(Strict):
     """
 
     dist: Literal["empirical"] = Field(description="distribution family")
-    quantiles: list[NonNeg] = Field(
+    quantiles: list[Tokens] = Field(
         min_length=2, description="lengths at the cumulative probabilities `probs` (tokens)"
     )
     probs: list[Share] | None = Field(
@@ -302,7 +361,9 @@ class Empirical(Strict):
         description="cumulative probabilities of `quantiles`, from 0 to 1, increasing (share;"
         " default: equally spaced)",
     )
-    max: Pos | None = Field(default=None, description="hard cap, e.g. the context window (tokens)")
+    max: PosTokens | None = Field(
+        default=None, description="hard cap, e.g. the context window (tokens)"
+    )
 
     @model_validator(mode="after")
     def _table(self) -> Empirical:
@@ -361,7 +422,12 @@ class Replay(Strict):
         description="azure: CSV TIMESTAMP (datetime, or s from midnight), ContextTokens,"
         " GeneratedTokens; mooncake: JSONL timestamp (ms), input_length, output_length"
     )
-    shift_s: float = Field(
+    shift_s: Annotated[
+        float,
+        Field(
+            ge=-MAX_DURATION_S, le=MAX_DURATION_S, json_schema_extra={"x-limit": "MAX_DURATION_S"}
+        ),
+    ] = Field(
         default=0.0,
         description="added to every request's time of day, modulo one day (s); e.g. to move"
         " a trace recorded in UTC to local time",
@@ -375,10 +441,12 @@ class Replay(Strict):
 class Engagement(Strict):
     """How a subscriber's usage grows or fades with tenure (a multiplier on its request rate)."""
 
-    start: Pos = Field(default=1.0, description="multiplier at sign-up")
-    target: Pos = Field(default=1.0, description="level it converges to")
-    tau_months: Pos = Field(default=3.0, description="time constant of the convergence (months)")
-    volatility: NonNeg = Field(
+    start: PosWeight = Field(default=1.0, description="multiplier at sign-up")
+    target: PosWeight = Field(default=1.0, description="level it converges to")
+    tau_months: Annotated[
+        float, Field(gt=0, le=MAX_MONTHS, json_schema_extra={"x-limit": "MAX_MONTHS"})
+    ] = Field(default=3.0, description="time constant of the convergence (months)")
+    volatility: LogSigma = Field(
         default=0.0, description="monthly lognormal shock on the multiplier (sd of its log)"
     )
 
@@ -391,8 +459,10 @@ class Patience(Strict):
     like a refusal.
     """
 
-    median_s: Pos = Field(description="median patience (s): the longest TTFT half the users wait")
-    sigma: NonNeg = Field(
+    median_s: PosSeconds = Field(
+        description="median patience (s): the longest TTFT half the users wait"
+    )
+    sigma: LogSigma = Field(
         default=0.0, description="spread of the patience over requests (sd of its log; 0 = fixed)"
     )
 
@@ -431,16 +501,29 @@ class Bass(Strict):
     """Bass diffusion toward a market size: new/month = (p + q N/M)(M - N)."""
 
     model: Literal["bass"] = Field(description="Bass diffusion")
-    market_size: Pos = Field(description="potential subscribers M (subscribers)")
-    p: NonNeg = Field(default=BASS_P, description="innovation coefficient (1/month)")
-    q: NonNeg = Field(default=BASS_Q, description="imitation coefficient (1/month)")
+    market_size: Annotated[
+        float, Field(gt=0, le=MAX_SUBSCRIBERS, json_schema_extra={"x-limit": "MAX_SUBSCRIBERS"})
+    ] = Field(description="potential subscribers M (subscribers)")
+    p: Annotated[
+        float,
+        Field(ge=0, le=MAX_BASS_COEFFICIENT, json_schema_extra={"x-limit": "MAX_BASS_COEFFICIENT"}),
+    ] = Field(default=BASS_P, description="innovation coefficient (1/month)")
+    q: Annotated[
+        float,
+        Field(ge=0, le=MAX_BASS_COEFFICIENT, json_schema_extra={"x-limit": "MAX_BASS_COEFFICIENT"}),
+    ] = Field(default=BASS_Q, description="imitation coefficient (1/month)")
 
 
 class Constant(Strict):
     """A fixed expected number of sign-ups per month."""
 
     model: Literal["constant"] = Field(description="constant rate")
-    per_month: NonNeg = Field(description="expected sign-ups per month (subscribers/month)")
+    per_month: Annotated[
+        float,
+        Field(
+            ge=0, le=MAX_SIGNUPS_PER_MONTH, json_schema_extra={"x-limit": "MAX_SIGNUPS_PER_MONTH"}
+        ),
+    ] = Field(description="expected sign-ups per month (subscribers/month)")
 
 
 Acquisition = Annotated[Bass | Constant, Field(discriminator="model")]
@@ -449,15 +532,15 @@ Acquisition = Annotated[Bass | Constant, Field(discriminator="model")]
 class Segment(Strict):
     """A kind of subscriber: how it adopts, chooses and uses tokens."""
 
-    name: str = Field(description="segment name")
+    name: Name = Field(description="segment name")
     kind: Literal["chat", "household", "coder", "enterprise_bot", "other"] = Field(
         default="other", description="kind of user (reporting)"
     )
     plans: list[str] = Field(min_length=1, description="plans offered to this segment")
-    initial_subscribers: Annotated[int, Field(ge=0)] = Field(
+    initial_subscribers: Subscribers = Field(
         default=0, description="subscribers at t=0 (with a book: its count for the segment)"
     )
-    reference_price: Annotated[float, Field(gt=0, le=1e9, allow_inf_nan=False)] | None = Field(
+    reference_price: PosMoney | None = Field(
         default=None,
         description="the market's comparable monthly price for this segment (currency/month),"
         " e.g. a competitor's; enters churn and acquisition (none: no price comparison)",
@@ -466,49 +549,66 @@ class Segment(Strict):
         default_factory=lambda: Constant(model="constant", per_month=0),
         description="sign-ups per month (model: bass|constant)",
     )
-    members: Annotated[int, Field(ge=1)] = Field(
-        default=1, description="people sharing one subscription's quota (households, teams)"
-    )
-    sessions_per_day: NonNeg | None = Field(
+    members: Annotated[
+        int, Field(ge=1, le=MAX_MEMBERS, json_schema_extra={"x-limit": "MAX_MEMBERS"})
+    ] = Field(default=1, description="people sharing one subscription's quota (households, teams)")
+    sessions_per_day: (
+        Annotated[
+            float,
+            Field(
+                ge=0, le=MAX_SESSIONS_PER_DAY, json_schema_extra={"x-limit": "MAX_SESSIONS_PER_DAY"}
+            ),
+        ]
+        | None
+    ) = Field(
         default=None,
         description="sessions per member per day at intensity 1 (required unless `replay`)",
     )
-    requests_per_session: Annotated[float, Field(ge=1)] = Field(
-        default=1.0, description="mean requests per session (geometric, >= 1)"
-    )
-    think_time_s: NonNeg = Field(
+    requests_per_session: Annotated[
+        float,
+        Field(
+            ge=1,
+            le=MAX_REQUESTS_PER_SESSION,
+            json_schema_extra={"x-limit": "MAX_REQUESTS_PER_SESSION"},
+        ),
+    ] = Field(default=1.0, description="mean requests per session (geometric, >= 1)")
+    think_time_s: Seconds = Field(
         default=30.0, description="mean gap between requests of one session (s)"
     )
-    think_time_cv: Pos = Field(
+    think_time_cv: Annotated[
+        float, Field(gt=0, le=MAX_CV, json_schema_extra={"x-limit": "MAX_CV"})
+    ] = Field(
         default=1.0,
         description="coefficient of variation of the gaps within a session (Gamma renewal with"
         " shape 1/cv^2; 1 = exponential, > 1 = bursts of quick requests with long pauses)",
     )
-    activity_sigma: NonNeg = Field(
+    activity_sigma: LogSigma = Field(
         default=ACTIVITY_SIGMA,
         description="spread of each subscriber's activity over 10-minute windows (ln units): the"
         " rate is multiplied by exp(sigma Z - sigma^2/2), mean 1, with Z a stationary"
         " Ornstein-Uhlenbeck process per subscriber; 0 = no modulation (Poisson sessions with the"
         " hour profile); constant over windows of ACTIVITY_WINDOW_S (10 min)",
     )
-    activity_timescale_s: Pos = Field(
+    activity_timescale_s: PosSeconds = Field(
         default=ACTIVITY_TIMESCALE_S,
         description="correlation time of the activity process Z (s): its correlation after a lag"
         " L is exp(-L / timescale); used only when activity_sigma > 0",
     )
-    arrival_cv: Pos = Field(
+    arrival_cv: Annotated[
+        float, Field(gt=0, le=MAX_CV, json_schema_extra={"x-limit": "MAX_CV"})
+    ] = Field(
         default=ARRIVAL_CV,
         description="coefficient of variation of the gaps between a subscriber's session starts:"
         " a Gamma renewal process in the subscriber's own time scale (its rate following the"
         " hour profile and activity); 1 = Poisson, > 1 = bursts of sessions",
     )
-    hour_profile: list[NonNeg] | None = Field(
+    hour_profile: list[Weight] | None = Field(
         default=None,
         min_length=24,
         max_length=24,
         description="relative activity per hour of day (0-23) (required unless `replay`)",
     )
-    weekday_profile: list[NonNeg] = Field(
+    weekday_profile: list[Weight] = Field(
         default_factory=lambda: [1.0] * 7,
         min_length=7,
         max_length=7,
@@ -530,10 +630,12 @@ class Segment(Strict):
         " sessions, profiles and token lengths are not used)",
     )
     cache_hit_share: Share = Field(description="share of input tokens served from prefix cache")
-    model_preference: dict[str, NonNeg] = Field(
+    model_preference: dict[str, Share] = Field(
         min_length=1, description="share of requests per model (renormalised over a plan's models)"
     )
-    intensity_shape: Pos = Field(
+    intensity_shape: Annotated[
+        float, Field(ge=MIN_SHAPE, le=MAX_SHAPE, json_schema_extra={"x-limit": "MAX_SHAPE"})
+    ] = Field(
         default=INTENSITY_SHAPE,
         description="Gamma shape of the personal intensity (mean 1); lower = more heterogeneous",
     )
@@ -550,10 +652,10 @@ class Segment(Strict):
         description="how the segment's clients retry abandoned, concurrency-refused and throttled"
         " requests (none: they do not)",
     )
-    value_per_mtok: NonNeg = Field(
+    value_per_mtok: Money = Field(
         description="value a subscriber gets from 1M served tokens (currency per 1M tokens)"
     )
-    churn_intercept: float = Field(
+    churn_intercept: Logit = Field(
         description="logit of the monthly churn probability of a satisfied, new subscriber"
     )
 
@@ -583,8 +685,8 @@ class Segment(Strict):
 class CapacityChange(Strict):
     """A procurement step: from the start of ``month`` the pool has ``gpus`` cards."""
 
-    month: Annotated[int, Field(ge=0)] = Field(description="calendar month (0 = first)")
-    gpus: Annotated[int, Field(ge=0)] = Field(description="cards from that month on")
+    month: Month = Field(description="calendar month (0 = first)")
+    gpus: GPUs = Field(description="cards from that month on")
 
 
 class Disaggregation(Strict):
@@ -597,7 +699,7 @@ class Disaggregation(Strict):
     replica shape and step time.
     """
 
-    decode_gpus: Annotated[int, Field(ge=0)] = Field(description="decode cards at t=0")
+    decode_gpus: GPUs = Field(description="decode cards at t=0")
     decode_schedule: list[CapacityChange] = Field(
         default_factory=list, description="procurement steps of the decode cards (month, gpus)"
     )
@@ -608,7 +710,7 @@ class Disaggregation(Strict):
         default=KV_LINK_GBYTES_PER_S,
         description="KV transfer bandwidth between a prefill and a decode replica (GB/s)",
     )
-    link_latency_s: NonNeg = Field(
+    link_latency_s: Seconds = Field(
         default=KV_LINK_LATENCY_S, description="fixed time of one KV transfer (s)"
     )
 
@@ -616,10 +718,10 @@ class Disaggregation(Strict):
 class Pool(Strict):
     """GPUs serving one model; requests to that model queue here."""
 
-    name: str = Field(description="pool name")
+    name: Name = Field(description="pool name")
     model: str = Field(description="the catalog model this pool serves")
     gpu: str = Field(description="GPU type of its cards")
-    gpus: Annotated[int, Field(ge=0)] = Field(description="cards at t=0")
+    gpus: GPUs = Field(description="cards at t=0")
     schedule: list[CapacityChange] = Field(
         default_factory=list, description="procurement steps (month, gpus)"
     )
@@ -646,15 +748,15 @@ class Pool(Strict):
 class SLO(Strict):
     """Latency targets; a request meets the SLO when every set target holds."""
 
-    ttft_s: Pos | None = Field(default=None, description="time to first token target (s)")
-    tpot_s: Pos | None = Field(default=None, description="time per output token target (s)")
-    wait_s: NonNeg | None = Field(default=None, description="queue wait target (s)")
+    ttft_s: PosSeconds | None = Field(default=None, description="time to first token target (s)")
+    tpot_s: PosSeconds | None = Field(default=None, description="time per output token target (s)")
+    wait_s: Seconds | None = Field(default=None, description="queue wait target (s)")
 
 
 class SLAClass(Strict):
     """A service class: priority in the queues (0 = first) and latency targets."""
 
-    name: str = Field(description="class name, referred to by plans")
+    name: Name = Field(description="class name, referred to by plans")
     priority: Annotated[int, Field(ge=0, le=8)] = Field(description="queue priority, 0 first")
     slo: SLO = Field(default_factory=SLO, description="latency targets")
 
@@ -682,16 +784,16 @@ class Churn(Strict):
       + unused * unused_share + tenure * ln(1 + tenure_months)
     """
 
-    price_value: float = Field(default=CHURN_PRICE_VALUE, description="per unit of ln(paid/value)")
-    exhausted: float = Field(default=CHURN_EXHAUSTED, description="if the quota ran out")
-    refused: float = Field(
+    price_value: Logit = Field(default=CHURN_PRICE_VALUE, description="per unit of ln(paid/value)")
+    exhausted: Logit = Field(default=CHURN_EXHAUSTED, description="if the quota ran out")
+    refused: Logit = Field(
         default=CHURN_REFUSED, description="per share of requests refused or abandoned"
     )
-    throttled: float = Field(default=CHURN_THROTTLED, description="per share throttled")
-    slo_miss: float = Field(default=CHURN_SLO_MISS, description="per share of SLO misses")
-    unused: float = Field(default=CHURN_UNUSED, description="per share of quota left unused")
-    tenure: float = Field(default=CHURN_TENURE, description="per unit of ln(1 + tenure months)")
-    reference_price: float = Field(
+    throttled: Logit = Field(default=CHURN_THROTTLED, description="per share throttled")
+    slo_miss: Logit = Field(default=CHURN_SLO_MISS, description="per share of SLO misses")
+    unused: Logit = Field(default=CHURN_UNUSED, description="per share of quota left unused")
+    tenure: Logit = Field(default=CHURN_TENURE, description="per unit of ln(1 + tenure months)")
+    reference_price: Logit = Field(
         default=CHURN_REFERENCE_PRICE,
         description="per unit of ln(paid / the segment's market reference price), where a"
         " reference is set (segment reference_price or a competitor_price event)",
@@ -701,13 +803,17 @@ class Churn(Strict):
         description="sign-ups scale by (price index / reference price) ^ -elasticity, where a"
         " reference is set; the index is the expected fee of the segment's plan choice",
     )
-    upgrade_after_months: Annotated[int, Field(ge=1)] = Field(
+    upgrade_after_months: Annotated[
+        int, Field(ge=1, le=MAX_MONTHS, json_schema_extra={"x-limit": "MAX_MONTHS"})
+    ] = Field(
         default=UPGRADE_AFTER_MONTHS, description="consecutive exhausted months before upgrading"
     )
     upgrade_probability: Share = Field(
         default=UPGRADE_PROBABILITY, description="chance to upgrade once the streak is reached"
     )
-    downgrade_after_months: Annotated[int, Field(ge=1)] = Field(
+    downgrade_after_months: Annotated[
+        int, Field(ge=1, le=MAX_MONTHS, json_schema_extra={"x-limit": "MAX_MONTHS"})
+    ] = Field(
         default=DOWNGRADE_AFTER_MONTHS,
         description="consecutive wasteful months before downgrading",
     )
@@ -718,7 +824,10 @@ class Churn(Strict):
         default=DOWNGRADE_PROBABILITY,
         description="chance to downgrade once the streak is reached",
     )
-    choice_temperature: Pos = Field(
+    choice_temperature: Annotated[
+        float,
+        Field(ge=MIN_CHOICE_TEMPERATURE, le=MAX_PRICE, json_schema_extra={"x-limit": "MAX_PRICE"}),
+    ] = Field(
         default=CHOICE_TEMPERATURE,
         description="logit scale of plan choice (currency): utility differences of this size"
         " shift odds by e",
@@ -745,8 +854,14 @@ SweepValue = float | int | str | bool
 class Range(Strict):
     """A continuous range of a swept parameter, sampled by a Latin hypercube."""
 
-    low: float = Field(description="lowest value (the parameter's unit)")
-    high: float = Field(description="highest value (the parameter's unit)")
+    low: Annotated[
+        float,
+        Field(ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE, json_schema_extra={"x-limit": "MAX_MAGNITUDE"}),
+    ] = Field(description="lowest value (the parameter's unit)")
+    high: Annotated[
+        float,
+        Field(ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE, json_schema_extra={"x-limit": "MAX_MAGNITUDE"}),
+    ] = Field(description="highest value (the parameter's unit)")
     integer: bool = Field(default=False, description="round sampled values to whole numbers")
 
     @model_validator(mode="after")
@@ -774,11 +889,12 @@ class Sweep(Strict):
         min_length=1,
         description="dotted path -> list of values (factorial or lhs) or {low, high} (lhs only)",
     )
-    samples: Annotated[int, Field(ge=2)] | None = Field(
-        default=None, description="points of a Latin hypercube design (lhs only)"
-    )
-    seed: Annotated[int, Field(ge=0)] = Field(
-        default=0, description="seed of the Latin hypercube sample (not of the simulation)"
+    samples: (
+        Annotated[int, Field(ge=2, le=MAX_SAMPLES, json_schema_extra={"x-limit": "MAX_SAMPLES"})]
+        | None
+    ) = Field(default=None, description="points of a Latin hypercube design (lhs only)")
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED, json_schema_extra={"x-limit": "MAX_SEED"})] = (
+        Field(default=0, description="seed of the Latin hypercube sample (not of the simulation)")
     )
 
     @model_validator(mode="after")
@@ -803,8 +919,10 @@ class Scenario(Strict):
     name: str = Field(
         pattern=r"^[A-Za-z0-9_.-]+$", description="scenario name (letters, digits, _ . -)"
     )
-    description: str = Field(default="", description="free text shown in reports")
-    currency: str = Field(default="CNY", description="currency of every money field")
+    description: Annotated[str, Field(max_length=MAX_TEXT_LENGTH)] = Field(
+        default="", description="free text shown in reports"
+    )
+    currency: Name = Field(default="CNY", description="currency of every money field")
     horizon_months: Annotated[int, Field(ge=1, le=120)] = Field(
         description="simulated calendar months"
     )
@@ -814,8 +932,8 @@ class Scenario(Strict):
     start_weekday: Annotated[int, Field(ge=0, le=6)] = Field(
         default=0, description="weekday of day 0 (0 = Monday)"
     )
-    seed: Annotated[int, Field(ge=0)] = Field(
-        default=1, description="root seed of the named random streams"
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED, json_schema_extra={"x-limit": "MAX_SEED"})] = (
+        Field(default=1, description="root seed of the named random streams")
     )
     replications: Annotated[int, Field(ge=1, le=1000)] = Field(
         default=1, description="independent replications (confidence intervals need >= 2)"
