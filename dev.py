@@ -2,7 +2,7 @@
 """Set up and run tokensim with nothing but python3: creates .venv, installs, runs.
 
     python3 dev.py run     # install (once), then simulate scenarios/baseline.yaml into results/
-                           # (replications in parallel, one dask worker per core)
+                           # (replications in parallel: tokensim run's default, one worker per core)
     python3 dev.py test    # install (once), then lint, type-check, check the layers, run every test
 
 Any extra arguments go to the underlying command (``tokensim run`` or ``pytest``).
@@ -75,9 +75,6 @@ def main(argv: list[str]) -> int:
             )
             extra = rest[1:] if rest and not rest[0].startswith("-") else rest
             name = Path(scenario).stem
-            if not any(x.startswith(("--workers", "--scheduler")) for x in extra):
-                # replications in parallel, one worker per core (same numbers as in-process)
-                extra = ["--workers", str(os.cpu_count() or 1), *extra]
             _sh(BIN / "tokensim", "run", scenario, "--out", f"results/{name}", *extra)
         else:
             _sh(BIN / "ruff", "check", "sim", "tests", "benchmarks", "dev.py")

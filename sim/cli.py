@@ -18,6 +18,7 @@ from typing import Any
 from sim import __version__
 from sim.capacity import defaults as sizing
 from sim.pricing import defaults as tuning
+from sim.results import ledger_file
 from sim.scenario.adjust import adjust_scenario, parse_demand_scale, parse_set_values
 from sim.scenario.errors import ScenarioError
 from sim.scenario.loading import json_schema, load_scenario
@@ -104,6 +105,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from sim.experiments.runner import run_scenario
+    from sim.results.number_format import kpi_lines
     from sim.results.run_folder import write_run
 
     horizon_days = s.horizon_months * s.days_per_month
@@ -123,9 +125,18 @@ def cmd_run(a: argparse.Namespace) -> int:
         precision = Precision(a.ci_kpi, a.ci_halfwidth, a.max_replications)
     out = Path(a.out) if a.out else _default_out(s, seed)
     days = s.horizon_months * s.days_per_month * (a.max_replications if precision else reps)
-    distributed = a.scheduler is not None or (a.workers or 1) > 1
+    workers = a.workers
+    if workers is None and a.scheduler is None:
+        from sim.experiments.distributed import run_workers
+
+        try:  # one per core, at most one per replication
+            workers = run_workers(a.max_replications if precision else reps)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    distributed = a.scheduler is not None or (workers or 1) > 1
     with (
-        _maybe_client(distributed, a.scheduler, a.workers) as client,
+        _maybe_client(distributed, a.scheduler, workers) as client,
         tqdm(total=days, unit="day", desc=s.name, disable=a.quiet or None, file=sys.stderr) as bar,
     ):
         result = run_scenario(
@@ -137,7 +148,7 @@ def cmd_run(a: argparse.Namespace) -> int:
             client=client,
             precision=precision,
         )
-    write_run(result, out, seed, plots=s.outputs.plots and not a.no_plots)
+    write_run(result, out, seed, plots=s.outputs.plots and not a.no_plots, ledger=a.ledger_policy)
     summ = result.summary()
     if not a.quiet:
         print(f"wrote {out} ({len(result.replications)} replications)")
@@ -148,25 +159,25 @@ def cmd_run(a: argparse.Namespace) -> int:
                 f"  stopping rule {precision.kpi} rel. half-width {rhw:.4g}"
                 f" <= {precision.rel_halfwidth:g}: {met}"
             )
-        for k in (
-            "subscribers_end",
-            "churn_rate_monthly",
-            "revenue_total",
-            "gpu_cost",
-            "gross_margin",
-            "ttft_p95_s",
-            "busy_hour_ttft_p95_s",
-            "slo_attainment_served",
-            "goodput_share",
-            "gpu_utilisation",
-            "busy_hour_utilisation",
-        ):
-            v = summ[k]
-            ci = ""
-            if v["ci95_low"] == v["ci95_low"]:  # not NaN
-                ci = f"  [{v['ci95_low']:.4g}, {v['ci95_high']:.4g}]"
-            print(f"  {k:22s} {v['mean']:.4g}{ci}  {v['unit']}")
+        for line in kpi_lines(summ, RUN_SHOWN_KPIS, s.currency):
+            print(line)
     return 0
+
+
+RUN_SHOWN_KPIS = (
+    "subscribers_end",
+    "churn_rate_monthly",
+    "revenue_total",
+    "gpu_cost",
+    "gross_margin",
+    "ttft_p95_s",
+    "busy_hour_ttft_p95_s",
+    "slo_attainment_served",
+    "goodput_share",
+    "gpu_utilisation",
+    "busy_hour_utilisation",
+)
+"""KPIs printed after a run, in this order (summary.json has them all)."""
 
 
 @contextmanager
@@ -181,8 +192,16 @@ def _maybe_client(wanted: bool, scheduler: str | None, workers: int | None) -> I
         yield client
 
 
-SWEEP_SHOWN_KPIS = ("subscribers_end", "churn_rate_monthly", "revenue_total", "gross_margin")
-"""KPIs printed per point after a sweep (points.csv has them all)."""
+SWEEP_SHOWN_KPIS = (
+    "subscribers_end",
+    "churn_rate_monthly",
+    "revenue_total",
+    "gross_margin",
+    "busy_hour_ttft_p95_s",
+    "busy_hour_utilisation",
+)
+"""KPIs printed per point after a sweep (points.csv has them all): money and subscribers,
+and the busy hour's TTFT p95 and utilisation (worst pool and month) that capacity must carry."""
 
 
 def _split_sweep_sets(options: list[str]) -> tuple[list[str], list[str]]:
@@ -540,9 +559,23 @@ def parser() -> argparse.ArgumentParser:
         help="write the first replication's requests arriving on days DAY..DAY+DAYS-1"
         " (default 1 day) as requests_azure.csv and requests_mooncake.jsonl",
     )
+    r.add_argument(
+        "--ledger",
+        choices=ledger_file.LEDGER_MODES,
+        default=ledger_file.DEFAULT_LEDGER_MODE,
+        help="what ledger.parquet keeps: every subscriber-month (full, the default), every month"
+        " of a seeded random sample of subscribers (sample), or no file (none)",
+    )
+    r.add_argument(
+        "--ledger-fraction",
+        type=float,
+        metavar="SHARE",
+        help="share of subscribers --ledger sample keeps, > 0 and <= 1"
+        f" (default {ledger_file.DEFAULT_SAMPLE_FRACTION:g})",
+    )
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     _scenario_options(r)
-    _cluster_options(r, default_workers=1)
+    _cluster_options(r, default_workers=None)
     r.add_argument(
         "--ci-halfwidth",
         type=float,
@@ -859,12 +892,14 @@ def _scenario_options(p: argparse.ArgumentParser, sweep_axes: bool = False) -> N
 
 def _cluster_options(p: argparse.ArgumentParser, default_workers: int | None) -> None:
     default = "one per core" if default_workers is None else str(default_workers)
+    if p.prog.endswith(" run"):
+        default = "one per core, at most one per replication, or $TOKENSIM_WORKERS"
     p.add_argument(
         "--workers",
         type=int,
         default=default_workers,
         help=f"worker processes of a local dask cluster (default {default}; 1 runs in-process"
-        " for run)",
+        " for run, with the same numbers)",
     )
     p.add_argument(
         "--scheduler", metavar="ADDRESS", help="use an existing dask scheduler (tcp://host:8786)"
@@ -903,7 +938,7 @@ def _run_argument_problem(a: argparse.Namespace) -> str | None:
         if a.samples is not None and a.samples < 2:
             return "--samples must be >= 2"
         return None
-    return _precision_problem(a) or _export_problem(a) or _out_problem(a)
+    return _precision_problem(a) or _export_problem(a) or _ledger_problem(a) or _out_problem(a)
 
 
 def _size_argument_problem(a: argparse.Namespace) -> str | None:
@@ -952,6 +987,21 @@ def _export_problem(a: argparse.Namespace) -> str | None:
         return "--export-requests takes DAY or DAY:DAYS (whole numbers)"
     if a.export_days[0] < 0 or a.export_days[1] < 1:
         return "--export-requests: DAY must be >= 0 and DAYS >= 1"
+    return None
+
+
+def _ledger_problem(a: argparse.Namespace) -> str | None:
+    """Parse ``--ledger`` and ``--ledger-fraction`` into ``a.ledger_policy``; why not, or None."""
+    a.ledger_policy = None
+    if a.ledger_fraction is not None and a.ledger != ledger_file.LEDGER_SAMPLE:
+        return f"--ledger-fraction needs --ledger {ledger_file.LEDGER_SAMPLE}"
+    fraction = ledger_file.DEFAULT_SAMPLE_FRACTION
+    if a.ledger_fraction is not None:
+        fraction = a.ledger_fraction
+    try:
+        a.ledger_policy = ledger_file.LedgerPolicy(a.ledger, fraction)
+    except ledger_file.LedgerPolicyError as e:
+        return str(e)
     return None
 
 

@@ -46,6 +46,26 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+WORKERS_ENV = "TOKENSIM_WORKERS"
+"""Environment variable that sets the default worker count of ``tokensim run`` (a whole
+number >= 1; 1 runs in-process), e.g. to keep a test suite or a shared machine to one core."""
+
+
+def run_workers(replications: int) -> int:
+    """Worker processes for a run's replications when ``--workers`` is not given.
+
+    One per usable core, at most one per replication (a run of one replication stays
+    in-process); :data:`WORKERS_ENV` overrides. Raises ValueError naming the variable when it
+    is not a whole number >= 1.
+    """
+    text = os.environ.get(WORKERS_ENV, "").strip()
+    if text:
+        if not text.isdigit() or int(text) < 1:
+            raise ValueError(f"{WORKERS_ENV}={text!r}: must be a whole number >= 1")
+        return int(text)
+    return max(1, min(default_workers(), replications))
+
+
 QUIET_CLUSTER: dict[str, Any] = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "1s",

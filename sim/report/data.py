@@ -16,15 +16,28 @@ import numpy as np
 import pandas as pd
 
 from sim.results.busy_hour import ALL_CLASSES, THROTTLED
-from sim.results.kpis import KPIS, mean_ci
+from sim.results.intervals import Bounds, bounded_ci
+from sim.results.kpis import KPIS, kpi_ci
 from sim.units import SECONDS_PER_HOUR
 
 HOURS_OF_DAY = 24
 
 
-def _ci_table(df: pd.DataFrame, by: str | list[str], col: str) -> pd.DataFrame:
-    """Mean and 95% CI of ``col`` over the rows of each group (columns mean, ci95_low/high)."""
-    rows = {key: mean_ci(g[col].to_numpy(dtype=float)) for key, g in df.groupby(by, observed=True)}
+SIGNED_MONTH_COLUMNS = frozenset({"gross_margin"})
+"""Monthly columns that can be negative (a loss); every other one is a count, money or share."""
+
+
+def _ci_table(
+    df: pd.DataFrame, by: str | list[str], col: str, bounds: Bounds = "nonneg"
+) -> pd.DataFrame:
+    """Mean and 95% CI of ``col`` over the rows of each group (columns mean, ci95_low/high).
+
+    The interval stays inside ``bounds``, the column's range (sim.results.intervals).
+    """
+    rows = {
+        key: bounded_ci(g[col].to_numpy(dtype=float), bounds)
+        for key, g in df.groupby(by, observed=True)
+    }
     out = pd.DataFrame.from_dict(rows, orient="index", columns=["mean", "ci95_low", "ci95_high"])
     out.index.name = by if isinstance(by, str) else None
     return out
@@ -42,7 +55,7 @@ def month_series(months: pd.DataFrame, cols: Sequence[str]) -> pd.DataFrame:
     """
     out = {}
     for c in cols:
-        t = _ci_table(months, "month", c)
+        t = _ci_table(months, "month", c, "none" if c in SIGNED_MONTH_COLUMNS else "nonneg")
         out[c], out[f"{c}_lo"], out[f"{c}_hi"] = t["mean"], t["ci95_low"], t["ci95_high"]
     return pd.DataFrame(out)
 
@@ -222,7 +235,7 @@ def day_profile(
     util, wait = {}, {}
     for pool in _order(list(g["pool"].astype(str).unique()), pools):
         gp = g[g["pool"].astype(str) == pool]
-        util[pool] = _ci_table(gp, "hour_of_day", "utilisation")
+        util[pool] = _ci_table(gp, "hour_of_day", "utilisation", "unit")
         wait[pool] = _ci_table(gp, "hour_of_day", "wait_mean_s")
     return util, wait
 
@@ -244,7 +257,9 @@ def day_peak(hourly: pd.DataFrame, pools: Sequence[str] = ()) -> dict[str, pd.Da
     )
     peak = {}
     for pool in _order(list(g["pool"].astype(str).unique()), pools):
-        peak[pool] = _ci_table(g[g["pool"].astype(str) == pool], "hour_of_day", "utilisation")
+        peak[pool] = _ci_table(
+            g[g["pool"].astype(str) == pool], "hour_of_day", "utilisation", "unit"
+        )
     return peak
 
 
@@ -253,7 +268,7 @@ def cluster_day(hourly: pd.DataFrame) -> pd.DataFrame:
     g = hourly.groupby(["replication", "hour_of_day"])[["busy_slot_s", "slots"]].sum()
     cap = g["slots"] * SECONDS_PER_HOUR
     g["utilisation"] = g["busy_slot_s"] / cap.where(cap > 0)
-    return _ci_table(g.reset_index(), "hour_of_day", "utilisation")
+    return _ci_table(g.reset_index(), "hour_of_day", "utilisation", "unit")
 
 
 BUSY_HOUR_VALUES = (
@@ -320,7 +335,8 @@ def busy_hour_series(
         rows = b[b["pool"] == pool]
         per_pool = rows.drop_duplicates(["replication", "month"])  # pool-level columns
         util[pool] = {
-            c: _ci_table(per_pool, "month", c) for c in ("utilisation", "peak_hour_utilisation")
+            c: _ci_table(per_pool, "month", c, "unit")
+            for c in ("utilisation", "peak_hour_utilisation")
         }
         named = [c for c in dict.fromkeys(rows["sla_class"]) if c not in (THROTTLED, ALL_CLASSES)]
         ttft[pool] = {
@@ -345,15 +361,15 @@ def sweep_response(points: pd.DataFrame, parameters: Sequence[str]) -> pd.DataFr
 
     For every parameter and each of its values: the mean of every KPI over all rows of
     points.csv with that value (all points with it, all their replications) and the
-    Student-t 95% CI of that mean. Columns: parameter, value, kpi, n, mean, ci95_low,
-    ci95_high (units of the KPI, see sim.results.kpis.KPIS).
+    Student-t 95% CI of that mean inside the KPI's range (sim.results.kpis.kpi_ci). Columns:
+    parameter, value, kpi, n, mean, ci95_low, ci95_high (units of the KPI, see KPIS).
     """
     rows = []
     for par in parameters:
         for value, g in points.groupby(par, sort=True):
             for kpi in KPIS:
                 x = g[kpi].to_numpy(dtype=float)
-                mean, lo, hi = mean_ci(x)
+                mean, lo, hi = kpi_ci(kpi, x)
                 rows.append(
                     {
                         "parameter": par,
@@ -379,6 +395,6 @@ def sweep_points(points: pd.DataFrame, parameters: Sequence[str]) -> pd.DataFram
         row.update({p: g[p].iloc[0] for p in parameters})
         row["replications"] = len(g)
         for kpi in KPIS:
-            row[kpi], row[f"{kpi}_lo"], row[f"{kpi}_hi"] = mean_ci(g[kpi].to_numpy(dtype=float))
+            row[kpi], row[f"{kpi}_lo"], row[f"{kpi}_hi"] = kpi_ci(kpi, g[kpi].to_numpy(dtype=float))
         rows.append(row)
     return pd.DataFrame(rows)

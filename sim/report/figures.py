@@ -31,6 +31,15 @@ TOKEN_CLASSES = {
 """Token classes of the ledger's ``tokens|MODEL|CLASS`` columns and their labels."""
 
 CLASS_COLOURS = {"input_miss": "#4c72b0", "input_hit": "#8fb0d8", "output": "#dd8452"}
+"""Colour of each token class in the token-mix figure."""
+
+SHORT_HORIZON_MONTHS = 3
+"""Series over fewer months than this are drawn as bars with error bars: a line through one
+or two points is a lone dot or a slope that reads as a trend."""
+AXIS_UNITS = {"share": "share (%)", "s": "seconds"}
+"""Axis labels of KPI units that read better spelled out."""
+ZERO_BASED_UNITS = ("share", "s", "subscribers", "requests", "tokens")
+"""KPI units whose axes start at zero, so that a small difference is not drawn as a big one."""
 
 
 def svg_data_uri(fig: Figure) -> str:
@@ -63,12 +72,49 @@ def _share_top(values: np.ndarray) -> float:
 
 
 def _months(*axes: Axes) -> None:
+    """Whole months on the x axis (one tick when there is one month)."""
     for ax in axes:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
 def _thousands(ax: Axes) -> None:
+    """Whole numbers with thousands separators on the y axis (no ``1e6`` offset)."""
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+
+
+def _grouped_bars(
+    ax: Axes, series: dict[str, pd.DataFrame], width_total: float = 0.8, **kw: object
+) -> dict[str, str]:
+    """Each series (index x; mean, ci95_low, ci95_high) as bars side by side at each x.
+
+    Each bar has its 95% CI as an error bar; returns each series' colour (hex).
+    """
+    n = max(len(series), 1)
+    width = width_total / n
+    colours = {}
+    for k, (label, s) in enumerate(series.items()):
+        x = np.asarray(s.index, dtype=float) + (k - (n - 1) / 2) * width
+        m = s["mean"].to_numpy(dtype=float)
+        err = np.nan_to_num(
+            np.vstack([m - s["ci95_low"].to_numpy(float), s["ci95_high"].to_numpy(float) - m])
+        )
+        bars = ax.bar(x, m, width=width * 0.95, label=label, **kw)  # type: ignore[arg-type]
+        colour = to_hex(bars.patches[0].get_facecolor()) if bars.patches else "#000000"
+        ax.errorbar(x, m, yerr=np.maximum(err, 0), fmt="none", ecolor="black", capsize=3, lw=1)
+        colours[label] = str(colour)
+    return colours
+
+
+def _month_lines_or_bars(ax: Axes, series: dict[str, pd.DataFrame], **kw: object) -> dict[str, str]:
+    """Monthly series (index month): lines with shaded CIs, or bars over a short horizon."""
+    months = {int(m) for s in series.values() for m in s.index}
+    if len(months) < SHORT_HORIZON_MONTHS:
+        colours = _grouped_bars(ax, series)
+        ax.set_xticks(sorted(months))
+        return colours
+    return {
+        label: _band(ax, s, label, marker="o", markersize=3, **kw) for label, s in series.items()
+    }
 
 
 def _band(ax: Axes, s: pd.DataFrame, label: str, **kw: object) -> str:
@@ -91,7 +137,15 @@ def subscribers_churn_by_plan(subs: pd.DataFrame, churn: pd.DataFrame) -> Figure
     """
     fig, (a1, a2) = _figure(12, 4.6, ncols=2)
     months = subs.index.to_numpy()
-    a1.stackplot(months, subs.T.to_numpy(), labels=[str(c) for c in subs.columns], alpha=0.85)
+    if len(months) < SHORT_HORIZON_MONTHS:  # stacked bars: an area over one month is empty
+        bottom = np.zeros(len(months))
+        for plan in subs.columns:
+            v = subs[plan].to_numpy(dtype=float)
+            a1.bar(months, v, bottom=bottom, label=str(plan), width=0.6, alpha=0.85)
+            bottom += v
+        a1.set_xticks(months)
+    else:
+        a1.stackplot(months, subs.T.to_numpy(), labels=[str(c) for c in subs.columns], alpha=0.85)
     a1.set(
         title="Active subscribers at month end, by plan",
         xlabel="month",
@@ -99,13 +153,21 @@ def subscribers_churn_by_plan(subs: pd.DataFrame, churn: pd.DataFrame) -> Figure
     )
     _thousands(a1)
     a1.legend(fontsize=8, loc="upper left", title="plan", title_fontsize=8)
-    for plan in churn.columns:
-        a2.plot(churn.index, churn[plan].to_numpy(), marker="o", markersize=3, label=str(plan))
+    _month_lines_or_bars(
+        a2,
+        {
+            str(plan): pd.DataFrame(
+                {"mean": churn[plan], "ci95_low": np.nan, "ci95_high": np.nan}, index=churn.index
+            )
+            for plan in churn.columns
+        },
+    )
     a2.set(
         title="Monthly churn rate by plan (churned / renewal decisions)",
         xlabel="month",
-        ylabel="churn rate",
+        ylabel="churn rate (churned / renewal decisions)",
     )
+    a2.set_ylim(bottom=0)
     _share_axis(a2)
     a2.legend(fontsize=8, title="plan", title_fontsize=8)
     _months(a1, a2)
@@ -121,6 +183,9 @@ def revenue_cost_margin(months: pd.DataFrame, currency: str) -> Figure:
     """
     fig, (ax,) = _figure(11, 4.6)
     x = months.index.to_numpy()
+    short = len(x) < SHORT_HORIZON_MONTHS
+    # over a short horizon GPU cost and margin are bars beside the revenue, not lone dots
+    rev_x, rev_w = (x - 0.2, 0.4) if short else (x, 0.8)
     bottom = np.zeros(len(x))
     for col, label, colour in (
         ("revenue_fees", "fees", "#4c72b0"),
@@ -128,7 +193,15 @@ def revenue_cost_margin(months: pd.DataFrame, currency: str) -> Figure:
         ("revenue_topups", "top-up packs", "#8172b2"),
     ):
         v = months[col].to_numpy(dtype=float)
-        ax.bar(x, v, bottom=bottom, label=label, color=colour, width=0.8)
+        total = float(np.nansum(v))
+        ax.bar(
+            rev_x,
+            v,
+            bottom=bottom,
+            label=f"{label}: {total:,.0f} {currency}",
+            color=colour,
+            width=rev_w,
+        )
         bottom += v
     for col, label, kw in (
         ("gpu_cost", "GPU cost", {"color": "#c44e52", "linewidth": 2}),
@@ -137,7 +210,11 @@ def revenue_cost_margin(months: pd.DataFrame, currency: str) -> Figure:
         s = pd.DataFrame(
             {"mean": months[col], "ci95_low": months[f"{col}_lo"], "ci95_high": months[f"{col}_hi"]}
         )
-        _band(ax, s, label, **kw)
+        if short:
+            s.index = s.index + (0.1 if col == "gpu_cost" else 0.3)
+            _grouped_bars(ax, {label: s}, width_total=0.2, color=kw["color"])
+        else:
+            _band(ax, s, label, marker="o", markersize=4, **kw)
     ax.axhline(0, color="grey", linewidth=0.8)
     ax.set(
         title="Revenue by source vs GPU cost and gross margin, per month",
@@ -146,7 +223,9 @@ def revenue_cost_margin(months: pd.DataFrame, currency: str) -> Figure:
     )
     _thousands(ax)
     _months(ax)
-    ax.legend(fontsize=8, ncols=2)
+    if len(x) <= 12:
+        ax.set_xticks(x)
+    ax.legend(fontsize=8, ncols=2, title="bars: revenue over the horizon", title_fontsize=8)
     return fig
 
 
@@ -314,14 +393,12 @@ def busy_hour(
     for k, pool in enumerate(pools):
         a1, a2 = axes[2 * k], axes[2 * k + 1]
         u = util[pool]
-        _band(a1, u["utilisation"], "busy hour (mean over the month's days)", marker="o", ms=4)
-        _band(
+        _month_lines_or_bars(
             a1,
-            u["peak_hour_utilisation"],
-            "peak hour (the month's single busiest hour)",
-            marker="^",
-            ms=4,
-            ls="--",
+            {
+                "busy hour (mean over the month's days)": u["utilisation"],
+                "peak hour (the month's single busiest hour)": u["peak_hour_utilisation"],
+            },
         )
         a1.set_ylim(0, _share_top(pd.concat(u.values()).to_numpy(dtype=float)))
         a1.set(
@@ -331,8 +408,9 @@ def busy_hour(
         )
         _share_axis(a1)
         a1.legend(fontsize=8, loc="best")
-        for cls, s in ttft[pool].items():
-            colour = _band(a2, s, f"{cls}: TTFT p95", marker="o", ms=4)
+        colours = _month_lines_or_bars(a2, {f"{c}: TTFT p95": v for c, v in ttft[pool].items()})
+        for cls in ttft[pool]:
+            colour = colours[f"{cls}: TTFT p95"]
             if cls in targets:
                 a2.axhline(
                     targets[cls],
@@ -420,16 +498,22 @@ def compare_series(
         ("subscribers_end", "Active subscribers at month end", "subscribers"),
         ("revenue_total", "Revenue per month", f"{currency} per month"),
         ("gross_margin", "Gross margin per month", f"{currency} per month"),
-        ("churn_rate", "Monthly churn rate", "churned / renewal decisions"),
+        ("churn_rate", "Monthly churn rate", "churned / renewal decisions (%)"),
         ("ttft_p95_s", "95th percentile time to first token", "seconds"),
     )
     for ax, (col, title, ylabel) in zip(axes, panels, strict=False):
-        for run, m in months.items():
-            s = pd.DataFrame(
-                {"mean": m[col], "ci95_low": m[f"{col}_lo"], "ci95_high": m[f"{col}_hi"]}
-            )
-            _band(ax, s, run, marker="o", markersize=3)
+        _month_lines_or_bars(
+            ax,
+            {
+                run: pd.DataFrame(
+                    {"mean": m[col], "ci95_low": m[f"{col}_lo"], "ci95_high": m[f"{col}_hi"]}
+                )
+                for run, m in months.items()
+            },
+        )
         ax.set(title=title, xlabel="month", ylabel=ylabel)
+        if col in ("churn_rate", "ttft_p95_s"):  # a ratio and a latency: from zero
+            ax.set_ylim(bottom=0)
         if col == "churn_rate":
             _share_axis(ax)
         elif col != "ttft_p95_s":
@@ -445,6 +529,7 @@ def compare_series(
         ylabel="busy / available slot-seconds",
         xticks=range(0, 24, 3),
     )
+    ax.set_ylim(bottom=0)
     _share_axis(ax)
     ax.legend(fontsize=7, title="run", title_fontsize=7)
     return fig
@@ -475,12 +560,18 @@ def sweep_response(
             ax.set_xticks(x, [str(v) for v in r["value"]], rotation=20, fontsize=8)
         elif len(x) <= 8:
             ax.set_xticks(x, [f"{v:g}" for v in x])
-        unit = _unit_label(KPIS[kpi][0], currency)
-        ax.set(title=kpi, xlabel=parameter, ylabel=unit)
+        unit = KPIS[kpi][0]
+        ax.set(
+            title=kpi, xlabel=parameter, ylabel=AXIS_UNITS.get(unit, _unit_label(unit, currency))
+        )
         ax.title.set_fontsize(10)
         ax.xaxis.label.set_fontsize(8)
+        if unit in ZERO_BASED_UNITS and np.nanmin(np.append(m, 0.0)) >= 0:
+            ax.set_ylim(bottom=0)
         if unit == "share":
             _share_axis(ax)
+        elif unit != "s":
+            _thousands(ax)
     for ax in axes[len(kpis) :]:
         ax.set_visible(False)
     axes[0].legend(fontsize=8)

@@ -31,10 +31,19 @@ from sim.experiments.sweep import (
 )
 from sim.results.busy_hour import quantile_columns
 from sim.results.kpis import KPIS
+from sim.results.ledger_file import (
+    KEY_MODE,
+    KEY_SAMPLE_FRACTION,
+    LEDGER_FULL,
+    LEDGER_MODES,
+    LEDGER_NONE,
+    read_ledger,
+)
 from sim.results.run_folder import (
     BUSY_HOUR,
     HOURLY_CLUSTER,
     KEY_CURRENCY,
+    KEY_LEDGER,
     KEY_REPLICATIONS,
     KPIS_BY_REPLICATION,
     LATENCY,
@@ -244,7 +253,11 @@ class RunFolder:
 
     @cached_property
     def ledger(self) -> pd.DataFrame | None:
-        """The ledger's plan, status, quota, usage and per-model token columns, or None."""
+        """The ledger's plan, status, quota, usage and per-model token columns, or None.
+
+        Only those columns are read, in the types they are stored in (the same values as the
+        engine's, in less memory; ``sim.results.ledger_file``).
+        """
         p = self.path / LEDGER
         if not p.is_file():
             return None
@@ -254,7 +267,28 @@ class RunFolder:
         base = ["replication", "plan", "status", "quota_units", "used_units", "exhausted"]
         _need_columns(p, pd.DataFrame(columns=names), base)
         cols = base + [c for c in names if c.startswith("tokens|")]
-        return _read(p, lambda q: pd.read_parquet(q, columns=cols))
+        return _read(p, lambda q: read_ledger(q, cols, original_types=False))
+
+    @property
+    def ledger_mode(self) -> str:
+        """What the folder keeps of the ledger: full, sample or none (``sim.results.ledger_file``).
+
+        Folders written before the manifest said so: full when the file is there, else none.
+        """
+        entry = self.manifest.get(KEY_LEDGER)
+        mode = entry.get(KEY_MODE) if isinstance(entry, dict) else None
+        if mode in LEDGER_MODES:
+            return str(mode)
+        return LEDGER_FULL if (self.path / LEDGER).is_file() else LEDGER_NONE
+
+    @property
+    def ledger_fraction(self) -> float:
+        """Share of subscribers the ledger holds (1 full, 0 none; the sample's share)."""
+        entry = self.manifest.get(KEY_LEDGER)
+        share = entry.get(KEY_SAMPLE_FRACTION) if isinstance(entry, dict) else None
+        if isinstance(share, int | float) and 0.0 <= share <= 1.0:
+            return float(share)
+        return 0.0 if self.ledger_mode == LEDGER_NONE else 1.0
 
     def load(self, ledger: bool = True) -> None:
         """Read (and check) every table now, so that a bad file fails before any drawing."""

@@ -1,4 +1,4 @@
-"""HTML building blocks of a report: number formatting, tables, figures, the page.
+"""HTML building blocks of a report: tables, figures, the page (numbers: sim.results.number_format).
 
 A report is one self-contained file: CSS inline, figures as data URIs, no JavaScript.
 These helpers are the only place that writes markup or escapes text, so the pages
@@ -8,60 +8,44 @@ These helpers are the only place that writes markup or escapes text, so the page
 from __future__ import annotations
 
 import html
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from sim import __version__
 
-
-def fmt(x: Any, unit: str = "", currency: str = "", diff: bool = False) -> str:
-    """A number for a person: shares in % (points for differences), money with separators."""
-    if x is None or (isinstance(x, float | np.floating) and not np.isfinite(x)):
-        return "–"
-    if not isinstance(x, int | float | np.integer | np.floating):
-        return str(x)
-    v = float(x)
-    sign = "+" if diff and v > 0 else ""
-    if unit == "share":
-        return f"{sign}{v * 100:.2f}{' pp' if diff else '%'}"
-    if unit == "s":
-        return f"{sign}{v:.3g} s"
-    a = abs(v)
-    if unit in ("tokens", "requests") and a >= 1e6:
-        big = ((1e12, "T"), (1e9, "B"), (1e6, "M"))
-        num = next(f"{v / d:.3g} {s}" for d, s in big if a >= d)
-    elif a >= 100 or (v == int(v) and a < 1e15):
-        num = f"{v:,.0f}"
-    else:
-        num = f"{v:,.4g}"
-    cur = currency if unit.startswith("currency") else ""
-    return f"{sign}{num}{' ' + cur if cur else ''}"
-
-
-def fmt_ci(
-    mean: Any, lo: Any, hi: Any, unit: str = "", currency: str = "", diff: bool = False
-) -> str:
-    """``mean [lo, hi]``, or only the mean without an interval."""
-    m = fmt(mean, unit, currency, diff)
-    if lo is None or not np.isfinite(float(lo)):
-        return m
-    return f"{m} [{fmt(lo, unit, currency, diff)}, {fmt(hi, unit, currency, diff)}]"
-
+# the report's number formats are the command line's and compare's (re-exported for the pages)
+from sim.results.number_format import fmt as fmt
+from sim.results.number_format import fmt_ci as fmt_ci
+from sim.results.number_format import fmt_exact as fmt_exact
 
 Cell = str | tuple[str, str]
 """A table cell: text, or (text, CSS class)."""
 
+CI_SUFFIX = re.compile(r"^([^\[\]]*\S) (\[[^\[\]]*, [^\[\]]*\])$")
+"""A cell ``mean [low, high]`` (as :func:`fmt_ci` writes it): the interval goes on a line of
+its own under the mean, so a column is as wide as its longest number, not mean and interval."""
+
 
 def table_html(header: Sequence[str], rows: Sequence[Sequence[Cell]], caption: str = "") -> str:
-    """A scrollable table: one header row, escaped cells, an optional caption."""
+    """A table in a box that scrolls sideways when it is wider than the page.
+
+    One header row (headings wrap), escaped cells (an interval on its own line), an optional
+    caption.
+    """
 
     def cell(c: Cell, tag: str = "td") -> str:
         text, cls = (c, "") if isinstance(c, str) else c
         attr = f' class="{cls}"' if cls else ""
-        return f"<{tag}{attr}>{html.escape(text)}</{tag}>"
+        m = CI_SUFFIX.match(text) if tag == "td" else None
+        if m:
+            inner = f'{html.escape(m[1])} <span class="ci">{html.escape(m[2])}</span>'
+        else:
+            inner = html.escape(text)
+        if tag == "th":  # long names such as busy_hour_ttft_p95_s may wrap after _ . = ,
+            inner = re.sub(r"([_.=,])", r"\1<wbr>", inner)
+        return f"<{tag}{attr}>{inner}</{tag}>"
 
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
     head = "".join(cell(h, "th") for h in header)
@@ -116,9 +100,12 @@ table { border-collapse: collapse; font-size: 13px; font-variant-numeric: tabula
 caption { text-align: left; color: var(--muted); padding: 4px 0; font-size: 13px; }
 th, td { border-bottom: 1px solid var(--line); padding: 4px 10px; text-align: right;
          white-space: nowrap; }
-th { background: #eef2f8; position: sticky; top: 0; }
+th { background: #eef2f8; position: sticky; top: 0; white-space: normal; min-width: 6em;
+     vertical-align: bottom; overflow-wrap: break-word; }
+td .ci { display: block; color: var(--muted); font-size: 12px; white-space: normal; }
 th:first-child, td:first-child { text-align: left; }
 td.l { text-align: left; white-space: normal; }
+td.lines { text-align: left; white-space: pre-line; vertical-align: top; }
 td.up { color: #1b7f3b; font-weight: 600; } td.down { color: #b3261e; font-weight: 600; }
 .note { color: var(--muted); font-size: 13px; }
 footer { color: var(--muted); font-size: 12px; padding: 0 32px 24px; }

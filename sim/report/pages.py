@@ -39,6 +39,7 @@ from sim.report.html import (
     fig_html,
     fmt,
     fmt_ci,
+    fmt_exact,
     page_html,
     para_html,
     table_html,
@@ -46,9 +47,11 @@ from sim.report.html import (
 )
 from sim.results.busy_hour import ALL_CLASSES
 from sim.results.kpis import KPIS
+from sim.results.ledger_file import KEY_ROWS_SIMULATED, LEDGER_NONE, LEDGER_SAMPLE
 from sim.results.run_folder import (
     EVENTS,
     KEY_CREATED_UTC,
+    KEY_LEDGER,
     KEY_REPLICATIONS,
     KEY_REQUESTS_SIMULATED,
     KEY_SCENARIO,
@@ -58,6 +61,7 @@ from sim.results.run_folder import (
     KEY_SUBSCRIBER_MONTHS,
     KEY_VERSION,
     KEY_WALL_S,
+    SCENARIO,
     STATUS_COMPLETE,
 )
 
@@ -69,9 +73,22 @@ RESPONSE_KPIS = (
     "churn_rate_monthly",
     "exhausted_share",
     "ttft_p95_s",
+    "busy_hour_ttft_p95_s",
     "gpu_utilisation",
+    "busy_hour_utilisation",
 )
-"""KPIs shown in the sweep figures and tables (``sweep_response`` computes all of KPIS)."""
+"""KPIs shown in the sweep figures and tables (``sweep_response`` computes all of KPIS): the
+busy-hour TTFT p95 and utilisation beside the whole-horizon ones, since the mean day hides
+the peaks a capacity plan must carry."""
+BEST_KPI = "gross_margin"
+"""The sweep page's best point is the one with the highest mean of this KPI ..."""
+BEST_LATENCY_KPI = "busy_hour_ttft_p95_s"
+"""... among the points whose mean of this KPI (worst pool and month, SLA classes pooled) is
+within the tightest TTFT target of the scenario's SLA classes; without targets the page names
+no best point."""
+SETTING_GROUP_DEPTH = 2
+"""The comparison page groups the differing scenario settings by the first this many parts of
+their dotted path (``plans.dev_70m``, ``cluster.pools``)."""
 
 
 def _kpi_rows(summary: dict[str, Any], currency: str) -> list[list[Cell]]:
@@ -113,7 +130,7 @@ def _facts(run: RunFolder) -> str:
         q = p.get("quota") or {}
         ex = dict(p.get("on_exhaustion") or {})
         rule = str(ex.pop("rule", ""))
-        detail = ", ".join(f"{k}={v}" for k, v in ex.items() if v is not None)
+        detail = ", ".join(f"{k}={fmt_exact(v)}" for k, v in ex.items() if v is not None)
         models = ", ".join(
             f"{k}×{v:g}" if isinstance(v, int | float) else str(k)
             for k, v in (p.get("models") or {}).items()
@@ -121,8 +138,8 @@ def _facts(run: RunFolder) -> str:
         plans.append(
             [
                 str(p.get("name")),
-                fmt(p.get("price_per_month"), "currency", run.currency),
-                f"{fmt(q.get('amount'))} {q.get('unit', '')}",
+                fmt_exact(p.get("price_per_month"), run.currency),
+                f"{fmt_exact(q.get('amount'))} {q.get('unit', '')}",
                 (rule, "l"),
                 (detail, "l"),
                 (models, "l"),
@@ -188,7 +205,7 @@ def _facts(run: RunFolder) -> str:
                 str(p.get("gpu")),
                 fmt(p.get("gpus")),
                 (sched or "–", "l"),
-                fmt(gpu_cost.get(p.get("gpu")), "currency", run.currency),
+                fmt_exact(gpu_cost.get(p.get("gpu")), run.currency),
             ]
         )
     out.append(
@@ -307,6 +324,29 @@ def _events_section(run: RunFolder) -> tuple[str, str, str] | None:
     )
 
 
+def _ledger_absent(run: RunFolder) -> str:
+    """Why the run folder holds no ledger, as the report's notes begin."""
+    outputs = run.scenario.get("outputs")
+    if isinstance(outputs, dict) and outputs.get("ledger") is False:
+        return "The run kept no ledger (outputs.ledger: false)"
+    entry = run.manifest.get(KEY_LEDGER)
+    if isinstance(entry, dict) and entry.get(KEY_ROWS_SIMULATED) == 0:
+        return "The run recorded no subscriber-month, so it has no ledger"
+    return f"The run folder holds no ledger (tokensim run --ledger {LEDGER_NONE})"
+
+
+def _ledger_sample_note(run: RunFolder) -> str:
+    """The note above a ledger figure that comes from a sample of subscribers ('' when full)."""
+    if run.ledger_mode != LEDGER_SAMPLE:
+        return ""
+    return para_html(
+        f"From a sample: the ledger holds every month of a random {100 * run.ledger_fraction:.3g}%"
+        f" of subscribers (tokensim run --ledger {LEDGER_SAMPLE}), so these figures are"
+        " estimates; token totals are the sample's scaled up by its share.",
+        "note",
+    )
+
+
 def run_sections(run: RunFolder) -> list[tuple[str, str, str]]:
     """The sections of a one-run report: (id, heading, inner HTML)."""
     from sim.report import figures
@@ -415,9 +455,11 @@ def run_sections(run: RunFolder) -> list[tuple[str, str, str]]:
                     fig_html(
                         figures.revenue_cost_margin(ms, cur),
                         "revenue vs GPU cost and margin",
-                        "Bars: revenue by source per month. Lines: GPU cost and gross margin "
-                        "(revenue - "
-                        "GPU cost), shaded 95% CI over replications.",
+                        "Bars: revenue by source per month, each source's total over the"
+                        " horizon in the legend. Lines: GPU cost and gross margin (revenue -"
+                        " GPU cost), shaded 95% CI over replications; over fewer than"
+                        f" {figures.SHORT_HORIZON_MONTHS} months, bars beside the revenue"
+                        " with 95% CI error bars.",
                     ),
                     table_html(["KPI", "whole horizon, mean [95% CI]"], money),
                 ]
@@ -428,6 +470,8 @@ def run_sections(run: RunFolder) -> list[tuple[str, str, str]]:
     led = run.ledger
     if led is not None and any(c.startswith("tokens|") for c in led.columns):
         mix, share = token_mix(led, plans)
+        if run.ledger_mode == LEDGER_SAMPLE and run.ledger_fraction > 0:
+            mix = mix / run.ledger_fraction  # the sample's tokens, scaled up to all subscribers
         mrows: list[list[Cell]] = [
             [
                 str(model),
@@ -439,6 +483,7 @@ def run_sections(run: RunFolder) -> list[tuple[str, str, str]]:
         ]
         inner = "\n".join(
             [
+                _ledger_sample_note(run),
                 fig_html(
                     figures.token_mix_by_model(mix, share),
                     "token mix by model",
@@ -461,8 +506,8 @@ def run_sections(run: RunFolder) -> list[tuple[str, str, str]]:
         )
     else:
         inner = para_html(
-            "The run kept no ledger (outputs.ledger: false), so tokens by model "
-            "are not recorded; see the headline tokens_served KPI.",
+            f"{_ledger_absent(run)}, so tokens by model are not recorded; see the headline"
+            " tokens_served KPI.",
             "note",
         )
     secs.append(("tokens", "Token mix by model", inner))
@@ -572,6 +617,7 @@ def run_sections(run: RunFolder) -> list[tuple[str, str, str]]:
         ]
         inner = "\n".join(
             [
+                _ledger_sample_note(run),
                 fig_html(
                     figures.quota_use(qt),
                     "quota use per plan",
@@ -596,8 +642,8 @@ def run_sections(run: RunFolder) -> list[tuple[str, str, str]]:
         )
     else:
         inner = para_html(
-            "The run kept no ledger (outputs.ledger: false): quota use per subscriber-month is"
-            " not recorded. The headline exhausted_share KPI still is.",
+            f"{_ledger_absent(run)}: quota use per subscriber-month is not recorded. The"
+            " headline exhausted_share KPI still is.",
             "note",
         )
     secs.append(("quota", "Quota use per plan", inner))
@@ -626,7 +672,33 @@ def _flatten(x: Any, prefix: str = "") -> dict[str, str]:
         for i in x:
             out.update(_flatten(i, f"{prefix}{i['name']}."))
     else:
-        out[prefix.rstrip(".")] = json.dumps(x) if isinstance(x, list) else str(x)
+        out[prefix.rstrip(".")] = json.dumps(x) if isinstance(x, list) else fmt_exact(x)
+    return out
+
+
+def _setting_groups(
+    flats: Sequence[dict[str, str]], paths: Sequence[str]
+) -> list[tuple[str, list[str]]]:
+    """The differing ``paths`` grouped by their first :data:`SETTING_GROUP_DEPTH` parts.
+
+    Each group: its path prefix and one cell per run listing ``rest = value`` a line each
+    (the whole path for a setting no deeper than the prefix); in the order of ``paths``.
+    """
+    groups: dict[str, list[str]] = {}
+    for path in paths:
+        parts = path.split(".")
+        groups.setdefault(".".join(parts[:SETTING_GROUP_DEPTH]), []).append(path)
+    out = []
+    for group, members in groups.items():
+        cells = []
+        for f in flats:
+            lines = []
+            for path in members:
+                rest = path[len(group) + 1 :] if path != group else ""
+                value = f.get(path, "–")
+                lines.append(f"{rest} = {value}" if rest else value)
+            cells.append("\n".join(lines))
+        out.append((group, cells))
     return out
 
 
@@ -674,7 +746,8 @@ def compare_report(runs: Sequence[RunFolder]) -> str:
     series = fig_html(
         figures.compare_series(months, day, cur),
         "key series of the runs overlaid",
-        "Mean over replications per month (hour of day for utilisation), shaded 95% CI.",
+        "Mean over replications per month (hour of day for utilisation), shaded 95% CI; over"
+        f" fewer than {figures.SHORT_HORIZON_MONTHS} months, bars with 95% CI error bars.",
     )
     secs.append(("series", "Key series overlaid", series))
 
@@ -689,13 +762,15 @@ def compare_report(runs: Sequence[RunFolder]) -> str:
         ["replications", *(str(r.replications) for r in runs)],
         ["created", *(str(r.manifest.get(KEY_CREATED_UTC)) for r in runs)],
     ]
-    drows: list[list[Cell]] = [[k, *((f.get(k, "–"), "l") for f in flats)] for k in diff]
+    groups = _setting_groups(flats, diff)
+    drows: list[list[Cell]] = [[group, *((c, "lines") for c in cells)] for group, cells in groups]
     inner = table_html(["fact", *labels], facts, "Runs")
     if drows:
         inner += table_html(
-            ["scenario setting that differs", *labels],
+            ["scenario settings that differ", *labels],
             drows,
-            f"{len(diff)} setting(s) differ between the scenarios",
+            f"{len(diff)} setting(s) differ between the scenarios, grouped by path"
+            f" ({len(groups)} group(s); – : not in that scenario)",
         )
     else:
         inner += para_html("The scenarios are identical apart from their names.", "note")
@@ -711,21 +786,73 @@ def _values_text(values: Any) -> str:
         low, high = values.get("low", values.get("min")), values.get("high", values.get("max"))
         return f"{fmt(low)} .. {fmt(high)}" if low is not None else json.dumps(values)
     if isinstance(values, list):
-        return ", ".join(fmt(v) for v in values)
+        return ", ".join(fmt_exact(v) for v in values)
     return str(values)
+
+
+def _sweep_targets(sweep: SweepFolder) -> dict[str, float]:
+    """TTFT targets (s) by SLA class of the sweep's first point (its scenario.yaml), if any."""
+    import yaml
+
+    from sim.experiments.sweep import point_folder
+
+    for point in sorted(sweep.points["point"].unique()):
+        path = point_folder(sweep.path, str(point)) / SCENARIO
+        try:
+            return ttft_targets(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue
+    return {}
+
+
+def _best_point(
+    pts: pd.DataFrame, params: Sequence[str], targets: dict[str, float], cur: str
+) -> str:
+    """The note naming the best point under its stated constraint (or why there is none)."""
+    if not targets:
+        return (
+            "No best point: the scenario states no TTFT target, so there is no latency"
+            f" constraint to choose under (the highest {BEST_KPI} alone would pick the point"
+            " with the fewest GPUs whatever its latency)."
+        )
+    limit = min(targets.values())
+    tight = ", ".join(c for c, t in targets.items() if t == limit)
+    ok = pts[pts[BEST_LATENCY_KPI] <= limit]
+    rule = (
+        f"points whose busy-hour TTFT p95 (worst pool and month, SLA classes pooled;"
+        f" mean over replications) is within the tightest TTFT target,"
+        f" {fmt_exact(limit)} s ({tight})"
+    )
+    if ok.empty or not ok[BEST_KPI].notna().any():
+        return f"No best point: none of the {len(pts)} points is among the {rule}."
+    best = ok.loc[ok[BEST_KPI].idxmax()]
+    setting = ", ".join(f"{p} = {fmt_exact(best[p])}" for p in params)
+    return (
+        f"Best point under a latency constraint: among the {len(ok)} of {len(pts)} {rule},"
+        f" the highest mean {BEST_KPI} is point {best['point']} ({setting}):"
+        f" {fmt(best[BEST_KPI], KPIS[BEST_KPI][0], cur)}, busy-hour TTFT p95"
+        f" {fmt(best[BEST_LATENCY_KPI], 's')}, busy-hour utilisation"
+        f" {fmt(best['busy_hour_utilisation'], 'share')}."
+    )
 
 
 def sweep_report(sweep: SweepFolder) -> str:
     """The HTML report of a sweep folder."""
     from sim.report import figures
 
-    spec, params, cur = sweep.spec, sweep.parameters, sweep.currency
+    spec, cur = sweep.spec, sweep.currency
+    # a parameter with one value is a setting of every point, not an axis: no section of its own
+    fixed = [p for p in sweep.parameters if sweep.points[p].nunique(dropna=False) <= 1]
+    params = [p for p in sweep.parameters if p not in fixed] or sweep.parameters[:1]
+    fixed = [p for p in fixed if p not in params]
     resp = sweep_response(sweep.points, params)
     pts = sweep_points(sweep.points, params)
     planned = len(spec.get(KEY_POINTS) or [])
     done = sweep.points["point"].nunique()
     prow: list[list[Cell]] = [
-        [str(p.get("path")), (_values_text(p.get("values")), "l")] for p in spec[KEY_PARAMETERS]
+        [str(p.get("path")), (_values_text(p.get("values")), "l")]
+        for p in spec[KEY_PARAMETERS]
+        if str(p.get("path")) not in fixed
     ]
     facts: list[list[Cell]] = [
         ["scenario", str(spec.get(KEY_SCENARIO))],
@@ -736,6 +863,16 @@ def sweep_report(sweep: SweepFolder) -> str:
         ["status", str(spec.get(KEY_STATUS, STATUS_COMPLETE))],
     ]
     inner = [table_html(["fact", "value"], facts), table_html(["swept parameter", "values"], prow)]
+    if fixed:
+        frow: list[list[Cell]] = [[p, (fmt_exact(sweep.points[p].iloc[0]), "l")] for p in fixed]
+        inner.append(
+            table_html(
+                ["setting", "value"],
+                frow,
+                "Listed as swept but with one value: a setting of every point (an override),"
+                " not an axis",
+            )
+        )
     if planned and done < planned:
         inner.append(
             para_html(
@@ -744,16 +881,7 @@ def sweep_report(sweep: SweepFolder) -> str:
                 "note",
             )
         )
-    best = pts.loc[pts["gross_margin"].idxmax()] if pts["gross_margin"].notna().any() else None
-    if best is not None:
-        setting = ", ".join(f"{p} = {fmt(best[p])}" for p in params)
-        inner.append(
-            para_html(
-                f"Highest mean gross margin: point {best['point']} ({setting}): "
-                f"{fmt(best['gross_margin'], 'currency', cur)}.",
-                "note",
-            )
-        )
+    inner.append(para_html(_best_point(pts, params, _sweep_targets(sweep), cur), "note"))
     secs = [("sweep", "The sweep", "\n".join(inner))]
 
     for i, par in enumerate(params):
@@ -763,7 +891,7 @@ def sweep_report(sweep: SweepFolder) -> str:
             gi = g.set_index("kpi")
             rows.append(
                 [
-                    fmt(value),
+                    fmt_exact(value),
                     fmt(gi["n"].iloc[0]),
                     *(
                         fmt_ci(
@@ -802,7 +930,7 @@ def sweep_report(sweep: SweepFolder) -> str:
     trows: list[list[Cell]] = [
         [
             str(r["point"]),
-            *(fmt(r[p]) for p in params),
+            *(fmt_exact(r[p]) for p in params),
             fmt(r["replications"]),
             *(fmt_ci(r[k], r[f"{k}_lo"], r[f"{k}_hi"], KPIS[k][0], cur) for k in RESPONSE_KPIS),
         ]

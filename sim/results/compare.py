@@ -27,7 +27,8 @@ import pandas as pd
 import yaml
 
 from sim.results.atomic import atomic_file
-from sim.results.kpis import KPIS, mean_ci
+from sim.results.intervals import Bounds, bounded_ci
+from sim.results.kpis import KPIS, kpi_bounds, mean_ci
 from sim.results.run_folder import (
     KEY_CURRENCY,
     KEY_SCENARIO,
@@ -124,15 +125,16 @@ def load_run(path: Path) -> tuple[dict, pd.DataFrame]:
     return manifest, kpis
 
 
-def paired_stats(values: pd.Series, base: pd.Series) -> dict[str, Any]:
+def paired_stats(values: pd.Series, base: pd.Series, bounds: Bounds = "none") -> dict[str, Any]:
     """A run's values of one figure against the first run's, both indexed by replication.
 
-    The run's mean and 95% Student-t interval (``sim.results.kpis.mean_ci``), and the mean
+    The run's mean and 95% interval inside the figure's range ``bounds``
+    (:func:`sim.results.intervals.bounded_ci`), and the mean
     and interval of the paired differences ``values[r] - base[r]`` over the replications r
     both have (``pairs``); NaN where there are too few values.
     """
     v = values.to_numpy(dtype=float)
-    mean, lo, hi = mean_ci(v)
+    mean, lo, hi = bounded_ci(v, bounds)
     common = values.index.intersection(base.index)
     d = values.loc[common].to_numpy(dtype=float) - base.loc[common].to_numpy(dtype=float)
     dmean, dlo, dhi = mean_ci(d)
@@ -174,7 +176,7 @@ def compare_runs(paths: list[Path]) -> pd.DataFrame:
                     **run.identity(),
                     "kpi": name,
                     "unit": unit,
-                    **paired_stats(kp[name], kpis[0][name]),
+                    **paired_stats(kp[name], kpis[0][name], kpi_bounds(name)),
                     "paired": run.manifest.get(KEY_SEED) == base_seed,
                     "changes": run.label.changes_text(),
                 }

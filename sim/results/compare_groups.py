@@ -3,8 +3,9 @@
 ``compare --by plan`` (or ``segment``) computes, for every replication of every run, the
 figures of each plan (segment) from the run's ``monthly_by_plan_segment.csv``: subscribers
 at the end, sign-ups, churn, revenue by source and per subscriber-month, requests, tokens,
-refusals, ... (:data:`GROUP_KPIS`). Each run's mean with its 95% Student-t interval, and its
-difference against the first run paired replication by replication (common random numbers,
+refusals, ... (:data:`GROUP_KPIS`). Each run's mean with its 95% interval inside the
+figure's range, and its difference against the first run paired replication by replication
+(common random numbers,
 ``sim.results.compare.paired_stats``) with the interval of those differences, as for the
 market totals.
 
@@ -22,7 +23,7 @@ import pandas as pd
 
 from sim.engine.metrics import MONTHLY
 from sim.results.compare import ComparedRun, CompareError, open_runs, paired_stats
-from sim.results.kpis import KPIS
+from sim.results.kpis import KPIS, bounds_of_unit
 from sim.results.run_folder import KEY_SEED, MONTHLY_BY_PLAN_SEGMENT, read_table
 from sim.units import TOKENS_PER_MTOK
 
@@ -200,7 +201,9 @@ def compare_by(paths: Sequence[Path], by: str) -> pd.DataFrame:
             for kpi in group_kpis(by):
                 unit = GROUP_KPIS[kpi][0]
                 stats = paired_stats(
-                    empty if vals is None else vals[kpi], empty if base is None else base[kpi]
+                    empty if vals is None else vals[kpi],
+                    empty if base is None else base[kpi],
+                    bounds_of_unit(unit),
                 )
                 rows.append(
                     {

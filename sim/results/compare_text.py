@@ -1,4 +1,4 @@
-"""Comparison tables as text: aligned columns, thousands separators, units.
+"""Comparison tables as text: aligned columns, numbers by :mod:`sim.results.number_format`.
 
 Each figure is shown once per run with its mean and 95% confidence interval, and for every
 run but the first the paired difference against the first with its interval. Shares are in
@@ -9,37 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import pandas as pd
 
-MISSING = "-"
-"""Shown for a figure without a value (no replication, or no pair to difference)."""
-
-
-def fmt_number(x: float, unit: str = "", diff: bool = False) -> str:
-    """``12,345``, ``0.1234``, ``12.34%`` (``+1.20 pp`` as a difference), ``1.23 s``."""
-    if x is None or not np.isfinite(x):
-        return MISSING
-    v = float(x)
-    sign = "+" if diff and v > 0 else ""
-    if unit == "share":
-        return f"{sign}{v * 100:,.2f}{' pp' if diff else '%'}"
-    whole = abs(v) >= 100 or (v == int(v) and abs(v) < 1e15)
-    num = f"{v:,.0f}" if whole else f"{v:,.4g}"
-    return f"{sign}{num}{' s' if unit == 's' else ''}"
-
-
-def fmt_ci(mean: float, lo: float, hi: float, unit: str = "", diff: bool = False) -> str:
-    """``mean [low, high]``, or the mean alone when there is no interval."""
-    m = fmt_number(mean, unit, diff)
-    if m == MISSING or lo is None or not np.isfinite(lo):
-        return m
-    return f"{m} [{fmt_number(lo, unit, diff)}, {fmt_number(hi, unit, diff)}]"
-
-
-def unit_text(unit: str, currency: str) -> str:
-    """A unit as the table's unit column shows it (``currency`` -> the runs' currency)."""
-    return unit.replace("currency", currency) if currency else unit
+from sim.results.number_format import fmt_ci, unit_text
 
 
 def _align(rows: Sequence[Sequence[str]], left: int) -> list[str]:

@@ -1,13 +1,13 @@
-"""Headline KPIs: their names, units and definitions, per replication, and Student-t intervals."""
+"""Headline KPIs: their names, units and definitions, per replication, and their intervals."""
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 from sim.engine.metrics import hist_quantile
 from sim.engine.replication import ReplicationResult
 from sim.results.busy_hour import worst_busy_hour
+from sim.results.intervals import CI_LEVEL, Bounds, bounded_ci
 from sim.units import HOURS_PER_DAY, SECONDS_PER_HOUR, TOKENS_PER_MTOK
 
 # headline KPI -> (unit, description); every one is computed per replication
@@ -62,16 +62,32 @@ def _ratio(a: float, b: float) -> float:
     return float(a / b) if b else float("nan")
 
 
-def mean_ci(x: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and Student-t confidence interval (NaN bounds with fewer than two values)."""
-    x = x[np.isfinite(x)]
-    if len(x) == 0:
-        return float("nan"), float("nan"), float("nan")
-    m = float(x.mean())
-    if len(x) < 2:
-        return m, float("nan"), float("nan")
-    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
-    return m, m - half, m + half
+SIGNED_KPIS = frozenset({"gross_margin", "gross_margin_share"})
+"""KPIs that can be negative (a loss) although their unit is money or a share."""
+
+
+def bounds_of_unit(unit: str) -> Bounds:
+    """The range of a quantity in ``unit``: shares in [0, 1], every other unit we use >= 0."""
+    return "unit" if unit == "share" else "nonneg"
+
+
+def kpi_bounds(name: str) -> Bounds:
+    """The range of a headline KPI (:data:`KPIS`), for its confidence interval."""
+    return "none" if name in SIGNED_KPIS else bounds_of_unit(KPIS[name][0])
+
+
+def mean_ci(x: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float, float]:
+    """Mean and Student-t confidence interval (NaN bounds with fewer than two values).
+
+    For a quantity that can take any sign (a difference, a margin); a KPI's own interval is
+    :func:`kpi_ci`, which respects its range.
+    """
+    return bounded_ci(x, "none", level)
+
+
+def kpi_ci(name: str, x: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float, float]:
+    """Mean and confidence interval of KPI ``name`` over replications, inside its range."""
+    return bounded_ci(x, kpi_bounds(name), level)
 
 
 def replication_kpis(r: ReplicationResult) -> dict[str, float]:

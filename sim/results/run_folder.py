@@ -22,6 +22,7 @@ import yaml
 
 from sim import __version__
 from sim.results.atomic import atomic_folder
+from sim.results.ledger_file import LedgerPolicy, write_ledger
 from sim.results.tables import RunResult
 
 # ---------------------------------------------------------------------- file names
@@ -49,7 +50,8 @@ BUSY_HOUR = "busy_hour.csv"
 EVENTS = "events.csv"
 """The scenario's events by month (only when it has events)."""
 LEDGER = "ledger.parquet"
-"""Subscription ledger (only when the scenario asks for it and it has rows)."""
+"""Subscription ledger (only when the scenario asks for it, the run's ``--ledger`` keeps it and
+it has rows; written and read by ``sim.results.ledger_file``)."""
 PLOTS_DIR = "plots"
 """Folder of PNG plots (only when plots are on)."""
 REQUESTS_AZURE = "requests_azure.csv"
@@ -117,6 +119,10 @@ KEY_CREATED_UTC = "created_utc"
 """Manifest key of the creation time (UTC, ISO 8601)."""
 KEY_FILES = "files"
 """Manifest key of the folder's other files (relative paths, sorted)."""
+KEY_LEDGER = "ledger"
+"""Manifest key of what the folder keeps of the ledger: mode (full, sample or none),
+sample_fraction (share of subscribers kept), rows written and rows simulated (see
+``sim.results.ledger_file``); absent in folders written before it existed."""
 
 
 class RunFolderError(ValueError):
@@ -207,21 +213,35 @@ def is_run_folder(path: Path) -> bool:
 # ---------------------------------------------------------------------- writing
 
 
-def write_run(result: RunResult, out_dir: Path, seed: int, plots: bool = True) -> Path:
-    """Write the run folder atomically: build it beside ``out_dir``, then move it into place."""
-    return atomic_folder(Path(out_dir), lambda stage: _write_contents(result, stage, seed, plots))
+def write_run(
+    result: RunResult,
+    out_dir: Path,
+    seed: int,
+    plots: bool = True,
+    ledger: LedgerPolicy | None = None,
+) -> Path:
+    """Write the run folder atomically: build it beside ``out_dir``, then move it into place.
+
+    ``ledger`` says what of the ledger to keep (default: all of it).
+    """
+    policy = ledger or LedgerPolicy()
+    return atomic_folder(
+        Path(out_dir), lambda stage: _write_contents(result, stage, seed, plots, policy)
+    )
 
 
-def render_run(result: RunResult, seed: int, plots: bool = True) -> dict[str, bytes]:
+def render_run(
+    result: RunResult, seed: int, plots: bool = True, ledger: LedgerPolicy | None = None
+) -> dict[str, bytes]:
     """Every file of the run folder, by relative path, built in memory.
 
     For cluster workers: the tables and plots are computed where the replications
     are, and only these bytes travel to the process that writes the folder
-    (:func:`write_files`).
+    (:func:`write_files`). ``ledger`` as in :func:`write_run`.
     """
     with tempfile.TemporaryDirectory(prefix="tokensim-render-") as tmp:
         d = Path(tmp)
-        _write_contents(result, d, seed, plots)
+        _write_contents(result, d, seed, plots, ledger or LedgerPolicy())
         return {
             f.relative_to(d).as_posix(): f.read_bytes() for f in sorted(d.rglob("*")) if f.is_file()
         }
@@ -239,7 +259,9 @@ def write_files(files: dict[str, bytes], out_dir: Path) -> Path:
     return atomic_folder(Path(out_dir), fill)
 
 
-def _write_contents(result: RunResult, d: Path, seed: int, plots: bool) -> None:
+def _write_contents(
+    result: RunResult, d: Path, seed: int, plots: bool, ledger: LedgerPolicy
+) -> None:
     s = result.scenario
     t0 = time.perf_counter()
     (d / SCENARIO).write_text(
@@ -258,9 +280,7 @@ def _write_contents(result: RunResult, d: Path, seed: int, plots: bool) -> None:
     events = result.events()
     if len(events):
         events.to_csv(d / EVENTS, index=False)
-    led = result.ledger()
-    if len(led):
-        led.to_parquet(d / LEDGER, index=False)
+    ledger_entry = write_ledger(result.ledger(), d / LEDGER, ledger, seed)
     export = result.replications[0].requests_export
     if export is not None:
         write_request_traces(export, d)
@@ -299,6 +319,7 @@ def _write_contents(result: RunResult, d: Path, seed: int, plots: bool) -> None:
         KEY_CURRENCY: s.currency,
         KEY_CREATED_UTC: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         KEY_FILES: sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file()),
+        KEY_LEDGER: ledger_entry,
     }
     (d / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 

@@ -25,7 +25,8 @@ from sim.results.busy_hour import (
     latency_by_month,
     pool_busy_hour,
 )
-from sim.results.kpis import KPIS, _ratio, mean_ci, replication_kpis
+from sim.results.intervals import CI_METHODS
+from sim.results.kpis import KPIS, _ratio, kpi_bounds, kpi_ci, replication_kpis
 from sim.scenario.schema import Scenario
 from sim.units import HOURS_PER_DAY, SECONDS_PER_HOUR
 
@@ -181,15 +182,19 @@ class RunResult:
         return pd.DataFrame([replication_kpis(r) for r in self.replications])
 
     def summary(self) -> dict[str, Any]:
-        """Mean and 95% confidence interval of every KPI over replications."""
+        """Mean and 95% confidence interval of every KPI over replications, inside its range.
+
+        ``ci_method`` names the interval (:mod:`sim.results.intervals`).
+        """
         k = self.kpis()
         out: dict[str, Any] = {}
         for name, (unit, desc) in KPIS.items():
-            mean, lo, hi = mean_ci(k[name].to_numpy(dtype=float))
+            mean, lo, hi = kpi_ci(name, k[name].to_numpy(dtype=float))
             out[name] = {
                 "mean": mean,
                 "ci95_low": lo,
                 "ci95_high": hi,
+                "ci_method": CI_METHODS[kpi_bounds(name)],
                 "unit": unit,
                 "description": desc,
                 "replications": int(k[name].notna().sum()),

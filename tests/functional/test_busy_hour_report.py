@@ -258,7 +258,13 @@ def drawn(run: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[
 
 
 def _line(ax: plt.Axes, label: str) -> np.ndarray:
+    """The values of the series ``label``: a line's y data, or its bars' heights (the months
+    of a short horizon are drawn as bars)."""
     found = [ln for ln in ax.get_lines() if ln.get_label() == label]
+    if not found:
+        bars = [c for c in ax.containers if c.get_label() == label]
+        assert len(bars) == 1, f"{label!r} not among {[ln.get_label() for ln in ax.get_lines()]}"
+        return np.asarray([r.get_height() for r in bars[0].patches], dtype=float)
     assert len(found) == 1, f"{label!r} not among {[ln.get_label() for ln in ax.get_lines()]}"
     return np.asarray(found[0].get_ydata(), dtype=float)
 
@@ -309,6 +315,70 @@ def test_cluster_day_png_shows_mean_peak_and_busy_hours(run: Path, drawn):
         for (hour, util), (_, g2) in zip(xy, b.groupby("month"), strict=True):
             assert hour in set(g2["busy_hour"])
             assert util == pytest.approx(g2["utilisation"].mean())
+
+
+def _series_count(ax: plt.Axes) -> int:
+    """Labelled data series of a panel: lines, bar groups, bands with a label."""
+    labels = {
+        a.get_label()
+        for a in [*ax.get_lines(), *ax.containers, *ax.collections]
+        if not str(a.get_label()).startswith("_")
+    }
+    return len(labels)
+
+
+def test_every_png_panel_has_units_and_a_legend_when_it_has_several_series(drawn):
+    for name, fig in drawn.items():
+        for k, ax in enumerate(fig.get_axes()):
+            where = f"{name} panel {k}"
+            assert ax.get_xlabel(), where
+            assert ax.get_ylabel(), where
+            assert ax.has_data(), where
+            if _series_count(ax) > 1:
+                assert ax.get_legend() is not None, where
+
+
+def test_png_ratio_and_latency_axes_start_at_zero(drawn):
+    ttft, quality = drawn["latency_quality.png"].get_axes()
+    churn = drawn["subscribers_churn.png"].get_axes()[1]
+    for ax in (ttft, quality, churn):
+        assert ax.get_ylim()[0] == 0, ax.get_title()
+
+
+def test_png_latency_shows_the_busy_hour_and_the_targets(run: Path, drawn):
+    ttft = drawn["latency_quality.png"].get_axes()[0]
+    labels = [t.get_text() for t in ttft.get_legend().get_texts()]
+    assert "busy hour (worst pool, SLA classes pooled)" in labels
+    assert "all requests of the month" in labels
+    assert any("target 1 s" in t for t in labels)
+    assert any("target 2 s" in t for t in labels)
+    months = pd.read_csv(run / MONTHLY)
+    busy = [
+        c for c in ttft.containers if c.get_label() == "busy hour (worst pool, SLA classes pooled)"
+    ]
+    assert len(busy) == 1  # two months: bars, not a two-point line
+    heights = [r.get_height() for r in busy[0].patches]
+    assert heights == pytest.approx(months.groupby("month")["busy_hour_ttft_p95_s"].mean().tolist())
+
+
+def test_png_short_horizon_series_are_bars(drawn):
+    for name, k in (("latency_quality.png", 0), ("subscribers_churn.png", 1)):
+        ax = drawn[name].get_axes()[k]
+        assert ax.containers, f"{name} panel {k}: no bars"
+        assert all(len(ln.get_xdata()) != 1 for ln in ax.get_lines()), "a lone dot"
+
+
+def test_png_revenue_has_no_offset_and_names_every_source(run: Path, drawn):
+    ax = drawn["revenue_cost_margin.png"].get_axes()[0]
+    ax.figure.canvas.draw()
+    assert ax.yaxis.get_offset_text().get_text() == ""
+    ticks = [t.get_text() for t in ax.get_yticklabels()]
+    assert not any("e" in t for t in ticks), ticks
+    months = pd.read_csv(run / MONTHLY)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    topups = months.groupby("month")["revenue_topups"].mean().sum()
+    assert f"top-up packs: {topups:,.0f} CNY" in labels  # visible even when its bar is not
+    assert ax.get_ylabel() == "CNY per month"
 
 
 def test_plots_without_the_busy_hour_table_write_no_busy_hour_png(run: Path, tmp_path: Path):

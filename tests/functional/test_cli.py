@@ -318,8 +318,8 @@ def test_a_run_that_fails_while_writing_leaves_the_old_folder_intact(
     before = {p: (out / p).read_bytes() for p in listing(out) if (out / p).is_file()}
     real = run_folder._write_contents
 
-    def half_written(result, d, seed, plots):
-        real(result, d, seed, plots)
+    def half_written(result, d, seed, plots, *rest):
+        real(result, d, seed, plots, *rest)
         (d / "manifest.json").unlink()
         raise OSError("disk full")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -167,7 +168,8 @@ def test_sweep_response_takes_categorical_values_and_unbalanced_points():
 
 
 def _html(p: Path) -> str:
-    return p.read_text(encoding="utf-8")
+    """The page's text without the line-break hints (``<wbr>``) in its table headings."""
+    return p.read_text(encoding="utf-8").replace("<wbr>", "")
 
 
 def test_reports_are_self_contained(reports: dict[str, Path], sweep_dir: Path):
@@ -198,12 +200,18 @@ def test_reports_are_self_contained(reports: dict[str, Path], sweep_dir: Path):
     assert "By segment" in cmp
     assert "fees_per_subscriber_month" in cmp
     assert "setting(s) differ" in cmp
-    assert PRICE in cmp
+    assert "<td>plans.lite</td>" in cmp  # grouped by path
+    assert "price_per_month = 9.9" in cmp
+    assert "price_per_month = 19.9" in cmp
     sweep = _html(reports["sweep"])
     assert f"Response to {PRICE}" in sweep
     assert f"Response to {GPUS}" in sweep
     assert sweep.count("<figure>") == 2
     assert "4 finished of 4" in sweep
+    for kpi in ("busy_hour_ttft_p95_s", "busy_hour_utilisation"):
+        assert f"<th>{kpi}</th>" in sweep
+    assert "Best point under a latency constraint" in sweep
+    assert "Highest mean gross margin" not in sweep
 
 
 def test_a_run_without_ledger_says_so(sweep_dir: Path, monkeypatch):
@@ -213,13 +221,52 @@ def test_a_run_without_ledger_says_so(sweep_dir: Path, monkeypatch):
     assert text.count("<figure>") == 5  # the 7 of a run page, less token mix and quota use
 
 
-def test_reports_render_in_headless_chromium(reports: dict[str, Path]):
-    pages = check_pages(list(reports.values()))
+def test_reports_render_in_headless_chromium(
+    reports: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+):
+    shots = tmp_path_factory.mktemp("screenshots")
+    pages = check_pages(list(reports.values()), screenshots=shots)
     for kind, page in zip(reports, pages, strict=True):
         assert page.problems() == [], kind
         assert page.figures, kind
         assert page.tables, kind
         assert all(f["width"] > 100 and f["height"] > 100 for f in page.figures), kind
+        # every panel of every figure draws data; no table sticks out of the page
+        assert all(f["marks"] and min(f["marks"]) > 0 for f in page.figures), kind
+        assert page.overflow == [0] * len(page.tables), kind
+        assert page.page_overflow == 0, kind
+        assert page.screenshot is not None, kind
+        assert page.screenshot.stat().st_size > 10_000, kind
+    # the comparison's paired differences fit a laptop screen: intervals wrap under the means
+    assert pages[2].scrolled == [0] * len(pages[2].tables)
+
+
+def test_the_browser_check_fails_on_the_old_layout(reports: dict[str, Path], tmp_path: Path):
+    """The comparison as it was before tables wrapped or scrolled: the check must object."""
+    from matplotlib.figure import Figure
+
+    from sim.report.html import fig_html
+
+    page = _html(reports["compare"])
+    old = tmp_path / "old.html"
+    empty = Figure(figsize=(4, 3))
+    ax = empty.subplots()
+    ax.set(title="nothing drawn", xlabel="month", ylabel="seconds")
+    undo = (  # no scroll wrapper, headings and intervals on one line
+        "<style>.tw { overflow-x: visible; } th { white-space: nowrap; }"
+        " td .ci { display: inline; white-space: nowrap; }</style></head>"
+    )
+    old.write_text(
+        page.replace("</head>", undo).replace(
+            "</main>", fig_html(empty, "empty", "an empty figure") + "</main>"
+        ),
+        encoding="utf-8",
+    )
+    (checked,) = check_pages([old])
+    problems = "\n".join(checked.problems())
+    assert re.search(r"table 0: overflows its box by \d+ px without a scroll wrapper", problems)
+    assert "page: scrolls sideways" in problems
+    assert f"figure {len(checked.figures) - 1}: no data marks" in problems
 
 
 def test_the_browser_check_catches_a_broken_page(tmp_path: Path):
@@ -232,6 +279,9 @@ def test_the_browser_check_catches_a_broken_page(tmp_path: Path):
         "PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmciIHdpZHRoPSIxMCIgaGVpZ2h0PSIxMCIvPg=="
         "' alt='y'></figure>"
         "<table><thead><tr><th>h</th></tr></thead><tbody></tbody></table>"
+        "<div style='width:300px'><table style='width:900px'><tr><td>wide</td></tr></table></div>"
+        "<div style='width:300px;overflow-x:auto'><table style='width:900px'><tr><td>scrolls</td>"
+        "</tr></table></div>"
         "<script>console.error('deliberate console error'); notAFunction();</script>"
         "</body></html>"
     )
@@ -250,6 +300,9 @@ def test_the_browser_check_catches_a_broken_page(tmp_path: Path):
     assert "figure 0: image did not decode" in problems
     assert "figure 1: rendered 0x" in problems
     assert "table 0: no rows" in problems
+    assert "table 1: overflows its box by 600 px without a scroll wrapper" in problems
+    assert "table 2" not in problems  # wide, but it scrolls inside its box
+    assert page.scrolled[2] == pytest.approx(600, abs=20)
     assert ok.problems() == []
     assert ok.tables == [1]
 
@@ -271,10 +324,39 @@ def test_page_report_flags_each_kind_of_problem():
         "file:///x.html",
         errors=["e"],
         requests=["https://cdn.example/x.js"],
-        figures=[{"graphic": False, "width": 1, "height": 1, "natural_width": 1, "complete": True}],
+        figures=[
+            {"graphic": False, "width": 1, "height": 1, "natural_width": 1, "complete": True},
+            {
+                "graphic": True,
+                "width": 9,
+                "height": 9,
+                "natural_width": 9,
+                "complete": True,
+                "marks": [3, 0],
+            },
+            {
+                "graphic": True,
+                "width": 9,
+                "height": 9,
+                "natural_width": 9,
+                "complete": True,
+                "marks": [],
+            },
+        ],
         tables=[0, 3],
+        overflow=[0.0, 40.0],
+        page_overflow=12.0,
     )
-    assert len(p.problems()) == 4
+    assert p.problems() == [
+        "console: e",
+        "request outside the page: https://cdn.example/x.js",
+        "figure 0: no image",
+        "figure 1: panel 1 has no data marks",
+        "figure 2: no data marks",
+        "table 0: no rows",
+        "table 1: overflows its box by 40 px without a scroll wrapper",
+        "page: scrolls sideways by 12 px",
+    ]
 
 
 # ---------------------------------------------------------------------- bad input
@@ -354,3 +436,122 @@ def test_a_comparison_takes_run_folders_only(sweep_dir: Path, tmp_path: Path, ca
     assert not (tmp_path / "x.html").exists()
     with pytest.raises(ReportError, match="is a folder"):
         write_report([run], tmp_path)
+
+
+# ---------------------------------------------------------------------- what a reader sees
+
+
+def test_prices_are_shown_exactly_as_the_scenario_gives_them(sweep_dir: Path):
+    from sim.report.html import fmt_exact
+    from sim.report.pages import _facts
+
+    assert fmt_exact(159.9, "CNY") == "159.9 CNY"
+    assert fmt_exact(299.9) == "299.9"
+    assert fmt_exact(199.0) == "199"
+    assert fmt_exact(1234567.5, "CNY") == "1,234,567.5 CNY"
+    assert fmt_exact(70_000_000) == "70,000,000"
+    run = RunFolder.open(sweep_dir / "points" / "p000")
+    run.scenario["plans"][0]["price_per_month"] = 159.9
+    run.scenario["plans"][1]["price_per_month"] = 1299.9
+    text = _facts(run)
+    assert "<td>159.9 CNY</td>" in text
+    assert "<td>1,299.9 CNY</td>" in text
+    assert "160 CNY" not in text
+    assert "currency" not in text.replace("<td>currency</td>", "")  # the scenario's own name
+
+
+def test_differing_settings_are_grouped_by_path():
+    from sim.report.pages import _setting_groups
+
+    flats = [
+        {"plans.a.price_per_month": "9.9", "plans.a.quota.amount": "10", "seed": "1"},
+        {"plans.a.price_per_month": "19.9", "plans.a.quota.amount": "20", "seed": "2"},
+    ]
+    paths = sorted(flats[0])
+    assert _setting_groups(flats, paths) == [
+        (
+            "plans.a",
+            [
+                "price_per_month = 9.9\nquota.amount = 10",
+                "price_per_month = 19.9\nquota.amount = 20",
+            ],
+        ),
+        ("seed", ["1", "2"]),
+    ]
+    many = [{f"segments.s{i}.x{j}": str(k) for i in range(12) for j in range(7)} for k in (1, 2)]
+    assert len(_setting_groups(many, sorted(many[0]))) == 12  # 84 settings, 12 rows
+
+
+def test_a_one_valued_sweep_parameter_is_a_setting_not_an_axis(
+    sweep_dir: Path, tmp_path: Path, monkeypatch
+):
+    monkeypatch.setattr("sim.report.figures.svg_data_uri", lambda fig: "data:,")  # text only
+    d = tmp_path / "sweep"
+    shutil.copytree(sweep_dir, d)
+    spec = json.loads((d / "sweep.json").read_text())
+    fixed = "plans.pro.price_per_month"
+    spec["parameters"].append({"path": fixed, "values": [159.9]})
+    (d / "sweep.json").write_text(json.dumps(spec))
+    pts = pd.read_csv(d / "points.csv")
+    pts.insert(3, fixed, 159.9)
+    pts.to_csv(d / "points.csv", index=False)
+    page = build_report([d])
+    assert f"Response to {fixed}" not in page
+    assert page.count("<h2>Response to ") == 2
+    assert page.count("<figure>") == 2
+    assert f'<td>{fixed}</td><td class="l">159.9</td>' in page
+    assert "not an axis" in page
+
+
+def test_the_best_point_is_named_only_under_its_latency_constraint():
+    from sim.report.pages import _best_point
+
+    pts = pd.DataFrame(
+        {
+            "point": ["p000", "p001", "p002"],
+            "gpus": [2, 3, 4],
+            "gross_margin": [300.0, 200.0, 100.0],
+            "busy_hour_ttft_p95_s": [5.0, 0.9, 0.5],
+            "busy_hour_utilisation": [0.99, 0.7, 0.5],
+        }
+    )
+    note = _best_point(pts, ["gpus"], {"standard": 2.0, "premium": 1.0}, "CNY")
+    assert "point p001 (gpus = 3)" in note  # p000 earns more but misses the 1 s target
+    assert "2 of 3 points" in note
+    assert "1 s (premium)" in note
+    assert "No best point" in _best_point(pts, ["gpus"], {"premium": 0.1}, "CNY")
+    assert "No best point" in _best_point(pts, ["gpus"], {}, "CNY")
+
+
+def test_short_horizon_comparison_series_are_bars_from_zero():
+    from matplotlib.container import BarContainer
+
+    from sim.report.figures import compare_series
+
+    one = pd.DataFrame(
+        {
+            f"{c}{s}": [v]
+            for c, v in (
+                ("subscribers_end", 100.0),
+                ("revenue_total", 5e6),
+                ("gross_margin", 2e6),
+                ("churn_rate", 0.09),
+                ("ttft_p95_s", 0.4),
+            )
+            for s in ("", "_lo", "_hi")
+        },
+        index=pd.Index([0], name="month"),
+    )
+    day = pd.DataFrame({"mean": [0.5] * 24, "ci95_low": 0.4, "ci95_high": 0.6})
+    fig = compare_series({"a": one, "b": one * 1.01}, {"a": day, "b": day}, "CNY")
+    axes = fig.get_axes()
+    for ax in axes[:5]:
+        bars = [c for c in ax.containers if isinstance(c, BarContainer)]
+        assert len(bars) == 2, ax.get_title()  # a bar group per run
+        series = [ln for ln in ax.get_lines() if not ln.get_label().startswith("_")]
+        assert all(len(ln.get_xdata()) > 1 for ln in series), "a lone dot"
+        assert ax.get_legend() is not None
+    for ax in (axes[3], axes[4], axes[5]):  # churn, TTFT, utilisation
+        assert ax.get_ylim()[0] == 0, ax.get_title()
+    fig.canvas.draw()
+    assert axes[1].yaxis.get_offset_text().get_text() == ""

@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import cloudpickle
 import pandas as pd
@@ -15,6 +16,7 @@ import yaml
 from support.scenarios import small_dict
 
 from sim.cli import main
+from sim.experiments import distributed
 from sim.experiments.distributed import QUIET_CLUSTER, WORKER_ENV_UNSET, map_unordered, open_client
 from sim.experiments.runner import run_scenario
 from sim.results.kpis import KPIS
@@ -81,10 +83,26 @@ def test_replications_on_the_cluster_equal_in_process_ones(client):
     pd.testing.assert_frame_equal(local, remote)
 
 
-def test_run_with_workers_writes_the_same_tables(tmp_path: Path):
+def test_run_uses_every_core_by_default_with_the_same_tables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Without --workers a run of several replications opens a local cluster, one worker per
+    core (at most one per replication); its tables equal the in-process ones."""
     f = _scenario_file(tmp_path)
-    assert main(["run", str(f), "--out", str(tmp_path / "a"), "-q"]) == 0
-    assert main(["run", str(f), "--out", str(tmp_path / "b"), "-q", "--workers", "2"]) == 0
+    assert main(["run", str(f), "--out", str(tmp_path / "a"), "-q", "--workers", "1"]) == 0
+    monkeypatch.delenv(distributed.WORKERS_ENV, raising=False)
+    monkeypatch.setattr(distributed, "default_workers", lambda: 8)
+    opened: list[int | None] = []
+    real = distributed.open_client
+
+    def spy(scheduler: str | None = None, workers: int | None = None) -> Any:
+        opened.append(workers)
+        return real(scheduler, min(workers or 2, 2))
+
+    monkeypatch.setattr(distributed, "open_client", spy)
+    assert main(["run", str(f), "--out", str(tmp_path / "b"), "-q"]) == 0
+    reps = json.loads((tmp_path / "b" / "manifest.json").read_text())["replications"]
+    assert opened == [min(8, reps)]
     for name in ("kpis_by_replication.csv", "monthly.csv"):
         pd.testing.assert_frame_equal(
             pd.read_csv(tmp_path / "a" / name), pd.read_csv(tmp_path / "b" / name)
@@ -199,3 +217,23 @@ def test_sweep_refuses_bad_input_and_writes_nothing(sweep_dir: Path, tmp_path: P
     existing = str(sweep_dir / "out")
     assert main(["sweep", str(f), "--out", existing, "-q"]) == 2
     assert main(["sweep", str(f), "--out", existing, "--resume", "-q"]) == 2
+
+
+def test_a_bad_workers_variable_exits_2_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    f = _scenario_file(tmp_path)
+    monkeypatch.setenv(distributed.WORKERS_ENV, "zero")
+    out = tmp_path / "o"
+    assert main(["run", str(f), "--out", str(out), "-q"]) == 2
+    assert not out.exists()
+
+
+def test_one_replication_or_one_core_runs_in_process(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv(distributed.WORKERS_ENV, raising=False)
+    monkeypatch.setattr(distributed, "default_workers", lambda: 4)
+    assert distributed.run_workers(1) == 1
+    assert distributed.run_workers(3) == 3
+    assert distributed.run_workers(30) == 4
+    monkeypatch.setattr(distributed, "default_workers", lambda: 1)
+    assert distributed.run_workers(30) == 1
+    monkeypatch.setenv(distributed.WORKERS_ENV, "2")
+    assert distributed.run_workers(30) == 2

@@ -11,6 +11,7 @@ every figure's image and the body rows of every table.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import json
@@ -28,19 +29,57 @@ from typing import Any
 import pytest
 
 SKIP_ENV = "TOKENSIM_SKIP_BROWSER"
+"""Set to 1 to skip the headless-browser checks (chromium not installed on purpose)."""
+OVERFLOW_TOLERANCE_PX = 1.0
+"""Sub-pixel rounding allowed before a table (or the page) counts as overflowing."""
+WINDOW = (1280, 900)
+"""Browser window (CSS pixels): a laptop screen, where tables must fit or scroll."""
 
-MEASURE = """JSON.stringify({
-  figures: [...document.querySelectorAll('figure')].map(f => {
-    const g = f.querySelector('img, svg');
-    const r = (g || f).getBoundingClientRect();
-    const img = g && g.tagName === 'IMG';
-    return {width: r.width, height: r.height, graphic: !!g,
-            natural_width: img ? g.naturalWidth : -1, complete: img ? g.complete : true};
-  }),
-  tables: [...document.querySelectorAll('table')].map(
-    t => t.tBodies.length ? [...t.tBodies].reduce((n, b) => n + b.rows.length, 0)
-                          : t.rows.length),
-})"""
+MEASURE = """(() => {
+  const scrolls = el => ['auto', 'scroll'].includes(getComputedStyle(el).overflowX);
+  // data marks of a matplotlib SVG, per axes: artists clipped to the axes (lines, bands,
+  // bars, markers), not ticks, spines, texts or the legend's samples
+  const marks = img => {
+    const src = img.getAttribute('src') || '';
+    const head = 'data:image/svg+xml;base64,';
+    if (!src.startsWith(head)) return null;
+    const svg = new DOMParser().parseFromString(atob(src.slice(head.length)), 'image/svg+xml');
+    return [...svg.querySelectorAll('g[id^="axes_"]')].map(ax =>
+      [...ax.querySelectorAll('[clip-path]')].filter(e => !e.closest('g[id^="legend_"]')).length);
+  };
+  return JSON.stringify({
+    figures: [...document.querySelectorAll('figure')].map(f => {
+      const g = f.querySelector('img, svg');
+      const r = (g || f).getBoundingClientRect();
+      const img = g && g.tagName === 'IMG';
+      return {width: r.width, height: r.height, graphic: !!g,
+              natural_width: img ? g.naturalWidth : -1, complete: img ? g.complete : true,
+              marks: img ? marks(g) : null};
+    }),
+    tables: [...document.querySelectorAll('table')].map(
+      t => t.tBodies.length ? [...t.tBodies].reduce((n, b) => n + b.rows.length, 0)
+                            : t.rows.length),
+    overflow: [...document.querySelectorAll('table')].map(t => {
+      // how far the table sticks out of the box it sits in, unless that box scrolls
+      let box = t.parentElement;
+      while (box && box !== document.body && !scrolls(box)
+             && getComputedStyle(box).display === 'inline') box = box.parentElement;
+      if (box && scrolls(box)) {
+        const outer = box.parentElement.getBoundingClientRect();
+        return Math.max(0, box.getBoundingClientRect().right - outer.right);
+      }
+      return Math.max(0, t.getBoundingClientRect().right - box.getBoundingClientRect().right,
+                      t.scrollWidth - box.clientWidth);
+    }),
+    scrolled: [...document.querySelectorAll('table')].map(
+      t => scrolls(t.parentElement) ? Math.max(0, t.scrollWidth - t.parentElement.clientWidth) : 0),
+    page_overflow: Math.max(0, document.documentElement.scrollWidth - window.innerWidth),
+  });
+})()"""
+"""Measured after the load event: each figure's rendered size and, for SVG data URIs, the
+data marks per panel; each table's body rows, how many pixels it overflows the box it
+sits in without a scroll wrapper (``overflow``) and scrolls inside one (``scrolled``);
+how far the page itself scrolls sideways."""
 
 
 TRAMPOLINE = (
@@ -59,9 +98,14 @@ class PageReport:
     requests: list[str] = field(default_factory=list)
     figures: list[dict[str, Any]] = field(default_factory=list)
     tables: list[int] = field(default_factory=list)
+    overflow: list[float] = field(default_factory=list)
+    scrolled: list[float] = field(default_factory=list)
+    page_overflow: float = 0.0
+    screenshot: Path | None = None
 
     def problems(self) -> list[str]:
-        """Console errors, outside requests, empty or unrendered figures, tables without rows."""
+        """Console errors, outside requests, empty or unrendered figures, panels without data
+        marks, tables without rows or overflowing their box, a page that scrolls sideways."""
         out = [f"console: {e}" for e in self.errors]
         out += [f"request outside the page: {u}" for u in self.requests]
         for i, f in enumerate(self.figures):
@@ -71,7 +115,24 @@ class PageReport:
                 out.append(f"figure {i}: rendered {f['width']}x{f['height']}")
             elif f["natural_width"] == 0 or not f["complete"]:
                 out.append(f"figure {i}: image did not decode")
+            elif f.get("marks") is not None:
+                marks = f["marks"]
+                if not marks or sum(marks) == 0:
+                    out.append(f"figure {i}: no data marks")
+                else:
+                    out += [
+                        f"figure {i}: panel {j} has no data marks"
+                        for j, n in enumerate(marks)
+                        if n == 0
+                    ]
         out += [f"table {i}: no rows" for i, n in enumerate(self.tables) if n == 0]
+        out += [
+            f"table {i}: overflows its box by {px:.0f} px without a scroll wrapper"
+            for i, px in enumerate(self.overflow)
+            if px > OVERFLOW_TOLERANCE_PX
+        ]
+        if self.page_overflow > OVERFLOW_TOLERANCE_PX:
+            out.append(f"page: scrolls sideways by {self.page_overflow:.0f} px")
         return out
 
 
@@ -131,8 +192,14 @@ class _Pipe:
             self.buf += chunk
 
 
-def check_pages(paths: list[Path], timeout_s: float = 60.0) -> list[PageReport]:
-    """Load each HTML file in one headless Chromium and report what it saw, in order."""
+def check_pages(
+    paths: list[Path], timeout_s: float = 60.0, screenshots: Path | None = None
+) -> list[PageReport]:
+    """Load each HTML file in one headless Chromium and report what it saw, in order.
+
+    With ``screenshots`` (a folder), also save each whole page there as
+    ``NN-FOLDER-NAME.png`` (NN: its place in ``paths``).
+    """
     exe = chromium_or_fail()
     to_chrome_r, to_chrome_w = os.pipe()
     from_chrome_r, from_chrome_w = os.pipe()
@@ -153,7 +220,7 @@ def check_pages(paths: list[Path], timeout_s: float = 60.0) -> list[PageReport]:
             "--disable-extensions",
             "--disable-background-networking",
             "--mute-audio",
-            "--window-size=1280,900",
+            f"--window-size={WINDOW[0]},{WINDOW[1]}",
             f"--user-data-dir={profile}",
             "--remote-debugging-pipe",
             "about:blank",
@@ -171,7 +238,10 @@ def check_pages(paths: list[Path], timeout_s: float = 60.0) -> list[PageReport]:
         os.close(b)
         cdp = _Pipe(to_chrome_w, from_chrome_r, timeout_s)
         try:
-            return [_check(cdp, Path(p).resolve().as_uri()) for p in paths]
+            return [
+                _check(cdp, Path(p).resolve().as_uri(), _shot(i, p, screenshots))
+                for i, p in enumerate(paths)
+            ]
         except (TimeoutError, EOFError, RuntimeError) as e:
             tail = err.read_text(errors="replace")[-3000:] if err.exists() else ""
             raise AssertionError(f"headless chromium failed: {e}\n{tail}") from None
@@ -189,7 +259,15 @@ def check_pages(paths: list[Path], timeout_s: float = 60.0) -> list[PageReport]:
             os.close(from_chrome_r)
 
 
-def _check(cdp: _Pipe, url: str) -> PageReport:
+def _shot(index: int, page: Path, folder: Path | None) -> Path | None:
+    """Where the screenshot of the ``index``-th page goes (None: no screenshot)."""
+    if folder is None:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{index:02d}-{Path(page).parent.name}-{Path(page).stem}.png"
+
+
+def _check(cdp: _Pipe, url: str, screenshot: Path | None = None) -> PageReport:
     target = cdp.send("Target.createTarget", {"url": "about:blank"})["targetId"]
     s = cdp.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
     for domain in ("Runtime", "Log", "Page", "Network"):
@@ -221,5 +299,15 @@ def _check(cdp: _Pipe, url: str) -> PageReport:
                 page.requests.append(u)
     data = json.loads(measured["result"]["value"])
     page.figures, page.tables = data["figures"], data["tables"]
+    page.overflow, page.scrolled = data["overflow"], data["scrolled"]
+    page.page_overflow = data["page_overflow"]
+    if screenshot is not None:
+        shot = cdp.send(
+            "Page.captureScreenshot",
+            {"format": "png", "captureBeyondViewport": True},
+            session=s,
+        )
+        screenshot.write_bytes(base64.b64decode(shot["data"]))
+        page.screenshot = screenshot
     cdp.send("Target.closeTarget", {"targetId": target})
     return page
