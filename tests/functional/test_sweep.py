@@ -86,8 +86,8 @@ def test_replications_on_the_cluster_equal_in_process_ones(client):
 def test_run_uses_every_core_by_default_with_the_same_tables(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    """Without --workers a run of several replications opens a local cluster, one worker per
-    core (at most one per replication); its tables equal the in-process ones."""
+    """Without --workers a run of several replications opens a local cluster (workers as
+    run_workers chooses); its tables equal the in-process ones."""
     f = _scenario_file(tmp_path)
     assert main(["run", str(f), "--out", str(tmp_path / "a"), "-q", "--workers", "1"]) == 0
     monkeypatch.delenv(distributed.WORKERS_ENV, raising=False)
@@ -102,7 +102,7 @@ def test_run_uses_every_core_by_default_with_the_same_tables(
     monkeypatch.setattr(distributed, "open_client", spy)
     assert main(["run", str(f), "--out", str(tmp_path / "b"), "-q"]) == 0
     reps = json.loads((tmp_path / "b" / "manifest.json").read_text())["replications"]
-    assert opened == [min(8, reps)]
+    assert opened == [distributed.run_workers(reps)]
     for name in ("kpis_by_replication.csv", "monthly.csv"):
         pd.testing.assert_frame_equal(
             pd.read_csv(tmp_path / "a" / name), pd.read_csv(tmp_path / "b" / name)
@@ -227,10 +227,15 @@ def test_a_bad_workers_variable_exits_2_naming_it(tmp_path: Path, monkeypatch: p
     assert not out.exists()
 
 
-def test_one_replication_or_one_core_runs_in_process(monkeypatch: pytest.MonkeyPatch):
+def test_default_workers_are_one_per_core_and_at_most_one_per_replication(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """One replication in-process, never more workers than cores or replications; the
+    environment variable wins."""
     monkeypatch.delenv(distributed.WORKERS_ENV, raising=False)
+    monkeypatch.setattr(distributed, "default_workers", lambda: 2)
+    assert [distributed.run_workers(r) for r in range(1, 6)] == [1, 2, 2, 2, 2]
     monkeypatch.setattr(distributed, "default_workers", lambda: 4)
-    assert distributed.run_workers(1) == 1
     assert distributed.run_workers(3) == 3
     assert distributed.run_workers(30) == 4
     monkeypatch.setattr(distributed, "default_workers", lambda: 1)
