@@ -18,7 +18,7 @@ from typing import Any
 from sim import __version__
 from sim.capacity import defaults as sizing
 from sim.pricing import defaults as tuning
-from sim.results import ledger_file
+from sim.results import ledger_policy
 from sim.scenario.adjust import adjust_scenario, parse_demand_scale, parse_set_values
 from sim.scenario.errors import ScenarioError
 from sim.scenario.loading import json_schema, load_scenario
@@ -561,8 +561,8 @@ def parser() -> argparse.ArgumentParser:
     )
     r.add_argument(
         "--ledger",
-        choices=ledger_file.LEDGER_MODES,
-        default=ledger_file.DEFAULT_LEDGER_MODE,
+        choices=ledger_policy.LEDGER_MODES,
+        default=ledger_policy.DEFAULT_LEDGER_MODE,
         help="what ledger.parquet keeps: every subscriber-month (full, the default), every month"
         " of a seeded random sample of subscribers (sample), or no file (none)",
     )
@@ -571,7 +571,7 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         metavar="SHARE",
         help="share of subscribers --ledger sample keeps, > 0 and <= 1"
-        f" (default {ledger_file.DEFAULT_SAMPLE_FRACTION:g})",
+        f" (default {ledger_policy.DEFAULT_SAMPLE_FRACTION:g})",
     )
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     _scenario_options(r)
@@ -993,14 +993,14 @@ def _export_problem(a: argparse.Namespace) -> str | None:
 def _ledger_problem(a: argparse.Namespace) -> str | None:
     """Parse ``--ledger`` and ``--ledger-fraction`` into ``a.ledger_policy``; why not, or None."""
     a.ledger_policy = None
-    if a.ledger_fraction is not None and a.ledger != ledger_file.LEDGER_SAMPLE:
-        return f"--ledger-fraction needs --ledger {ledger_file.LEDGER_SAMPLE}"
-    fraction = ledger_file.DEFAULT_SAMPLE_FRACTION
+    if a.ledger_fraction is not None and a.ledger != ledger_policy.LEDGER_SAMPLE:
+        return f"--ledger-fraction needs --ledger {ledger_policy.LEDGER_SAMPLE}"
+    fraction = ledger_policy.DEFAULT_SAMPLE_FRACTION
     if a.ledger_fraction is not None:
         fraction = a.ledger_fraction
     try:
-        a.ledger_policy = ledger_file.LedgerPolicy(a.ledger, fraction)
-    except ledger_file.LedgerPolicyError as e:
+        a.ledger_policy = ledger_policy.LedgerPolicy(a.ledger, fraction)
+    except ledger_policy.LedgerPolicyError as e:
         return str(e)
     return None
 

@@ -31,14 +31,8 @@ from sim.experiments.sweep import (
 )
 from sim.results.busy_hour import quantile_columns
 from sim.results.kpis import KPIS
-from sim.results.ledger_file import (
-    KEY_MODE,
-    KEY_SAMPLE_FRACTION,
-    LEDGER_FULL,
-    LEDGER_MODES,
-    LEDGER_NONE,
-    read_ledger,
-)
+from sim.results.ledger_file import KEY_MODE, KEY_SAMPLE_FRACTION, read_ledger
+from sim.results.ledger_policy import LEDGER_FULL, LEDGER_MODES, LEDGER_NONE
 from sim.results.run_folder import (
     BUSY_HOUR,
     HOURLY_CLUSTER,

@@ -47,7 +47,8 @@ from sim.report.html import (
 )
 from sim.results.busy_hour import ALL_CLASSES
 from sim.results.kpis import KPIS
-from sim.results.ledger_file import KEY_ROWS_SIMULATED, LEDGER_NONE, LEDGER_SAMPLE
+from sim.results.ledger_file import KEY_ROWS_SIMULATED
+from sim.results.ledger_policy import LEDGER_NONE, LEDGER_SAMPLE
 from sim.results.run_folder import (
     EVENTS,
     KEY_CREATED_UTC,

@@ -22,7 +22,8 @@ import yaml
 
 from sim import __version__
 from sim.results.atomic import atomic_folder
-from sim.results.ledger_file import LedgerPolicy, write_ledger
+from sim.results.ledger_file import write_ledger
+from sim.results.ledger_policy import LedgerPolicy
 from sim.results.tables import RunResult
 
 # ---------------------------------------------------------------------- file names

@@ -9,7 +9,6 @@ from typing import Any, Literal, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from sim.scenario.base import NAME_PATTERN
-from sim.scenario.book_table import check_book_table
 from sim.scenario.errors import ScenarioError
 from sim.scenario.events import Event
 from sim.scenario.limits import MAX_REPLAY_BYTES
@@ -112,7 +111,10 @@ def load_scenario(path: str | Path) -> Scenario:
     data = parse_yaml(read_text(p))  # type, size, depth, aliases and duplicate keys checked
     s = validate_data(data)
     check_replays(s, p.parent)  # trace files are read relative to the scenario file
-    check_book_table(s, p.parent)  # so is the book's subscriber table
+    if s.book is not None and s.book.file is not None:  # so is the book's subscriber table
+        from sim.scenario.book_table import check_book_table  # pandas: only when there is one
+
+        check_book_table(s, p.parent)
     return s
 
 

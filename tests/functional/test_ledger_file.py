@@ -27,15 +27,17 @@ from sim.results.ledger_file import (
     KEY_ROWS,
     KEY_ROWS_SIMULATED,
     KEY_SAMPLE_FRACTION,
+    encode_ledger,
+    read_ledger,
+    sample_subscribers,
+    write_ledger,
+)
+from sim.results.ledger_policy import (
     LEDGER_FULL,
     LEDGER_NONE,
     LEDGER_SAMPLE,
     LedgerPolicy,
     LedgerPolicyError,
-    encode_ledger,
-    read_ledger,
-    sample_subscribers,
-    write_ledger,
 )
 from sim.results.run_folder import (
     KEY_FILES,
