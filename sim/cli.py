@@ -11,7 +11,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,25 @@ def _refuse(err: ScenarioError) -> int:
     for where, msg in err.problems:
         print(f"error: {where}: {msg}", file=sys.stderr)
     return EXIT_BAD_INPUT
+
+
+def _claim(a: argparse.Namespace, out: Path, option: str = "--out") -> None:
+    """Make ``out`` this command's before any simulation; ScenarioError (exit 2) if it cannot be.
+
+    Checks that it can be written (sim.results.folder_checks.output_problem), takes its lock
+    until the command ends (sim.results.locks: a second writer is refused, naming this one),
+    then removes the leftovers of killed writers there (sim.results.leftovers), saying so.
+    """
+    from sim.results.folder_checks import output_problem
+    from sim.results.leftovers import clean_leftovers
+    from sim.results.locks import folder_lock
+
+    problem = output_problem(out, option)
+    if problem:
+        raise ScenarioError([(option, problem.removeprefix(f"{option} "))])
+    a.held.enter_context(folder_lock(out, f"tokensim {a.command} {option} {out}"))
+    for left in clean_leftovers(out):
+        print(f"note: {left.describe()}", file=sys.stderr)
 
 
 def _default_out(s: Scenario, seed: int) -> Path:
@@ -124,6 +143,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     if a.ci_halfwidth is not None:
         precision = Precision(a.ci_kpi, a.ci_halfwidth, a.max_replications)
     out = Path(a.out) if a.out else _default_out(s, seed)
+    _claim(a, out)
     days = s.horizon_months * s.days_per_month * (a.max_replications if precision else reps)
     workers = a.workers
     if workers is None and a.scheduler is None:
@@ -242,6 +262,7 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     reps = s.replications if a.replications is None else a.replications
     out = Path(a.out) if a.out else Path("results") / f"{s.name}-sweep"
     try:  # before starting any cluster
+        _claim(a, out)
         check_folder(out, sweep_manifest(s, spec, pts, seed, reps), a.resume)
     except ScenarioError as e:
         return _refuse(e)
@@ -286,6 +307,7 @@ def cmd_size(a: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT
+    _claim(a, out)
     say = None if a.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     try:
         with _maybe_client(
@@ -362,6 +384,7 @@ def cmd_tune(a: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     try:  # the whole question, and the folder, before starting any cluster
         ask = prepare(s, a.vary or [], **options)
+        _claim(a, out)
         check_folder(out, ask.record, a.resume)
     except TuneError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -397,10 +420,15 @@ def cmd_compare(a: argparse.Namespace) -> int:
     from sim.results.compare import CompareError, compare_runs, write_table
     from sim.results.compare_groups import compare_by
     from sim.results.compare_text import format_groups, format_table
+    from sim.results.folder_checks import output_problem
 
     runs = [Path(p) for p in a.runs]
     if a.out and Path(a.out).is_dir():
         print(f"error: --out {a.out}: is a folder; give a file name", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    problem = output_problem(Path(a.out), folder=False) if a.out else None
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
         table = compare_by(runs, a.by) if a.by else compare_runs(runs)
@@ -550,7 +578,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--out",
         help="run folder (default: results/NAME-seedN-TIMESTAMP); an earlier run folder there is"
-        " replaced, any other non-empty folder is refused",
+        " replaced unless it holds a file tokensim did not write, any other non-empty folder is"
+        " refused; a second command writing there meanwhile is refused",
     )
     r.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     r.add_argument(
@@ -923,7 +952,12 @@ def main(argv: list[str] | None = None) -> int:
         if problem:
             print(f"error: {problem}", file=sys.stderr)
             return EXIT_BAD_INPUT
-    return int(a.fn(a))
+    with ExitStack() as held:  # output folders' locks (_claim), released when the command ends
+        a.held = held
+        try:
+            return int(a.fn(a))
+        except ScenarioError as e:  # an output refused (locked by another writer, changed)
+            return _refuse(e)
 
 
 def _run_argument_problem(a: argparse.Namespace) -> str | None:
@@ -1006,17 +1040,31 @@ def _ledger_problem(a: argparse.Namespace) -> str | None:
 
 
 def _out_problem(a: argparse.Namespace) -> str | None:
-    """Why ``--out`` cannot be written (a file, or a foreign non-empty folder), or None."""
+    """Why ``--out`` cannot be written, or None.
+
+    A file; under a file or in a folder that cannot be written
+    (sim.results.folder_checks.output_problem); a foreign non-empty folder; or a run folder
+    holding a file tokensim did not write (a new run would delete it).
+    """
     if not a.out:
         return None
+    from sim.results.folder_checks import foreign_files, foreign_problem, output_problem
+    from sim.results.leftovers import LEFTOVER
+    from sim.results.run_folder import owned_files
+
     out = Path(a.out)
-    if out.exists() and not out.is_dir():
-        return f"--out {out} exists and is not a folder"
+    problem = output_problem(out)
+    if problem:
+        return problem
     if out.is_dir() and any(out.iterdir()) and not _replaceable(out):
         return (
             f"--out {out} is a non-empty folder that is not a tokensim run folder;"
             " refusing to replace it"
         )
+    foreign = foreign_files(out, owned_files) if out.is_dir() and _replaceable(out) else []
+    foreign = [f for f in foreign if not LEFTOVER.match(Path(f).name)]  # cleaned by _claim
+    if foreign:
+        return f"--out {out} {foreign_problem(out, foreign)}; refusing to replace it"
     return None
 
 

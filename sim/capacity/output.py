@@ -68,6 +68,18 @@ def is_size_folder(path: Path) -> bool:
         return False
 
 
+SIZE_FILES = (SIZE_JSON, ANSWER_CSV, EVALUATIONS_CSV, SCHEDULE_YAML, SCENARIO_YAML, SIZE_PNG)
+"""Every file :func:`write_size` writes."""
+
+
+def size_owned(path: Path) -> set[str]:
+    """The files of a sizing folder that tokensim wrote (none when it is not one).
+
+    A new sizing replaces the folder only when it holds nothing else (sim.results.atomic).
+    """
+    return set(SIZE_FILES) if is_size_folder(path) else set()
+
+
 def size_summary(sz: Sizing, options: dict[str, Any]) -> dict[str, Any]:
     """The content of size.json."""
     return _clean(
@@ -88,7 +100,11 @@ def size_summary(sz: Sizing, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_size(sz: Sizing, out: Path, options: dict[str, Any], plot: bool = True) -> Path:
-    """Write the sizing folder at ``out`` atomically (replacing an earlier one)."""
+    """Write the sizing folder at ``out`` atomically (replacing an earlier one).
+
+    An earlier folder holding a file tokensim did not write is left alone
+    (``sim.results.folder_checks.FolderChangedError``).
+    """
 
     def fill(d: Path) -> None:
         sz.answer.to_csv(d / ANSWER_CSV, index=False)
@@ -106,7 +122,7 @@ def write_size(sz: Sizing, out: Path, options: dict[str, Any], plot: bool = True
             plot_size(sz, d / SIZE_PNG)
         (d / SIZE_JSON).write_text(json.dumps(size_summary(sz, options), indent=2) + "\n")
 
-    return atomic_folder(Path(out), fill)
+    return atomic_folder(Path(out), fill, size_owned)
 
 
 def plot_size(sz: Sizing, path: Path) -> None:

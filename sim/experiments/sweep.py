@@ -39,6 +39,7 @@ from scipy.stats import qmc
 
 from sim import __version__
 from sim.results.atomic import atomic_file
+from sim.results.kpis import KPIS
 from sim.results.run_folder import (
     KEY_PACKAGE,
     KEY_REPLICATIONS,
@@ -51,8 +52,10 @@ from sim.results.run_folder import (
     KPIS_BY_REPLICATION,
     PACKAGE_NAME,
     STATUS_COMPLETE,
+    DamagedRunFolderError,
     RunFolderError,
     check_run_folder,
+    read_table,
     render_run,
     write_files,
 )
@@ -261,9 +264,18 @@ def check_folder(out: Path, manifest: Mapping[str, Any], resume: bool) -> None:
 
 
 def _point_done(folder: Path, point: Point, seed: int, reps: int) -> bool:
-    """True when ``folder`` is a complete run of ``point``'s scenario, seed and replications."""
+    """True when ``folder`` is a complete run of ``point``'s scenario, seed and replications.
+
+    An incomplete folder (missing, unfinished) is not done: resume runs the point again. A
+    damaged one (its manifest holds values of the wrong type) is refused with ScenarioError
+    naming the file: what else in it is wrong cannot be known, and the user decides.
+    """
     try:
         m = check_run_folder(folder)
+    except DamagedRunFolderError as e:
+        raise ScenarioError(
+            [("--resume", f"{e}; remove {folder} to run the point again")]
+        ) from None
     except RunFolderError:
         return False
     return bool(
@@ -271,6 +283,33 @@ def _point_done(folder: Path, point: Point, seed: int, reps: int) -> bool:
         and m.get(KEY_SEED) == seed
         and m.get(KEY_REPLICATIONS) == reps
     )
+
+
+def _reused_kpis(folder: Path) -> pd.DataFrame:
+    """The KPI table of a finished point folder that resume reuses, checked.
+
+    Raises ScenarioError naming the file and the damaged cell or missing column (see
+    ``sim.results.run_folder.read_table``), so a damaged table never enters points.csv.
+    """
+    f = folder / KPIS_BY_REPLICATION
+    try:
+        kpis = read_table(f)
+    except (OSError, ValueError) as e:
+        raise ScenarioError(
+            [("--resume", f"{e}; remove {folder} to run the point again")]
+        ) from None
+    missing = [c for c in ("replication", *KPIS) if c not in kpis.columns]
+    if missing:
+        raise ScenarioError(
+            [
+                (
+                    "--resume",
+                    f"{f}: lacks column(s) {', '.join(missing)}; remove {folder} to run"
+                    " the point again",
+                )
+            ]
+        )
+    return kpis
 
 
 def _point_rows(point: Point, kpis: pd.DataFrame) -> pd.DataFrame:
@@ -335,12 +374,9 @@ def run_sweep(
     (out / POINTS_DIR).mkdir(parents=True, exist_ok=True)
     _write_json(out / SWEEP_JSON, manifest)
     todo = [p for p in pts if not (resume and _point_done(point_folder(out, p.id), p, seed, reps))]
-    reused = [p.id for p in pts if p not in todo]
-    rows = {
-        p.id: _point_rows(p, pd.read_csv(point_folder(out, p.id) / KPIS_BY_REPLICATION))
-        for p in pts
-        if p.id in reused
-    }
+    reused_pts = [p for p in pts if p not in todo]
+    reused = [p.id for p in reused_pts]
+    rows = {p.id: _point_rows(p, _reused_kpis(point_folder(out, p.id))) for p in reused_pts}
     # dask is imported only here: readers of the sweep folder's names (the reports) skip it
     from sim.experiments.distributed import TASK_RETRIES, as_finished
     from sim.experiments.runner import replicate

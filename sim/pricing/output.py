@@ -42,8 +42,34 @@ def tune_summary(t: Tuning) -> dict[str, Any]:
     )
 
 
+TUNE_FILES = (
+    jr.TUNE_JSON,
+    jr.REPLICATIONS_CSV,
+    jr.TRIALS_CSV,
+    jr.REEVALUATION_CSV,
+    jr.PARETO_CSV,
+    jr.PARETO_PNG,
+    jr.SURFACE_PNG,
+    jr.SCENARIO_YAML,
+)
+"""Every file a tune folder holds, running or complete."""
+
+
+def tune_owned(path: Path) -> set[str]:
+    """The files of a tune folder that tokensim wrote (none when it is not one).
+
+    The complete folder replaces the running one only when it holds nothing else
+    (sim.results.atomic).
+    """
+    return set(TUNE_FILES) if jr.is_tune_folder(path) else set()
+
+
 def write_tune(t: Tuning, out: Path, plot: bool = True) -> Path:
-    """Write the complete tune folder at ``out`` atomically (replacing the running one)."""
+    """Write the complete tune folder at ``out`` atomically (replacing the running one).
+
+    A folder holding a file tokensim did not write is left alone
+    (``sim.results.folder_checks.FolderChangedError``).
+    """
 
     def fill(d: Path) -> None:
         t.replications.to_csv(d / jr.REPLICATIONS_CSV, index=False)
@@ -60,7 +86,7 @@ def write_tune(t: Tuning, out: Path, plot: bool = True) -> Path:
             plot_surface(t, d / jr.SURFACE_PNG)
         (d / jr.TUNE_JSON).write_text(jr.json_text(tune_summary(t)))
 
-    return atomic_folder(Path(out), fill)
+    return atomic_folder(Path(out), fill, tune_owned)
 
 
 def _fmt(x: Any) -> str:

@@ -12,6 +12,7 @@ what "complete" means) is not repeated here: it comes from the writers,
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -53,6 +54,7 @@ from sim.results.run_folder import (
     read_manifest,
     read_table,
 )
+from sim.results.table_checks import TableError, check_numbers
 
 OLDER_ADDED = ("goodput_share", "busy_hour_utilisation", "busy_hour_ttft_p95_s")
 """Columns added with the busy-hour tables; read as missing values (NaN) in older run folders."""
@@ -62,20 +64,55 @@ class ReportError(Exception):
     """A path that is not a complete run or sweep folder, or a file in it that cannot be read."""
 
 
+SUMMARY_STATS = ("mean", "ci95_low", "ci95_high")
+"""Figures of each KPI in summary.json that a report shows: a number, or null (undefined)."""
+
+
 def _read(path: Path, reader: Callable[[Path], Any]) -> Any:
     try:
         return reader(path)
     except FileNotFoundError:
         raise ReportError(f"{path}: missing") from None
+    except TableError as e:  # a damaged cell: the message names file, column and line
+        raise ReportError(str(e)) from None
     except Exception as e:  # a corrupt file of any kind: name it
         raise ReportError(f"{path}: cannot be read ({type(e).__name__}: {e})") from None
 
 
-def _need_columns(path: Path, df: pd.DataFrame, cols: Sequence[str]) -> pd.DataFrame:
+def _need_columns(
+    path: Path, df: pd.DataFrame, cols: Sequence[str], checked: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """``df`` when it has every column of ``cols``, valid values in ``checked``; else ReportError.
+
+    ``checked`` defaults to ``cols``; valid as ``sim.results.table_checks.check_numbers``
+    says (numbers, finite, missing only where a ratio may be undefined).
+    """
     missing = [c for c in cols if c not in df.columns]
     if missing:
         raise ReportError(f"{path}: missing column(s) {', '.join(missing)}")
+    try:
+        check_numbers(path, df, cols if checked is None else checked)
+    except TableError as e:
+        raise ReportError(str(e)) from None
     return df
+
+
+def _summary_problem(summary: dict[str, Any]) -> str | None:
+    """The first KPI of summary.json that is not a mapping of numbers (or nulls), said."""
+    for name in KPIS:
+        entry = summary.get(name)
+        if entry is None:
+            continue
+        if not isinstance(entry, dict):
+            return f"{name} is not a mapping"
+        for stat in SUMMARY_STATS:
+            v = entry.get(stat)
+            ok = v is None or (
+                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            )
+            if not ok:
+                return f"{name}.{stat} must be a finite number or null, not {json.dumps(v)}"
+    return None
 
 
 def _json(path: Path) -> Any:
@@ -114,6 +151,9 @@ class RunFolder:
         scenario = _read(path / SCENARIO, lambda p: yaml.safe_load(p.read_text("utf-8")))
         if not isinstance(summary, dict) or not isinstance(scenario, dict):
             raise ReportError(f"{path}: {SUMMARY} or {SCENARIO} is not a mapping")
+        problem = _summary_problem(summary)
+        if problem:
+            raise ReportError(f"{path / SUMMARY}: {problem}")
         return cls(path, manifest, summary, scenario, older)
 
     @property
@@ -324,7 +364,12 @@ class SweepFolder:
         p = path / POINTS_CSV
         if p.stat().st_size == 0 or not p.read_text(encoding="utf-8", errors="replace").strip():
             raise ReportError(f"{p}: no finished points")
-        points = _need_columns(p, _read(p, pd.read_csv), ["point", "replication", *params, *KPIS])
+        points = _need_columns(  # swept values may be names: only the KPIs are numbers
+            p,
+            _read(p, pd.read_csv),
+            ["point", "replication", *params, *KPIS],
+            ["replication", *KPIS],
+        )
         if points.empty:
             raise ReportError(f"{p}: no finished points")
         return cls(path, spec, points, params)

@@ -37,6 +37,8 @@ from sim.report.folders import (
 )
 from sim.report.pages import compare_report, run_report, sweep_report
 from sim.results.atomic import atomic_file
+from sim.results.folder_checks import output_problem
+from sim.results.run_folder import REPORT_HTML
 
 
 def build_report(paths: Sequence[Path]) -> str:
@@ -61,7 +63,7 @@ def build_report(paths: Sequence[Path]) -> str:
 def default_out(paths: Sequence[Path]) -> Path:
     """``<FOLDER>/report.html`` for one run or sweep; ``results/compare-TIMESTAMP.html`` else."""
     if len(paths) == 1:
-        return Path(paths[0]) / "report.html"
+        return Path(paths[0]) / REPORT_HTML
     return Path("results") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}.html"
 
 
@@ -69,10 +71,15 @@ def write_report(paths: Sequence[Path], out: Path | None = None) -> Path:
     """Build the report and write it atomically to ``out`` (default: ``default_out``).
 
     The HTML is built completely before anything is written; it then goes to a temporary
-    file beside ``out`` that replaces ``out`` in one step. Returns the path written.
+    file beside ``out`` that replaces ``out`` in one step. An output that cannot be written
+    (under a file, in a read-only folder) is refused before building. Returns the path
+    written.
     """
     target = Path(out) if out is not None else default_out(paths)
     if target.is_dir():
         raise ReportError(f"{target}: is a folder; give a file name for the report")
+    problem = output_problem(target, folder=False)
+    if problem:
+        raise ReportError(problem)
     html_text = build_report(paths)
     return atomic_file(target, html_text)

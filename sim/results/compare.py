@@ -40,6 +40,7 @@ from sim.results.run_folder import (
     read_table,
 )
 from sim.results.run_labels import RunLabel, run_labels
+from sim.results.table_checks import TableError
 
 STAT_COLUMNS = (
     "replications",
@@ -115,11 +116,14 @@ def load_run(path: Path) -> tuple[dict, pd.DataFrame]:
     """A complete run folder's manifest and per-replication KPIs.
 
     Raises CompareError naming the path when it is not a complete run folder
-    (``sim.results.run_folder.check_run_folder``) or its KPI table cannot be read.
+    (``sim.results.run_folder.check_run_folder``: its manifest's types checked too) or its
+    KPI table cannot be read or holds a damaged cell (``sim.results.table_checks``).
     """
     manifest = _check(Path(path))
     try:
         kpis = read_table(path / KPIS_BY_REPLICATION, KPIS)  # earlier versions: NaN where new
+    except TableError as e:  # the message names the file, column and line
+        raise CompareError(str(e)) from None
     except (OSError, ValueError) as e:
         raise CompareError(f"{path / KPIS_BY_REPLICATION}: cannot be read ({e})") from None
     return manifest, kpis

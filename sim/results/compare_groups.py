@@ -25,6 +25,7 @@ from sim.engine.metrics import MONTHLY
 from sim.results.compare import ComparedRun, CompareError, open_runs, paired_stats
 from sim.results.kpis import KPIS, bounds_of_unit
 from sim.results.run_folder import KEY_SEED, MONTHLY_BY_PLAN_SEGMENT, read_table
+from sim.results.table_checks import TableError
 from sim.units import TOKENS_PER_MTOK
 
 BY = ("plan", "segment")
@@ -142,6 +143,8 @@ def group_values(run: ComparedRun, by: str) -> pd.DataFrame:
     f = run.path / MONTHLY_BY_PLAN_SEGMENT
     try:
         df = read_table(f, LATER_COUNTERS)  # NaN where an earlier version lacks them
+    except TableError as e:  # a damaged cell: the message names the file, column and line
+        raise CompareError(str(e)) from None
     except (OSError, ValueError) as e:
         raise CompareError(f"{f}: cannot be read ({e})") from None
     missing = [c for c in _NEEDED if c not in df]

@@ -22,8 +22,10 @@ import yaml
 
 from sim import __version__
 from sim.results.atomic import atomic_folder
+from sim.results.folder_checks import listing
 from sim.results.ledger_file import write_ledger
 from sim.results.ledger_policy import LedgerPolicy
+from sim.results.table_checks import check_numbers
 from sim.results.tables import RunResult
 
 # ---------------------------------------------------------------------- file names
@@ -85,6 +87,9 @@ RENAMED_COLUMNS = {"slo_attainment": "slo_attainment_served"}
 versions (old name -> new name); read_table renames them in older folders."""
 OPTIONAL_FILES = (EVENTS, LEDGER, REQUESTS_AZURE, REQUESTS_MOONCAKE, REQUESTS_DETAIL)
 """Files a run folder holds depending on the scenario and options (plots aside)."""
+REPORT_HTML = "report.html"
+"""The report ``tokensim report FOLDER`` writes into the folder by default: tokensim's own, so
+a new run into the folder may replace it with the rest (:func:`owned_files`)."""
 
 # ---------------------------------------------------------------------- manifest keys
 
@@ -128,6 +133,67 @@ sample_fraction (share of subscribers kept), rows written and rows simulated (se
 
 class RunFolderError(ValueError):
     """A folder that is not a (complete) tokensim run folder; the message names it and why."""
+
+
+class DamagedRunFolderError(RunFolderError):
+    """A complete-looking run folder whose manifest holds values its writer never writes."""
+
+
+MANIFEST_TYPES: dict[str, tuple[str, bool]] = {
+    KEY_SCENARIO: ("text", True),
+    KEY_SCENARIO_SHA256: ("text", False),
+    KEY_SEED: ("whole number >= 0", True),
+    KEY_REPLICATIONS: ("whole number >= 1", True),
+    KEY_VERSION: ("text", False),
+    KEY_CURRENCY: ("text", False),
+    KEY_CREATED_UTC: ("text", False),
+    KEY_WALL_S: ("number >= 0", False),
+    KEY_REQUESTS_SIMULATED: ("whole number >= 0", False),
+    KEY_SUBSCRIBER_MONTHS: ("whole number >= 0", False),
+    KEY_FILES: ("list of text", False),
+    KEY_ENGINE_S: ("list of numbers >= 0", False),
+    KEY_LEDGER: ("mapping", False),
+}
+"""What each manifest key holds, and whether a complete run folder must have it (readers rely
+on these: ``report`` shows them, ``compare`` pairs runs by seed, ``sweep --resume`` reuses a
+point when scenario digest, seed and replications agree)."""
+
+
+def _is_whole(x: Any, low: int) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= low
+
+
+def _is_number(x: Any) -> bool:
+    return (
+        isinstance(x, int | float) and not isinstance(x, bool) and bool(np.isfinite(x)) and x >= 0
+    )
+
+
+_VALID = {
+    "text": lambda x: isinstance(x, str),
+    "whole number >= 0": lambda x: _is_whole(x, 0),
+    "whole number >= 1": lambda x: _is_whole(x, 1),
+    "number >= 0": _is_number,
+    "list of text": lambda x: isinstance(x, list) and all(isinstance(v, str) for v in x),
+    "list of numbers >= 0": lambda x: isinstance(x, list) and all(_is_number(v) for v in x),
+    "mapping": lambda x: isinstance(x, dict),
+}
+
+
+def manifest_problem(manifest: dict[str, Any]) -> str | None:
+    """The first key of a manifest whose value is missing or not of its type, said; or None.
+
+    Types and required keys as in :data:`MANIFEST_TYPES`.
+    """
+    for key, (kind, required) in MANIFEST_TYPES.items():
+        if key not in manifest:
+            if required:
+                return f"{key} is missing"
+            continue
+        value = manifest[key]
+        if not _VALID[kind](value):
+            return f"{key} must be a {kind}, not {json.dumps(value)[:60]}"
+    return None
 
 
 # ---------------------------------------------------------------------- reading
@@ -174,12 +240,16 @@ def is_older(manifest: dict[str, Any]) -> bool:
 
 
 def read_table(path: Path, columns: Iterable[str] = ()) -> pd.DataFrame:
-    """A CSV table of a run folder, read alike whatever version wrote it.
+    """A CSV table of a run folder, read alike whatever version wrote it, and checked.
 
-    :data:`RENAMED_COLUMNS` are applied, and the ``columns`` it lacks are added as missing
-    values (NaN).
+    Every cell must be what a writer writes (``sim.results.table_checks.check_numbers``:
+    numbers in numeric columns, never infinite, missing only where a ratio can be
+    undefined); the first that is not raises ``TableError`` (a ValueError) naming the file,
+    column, line and value. Then :data:`RENAMED_COLUMNS` are applied, and the ``columns`` it
+    lacks are added as missing values (NaN).
     """
     df = pd.read_csv(path)
+    check_numbers(Path(path), df)
     df = df.rename(columns={k: v for k, v in RENAMED_COLUMNS.items() if v not in df})
     return df.assign(**{c: float("nan") for c in columns if c not in df})
 
@@ -189,13 +259,17 @@ def check_run_folder(path: Path) -> dict[str, Any]:
 
     Complete means: written by tokensim, status :data:`STATUS_COMPLETE`, and no file
     missing (:func:`missing_files`). Raises RunFolderError naming the path and the first
-    reason it is not.
+    reason it is not, DamagedRunFolderError when the manifest holds a value of the wrong
+    type (:func:`manifest_problem`).
     """
     path = Path(path)
     manifest = read_manifest(path)
     status = manifest.get(KEY_STATUS)
     if status != STATUS_COMPLETE:
         raise RunFolderError(f"{path}: run folder is not complete (status {status!r})")
+    problem = manifest_problem(manifest)
+    if problem:
+        raise DamagedRunFolderError(f"{path / MANIFEST}: {problem}")
     missing = missing_files(path, manifest)
     if missing:
         raise RunFolderError(f"{path}: run folder lacks {', '.join(missing)}")
@@ -211,6 +285,25 @@ def is_run_folder(path: Path) -> bool:
     return True
 
 
+def owned_files(path: Path) -> set[str]:
+    """The files of the folder at ``path`` that tokensim wrote, which a new run may replace.
+
+    Those its manifest lists, the manifest itself and :data:`REPORT_HTML`; in a folder whose
+    manifest lists no files (written before it did), every file under a declared name. None
+    in a folder without a tokensim manifest. Anything else is the user's, and the writer
+    refuses to replace the folder (``sim.results.atomic.atomic_folder``).
+    """
+    try:
+        manifest = read_manifest(path)
+    except RunFolderError:
+        return set()
+    listed = manifest.get(KEY_FILES)
+    if isinstance(listed, list):
+        return {str(f) for f in listed} | {MANIFEST, REPORT_HTML}
+    declared = {*REQUIRED_FILES, *OPTIONAL_FILES, PLOTS_DIR, REPORT_HTML}
+    return {f for f in listing(path) if f.split("/")[0] in declared}
+
+
 # ---------------------------------------------------------------------- writing
 
 
@@ -223,11 +316,15 @@ def write_run(
 ) -> Path:
     """Write the run folder atomically: build it beside ``out_dir``, then move it into place.
 
-    ``ledger`` says what of the ledger to keep (default: all of it).
+    ``ledger`` says what of the ledger to keep (default: all of it). An earlier folder at
+    ``out_dir`` is replaced only when every file in it is tokensim's (:func:`owned_files`);
+    else ``sim.results.folder_checks.FolderChangedError`` says where the new folder went.
     """
     policy = ledger or LedgerPolicy()
     return atomic_folder(
-        Path(out_dir), lambda stage: _write_contents(result, stage, seed, plots, policy)
+        Path(out_dir),
+        lambda stage: _write_contents(result, stage, seed, plots, policy),
+        owned_files,
     )
 
 
@@ -249,7 +346,11 @@ def render_run(
 
 
 def write_files(files: dict[str, bytes], out_dir: Path) -> Path:
-    """Write a rendered run folder (:func:`render_run`) atomically to ``out_dir``."""
+    """Write a rendered run folder (:func:`render_run`) atomically to ``out_dir``.
+
+    As :func:`write_run`, an earlier folder there is replaced only when every file in it is
+    tokensim's (:func:`owned_files`).
+    """
 
     def fill(stage: Path) -> None:
         for rel, data in files.items():
@@ -257,7 +358,7 @@ def write_files(files: dict[str, bytes], out_dir: Path) -> Path:
             f.parent.mkdir(parents=True, exist_ok=True)
             f.write_bytes(data)
 
-    return atomic_folder(Path(out_dir), fill)
+    return atomic_folder(Path(out_dir), fill, owned_files)
 
 
 def _write_contents(

@@ -107,7 +107,7 @@ def read_azure(path: str | Path) -> Trace:
     p = Path(path)
     try:
         d = pd.read_csv(p)
-    except (OSError, ValueError, UnicodeDecodeError) as e:
+    except (OSError, ValueError, UnicodeDecodeError, EOFError) as e:
         raise TraceError(f"cannot read {p.name} as CSV: {e}") from None
     missing = [c for c in AZURE_COLUMNS if c not in d.columns]
     if missing:
@@ -166,12 +166,66 @@ def read_trace(path: str | Path, fmt: str | None = None) -> Trace:
     raise TraceError(f"{Path(path).name}: not an Azure CSV or Mooncake JSONL request trace")
 
 
+TABLE_NUMBERS: dict[str, tuple[str, ...]] = {
+    "servegen_arrivals": ("client", "window_start_s", "rate_rps", "iat_cv"),
+    "servegen_pmf": ("tokens", "prob"),
+    "servegen_client_tokens": ("requests",),
+    "azure2024_profile": ("approx_requests_per_min",),
+}
+"""Columns of each calibration table that the fits use as numbers: every row must hold a
+finite number >= 0 there (a truncated or edited file otherwise turns into NaN probabilities
+or a failed fit deep inside the calibration)."""
+TABLE_TEXT: dict[str, tuple[str, ...]] = {
+    "servegen_arrivals": ("model",),
+    "servegen_pmf": ("model", "field"),
+    "servegen_client_tokens": ("model",),
+    "azure2024_profile": ("class", "hour_start_utc"),
+}
+"""Columns of each calibration table that the fits group by: never empty."""
+
+
+def check_table(name: str, kind: str, df: pd.DataFrame) -> None:
+    """Raise TraceError naming ``name``, the line and the column of the first bad cell.
+
+    ``kind`` is the table's format (:func:`detect`); see :data:`TABLE_NUMBERS` and
+    :data:`TABLE_TEXT` for what is checked. Line numbers count the header as line 1.
+    """
+    if df.empty:
+        raise TraceError(f"{name}: no rows")
+    for c in TABLE_TEXT.get(kind, ()):
+        if c not in df.columns:
+            raise TraceError(f"{name}: missing column {c}")
+        bad = df[c].isna().to_numpy()
+        if bad.any():
+            line = int(np.flatnonzero(bad)[0]) + 2
+            raise TraceError(f"{name} line {line}: no value in column {c} (a truncated file?)")
+    for c in TABLE_NUMBERS.get(kind, ()):
+        if c not in df.columns:
+            raise TraceError(f"{name}: missing column {c}")
+        x = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isfinite(x) | (x < 0)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            value = df[c].iloc[i]
+            what = "no value" if pd.isna(value) else f"{value!r} is not a finite number >= 0"
+            raise TraceError(f"{name} line {i + 2}: {what} in column {c} (a truncated file?)")
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
-    """A calibration table (CSV, possibly gzip-compressed)."""
+    """A calibration table (CSV, possibly gzip-compressed), checked when its format is known.
+
+    A table :func:`detect` recognises is checked by :func:`check_table`; TraceError names
+    the file and the first problem.
+    """
+    p = Path(path)
     try:
-        return pd.read_csv(path)
-    except (OSError, ValueError, UnicodeDecodeError) as e:
-        raise TraceError(f"cannot read {Path(path).name} as CSV: {e}") from None
+        df = pd.read_csv(p)
+    except (OSError, ValueError, UnicodeDecodeError, EOFError) as e:
+        raise TraceError(f"cannot read {p.name} as CSV: {e}") from None
+    kind = detect(p)
+    if kind in TABLE_NUMBERS:
+        check_table(p.name, kind, df)
+    return df
 
 
 def read_json(path: str | Path) -> dict[str, Any]:

@@ -299,10 +299,10 @@ def test_running_again_replaces_the_folder(tmp_path: Path):
     out = tmp_path / "x"
     argv = ["run", str(scenario), "--out", str(out), "--quiet", "--no-plots"]
     assert main([*argv, "--seed", "1"]) == 0
-    (out / "stale.txt").write_text("from an earlier run")
+    assert (out / "ledger.parquet").exists()  # the earlier run's, which the next one omits
     first = (out / "monthly.csv").read_bytes()
-    assert main([*argv, "--seed", "2"]) == 0
-    assert not (out / "stale.txt").exists()  # replaced, not merged into
+    assert main([*argv, "--seed", "2", "--ledger", "none"]) == 0
+    assert not (out / "ledger.parquet").exists()  # replaced, not merged into
     assert (out / "monthly.csv").read_bytes() != first
     assert json.loads((out / "manifest.json").read_text())["seed"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml", "x"]
