@@ -14,6 +14,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from sim.engine.hours import hour_of
 from sim.engine.outcomes import (
     ABANDONED,
     DOWNGRADED,
@@ -21,6 +22,7 @@ from sim.engine.outcomes import (
     REFUSED_NO_CAPACITY,
     REFUSED_QUOTA,
     REFUSED_THROTTLE,
+    REFUSED_WINDOW,
     SERVED,
 )
 from sim.engine.resolution import HIST_MANTISSA_BITS, HIST_MIN_S
@@ -49,6 +51,9 @@ REQUEST_METRICS = (
     "api_list_value",
     "abandoned",
     "tokens_abandoned",
+    "refused_window",
+    "deferred",
+    "peak_extra_units",
 )
 (
     R_REQ,
@@ -71,6 +76,9 @@ REQUEST_METRICS = (
     R_API,
     R_ABN,
     R_TABN,
+    R_RW,
+    R_DEF,
+    R_PEAK,
 ) = range(len(REQUEST_METRICS))
 # order of the per-subscriber month counters passed as one 2-D array
 SUB_COUNTERS = (
@@ -115,8 +123,9 @@ HOURLY_FILLED = (
     "busy_slot_s",
     "offered",
     "offered_slot_s",
+    "deferred",
 )
-H_ARR, H_START, H_WAIT, H_MET, H_CNT, H_BUSY, H_OFF, H_OFF_S = range(len(HOURLY_FILLED))
+H_ARR, H_START, H_WAIT, H_MET, H_CNT, H_BUSY, H_OFF, H_OFF_S, H_DEF = range(len(HOURLY_FILLED))
 # order of the SLO counters by month x hour of day x pool x class (see sim.engine.metrics)
 SLO_COUNTS = ("offered", "counted", "met")
 SLO_OFFERED, SLO_COUNTED, SLO_MET = range(len(SLO_COUNTS))
@@ -169,6 +178,9 @@ def tally_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
     decode_start,
     over,
     bought,
+    defers,
+    t0,
+    charge,
     # subscriber state
     sub_plan,
     sub_seg,
@@ -191,6 +203,8 @@ def tally_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
     n_class,
     pool_model,
     track_models,
+    peak,
+    week_offset,
     # accumulators for this month and the whole run
     monthly,
     hist,
@@ -206,6 +220,9 @@ def tally_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
     """
     n_h = hourly.shape[0]
     n_bins = hist.shape[-1]
+    deferring = defers.shape[0] == t.shape[0]  # (else a one-row placeholder: no windows)
+    weighted = charge.shape[0] == t.shape[0]  # (else a placeholder: no peak weights)
+    n_week = peak.shape[1]
     buf = np.empty(1, dtype=np.float64)
     bits = buf.view(np.int64)
     for i in range(t.shape[0]):
@@ -226,7 +243,7 @@ def tally_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
         # every request is offered to its pool (pool_used is the requested pool when refused)
         # in its plan's SLA class, at the hour of day it arrives: the goodput denominator
         pl = pool_used[i]
-        ha = min(int(t[i] // SECONDS_PER_HOUR), n_h - 1)
+        ha = min(hour_of(t[i]), n_h - 1)
         hod = ha % HOURS_PER_DAY
         slo[hod, pl, plan_class[p], SLO_OFFERED] += 1
         hourly[ha, pl, H_OFF] += 1
@@ -240,6 +257,9 @@ def tally_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
             monthly[R_ABN, p, g] += 1
             monthly[R_TABN, p, g] += tok
             continue
+        if deferring and defers[i] > 0:  # held back at a usage window, sent again later
+            monthly[R_DEF, p, g] += 1
+            hourly[min(hour_of(t0[i]), n_h - 1), pl, H_DEF] += 1
         if oc > DOWNGRADED:
             sub_counters[s, S_REF] += 1
             sub_counters[s, S_TREF] += tok
@@ -250,6 +270,8 @@ def tally_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
                 monthly[R_RT, p, g] += 1
             elif oc == REFUSED_CONCURRENCY:
                 monthly[R_RC, p, g] += 1
+            elif oc == REFUSED_WINDOW:
+                monthly[R_RW, p, g] += 1
             else:
                 monthly[R_RCAP, p, g] += 1
             continue
@@ -274,6 +296,9 @@ def tally_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
         model_tokens[m, 2] += output[i]
         if plan_rule[p] == RULE_PAYG:
             sub_counters[s, S_OVER] += over[i]
+        if weighted:  # quota units the hour's weight added (re-sends: at their own hour)
+            wk = peak[p, (hour_of(t[i]) + week_offset) % n_week]
+            monthly[R_PEAK, p, g] += charge[i] - charge[i] / wk
         wait = start[i] - t[i]
         if batched[pl]:  # measured on the replica (sim.engine.batching)
             ttft = first[i] - t[i]
@@ -308,7 +333,7 @@ def tally_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
         hist[hod, pl, c, L_TPOT, _bin(tpot_i, buf, bits, n_bins)] += 1
         hist[hod, pl, c, L_E2E, _bin(e2e, buf, bits, n_bins)] += 1
         wait_sum[pl, c] += wait
-        hs = min(int(start[i] // SECONDS_PER_HOUR), n_h - 1)
+        hs = min(hour_of(start[i]), n_h - 1)
         hourly[ha, pl, H_ARR] += 1
         hourly[hs, pl, H_START] += 1
         hourly[hs, pl, H_WAIT] += wait
@@ -323,7 +348,7 @@ def tally_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
         if batched[pl] and disaggregated[pl]:
             _add_busy(hourly, pl, start[i], first[i], hs)
             if output[i] > 1.0:
-                hd = min(int(decode_start[i] // SECONDS_PER_HOUR), n_h - 1)
+                hd = min(hour_of(decode_start[i]), n_h - 1)
                 _add_busy(hourly, pl, decode_start[i], end[i], hd)
         elif batched[pl]:
             _add_busy(hourly, pl, start[i], end[i], hs)

@@ -34,7 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from sim.engine import event_heap as events
-from sim.engine.abandonment import abandon
+from sim.engine.abandonment import BILLED_WHOLE, CROSSED, abandon
 from sim.engine.batching import (
     E_KV,
     E_REP,
@@ -51,6 +51,7 @@ from sim.engine.batching import (
     load_ghosts,
 )
 from sim.engine.compiled import no_refcount
+from sim.engine.day_buffers import DayBuffers
 from sim.engine.outcomes import (
     ABANDONED,
     DOWNGRADED,
@@ -58,17 +59,38 @@ from sim.engine.outcomes import (
     REFUSED_NO_CAPACITY,
     REFUSED_QUOTA,
     REFUSED_THROTTLE,
+    REFUSED_WINDOW,
     SERVED,
     THROTTLED,
+)
+from sim.engine.windows import (
+    W_ACTIVE,
+    W_DEFERS,
+    W_GAP,
+    W_MAX_DEFERS,
+    W_MAX_WAIT,
+    W_N,
+    W_RULE,
+    W_T0,
+    W_U_WAIT,
+    W_WAIT_SHARE,
+    W_WAITS,
+    W_WREQ,
+    W_WTOK,
+    peak_weight,
+    window_charge,
+    window_full,
 )
 from sim.units import SECONDS_PER_DAY
 from sim.world.rules import (
     NO_LIMIT,
     RULE_CUTOFF,
+    RULE_PAYG,
     RULE_THROTTLE_DOWNGRADE,
     RULE_THROTTLE_SLOW,
     RULE_TOPUP,
 )
+from sim.world.windows import LIMIT_CUTOFF, LIMIT_MONTHLY, LIMIT_WAIT
 
 
 class ClusterState:
@@ -220,6 +242,8 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
     bcarry,
     bcount,
     day_end,
+    # usage windows and their per-request arrays (sim.engine.windows.WindowState.kernel_args)
+    windows,
     # outputs
     outcome,
     pool_used,
@@ -296,17 +320,22 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
         deadline,
         acct,
     )
-    # retries: heaps of (time, row) of the patience deadlines watched and the retries due
+    # retries: heaps of (time, row) of the patience deadlines watched and the retries due;
+    # requests deferred at a usage window wait in the same heap for its roll (each row at
+    # most once at a time)
     retrying = n > n_arrivals
+    deferring = windows[W_ACTIVE] and windows[W_WAITS]
     watch = np.zeros((n + 1 if retrying else 1, 2))
-    due = np.zeros((n - n_arrivals + 1, 2))
+    due = np.zeros((n + 1 if deferring else n - n_arrivals + 1, 2))
     retry_rows[0] = n_arrivals
     retry_rows[1] = 0
     retry = (
         t, sub, pool_req, charge, uncached, output, u_buy, patience, sub_seg, retry_max,
         retry_backoff, retry_factor, retry_backoff_max, attempt, origin, bent, any_batched,
-        due, retry_rows, day_end,
+        due, retry_rows, day_end, windows, sub_plan,
     )  # fmt: skip
+    has_windows = windows[W_ACTIVE]
+    win_n = windows[W_N]  # (taken out of the tuple once: each take costs reference counting)
     # the batched pools' replicas start the day with the requests yesterday carried
     if any_batched:
         load_ghosts(day_end - SECONDS_PER_DAY, bpp, brs, bheap, bhand, bent, n)
@@ -314,7 +343,7 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
     while True:
         # next event: a watched deadline, then a retry, then the next arrival (ties that way)
         ta = t[ia] if ia < n_arrivals else np.inf
-        if retrying:
+        if retrying or deferring:
             td = events.top_time(watch, np.inf)
             tr = events.top_time(due, np.inf)
             if td <= ta and td <= tr and td < np.inf:
@@ -374,9 +403,36 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
         pl = pool_req[i]
         pr = prio[p]
         out = SERVED
-        if u >= quota_eff[s]:
+        counted = has_windows and win_n[p] > 0  # counted in the plan's windows
+        window_throttled = False
+        window_spent = False  # a full window whose rule is the plan's monthly one
+        if counted:
+            bind, roll = window_full(s, p, sub_seg[s], now, windows)
+            if bind >= 0:
+                wrule = windows[W_RULE][p, bind]
+                if wrule == LIMIT_WAIT:
+                    if not _wait(i, roll, retry):  # (a waiting request comes back at roll)
+                        outcome[i] = REFUSED_WINDOW
+                    continue
+                if wrule == LIMIT_CUTOFF:
+                    outcome[i] = REFUSED_WINDOW
+                    continue
+                counted = False  # served beyond the window: not counted in it
+                if wrule == LIMIT_MONTHLY:  # as if the month's quota had run out (below)
+                    window_spent = True
+                # throttle: the slow lane, beyond the window (not counted in it)
+                elif now - last_adm[s] < windows[W_GAP][p, bind]:
+                    outcome[i] = REFUSED_THROTTLE
+                    if retrying:
+                        _retry(i, now, retry)
+                    continue
+                else:
+                    out = THROTTLED
+                    pr = lowest
+                    window_throttled = True
+        if u >= quota_eff[s] or window_spent:
             r = rule[p]
-            if r == RULE_TOPUP:
+            if r == RULE_TOPUP and not window_spent:  # (a pack adds to the month, not a window)
                 if auto_buy[p] or (declined[s] == 0 and u_buy[i] < buy_prob[p]):
                     while u >= quota_eff[s] and packs[s] < max_packs[p]:
                         quota_eff[s] += pack_units[p]
@@ -384,9 +440,9 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
                         bought[i] += 1
                 elif declined[s] == 0:
                     declined[s] = 1
-            if u >= quota_eff[s]:
+            if u >= quota_eff[s] or window_spent:
                 if r == RULE_CUTOFF or r == RULE_TOPUP:
-                    outcome[i] = REFUSED_QUOTA
+                    outcome[i] = REFUSED_WINDOW if window_spent else REFUSED_QUOTA
                     continue
                 if r == RULE_THROTTLE_SLOW or r == RULE_THROTTLE_DOWNGRADE:
                     if now - last_adm[s] < gap[p]:
@@ -418,12 +474,18 @@ def serve_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
                 _retry(i, now + patience[i], retry)
             continue
         q = quota_eff[s]
-        if u < q <= u + c:
-            crossed[i] = 1
-            exhausted[s] = 1
-        over[i] = max(0.0, u + c - q) - max(0.0, u - q)
-        usage[s] = u + c
-        if gap[p] > 0:
+        if window_spent and rule[p] == RULE_PAYG:  # billed whole, beyond its window and month
+            crossed[i] = BILLED_WHOLE
+            over[i] = c
+        else:
+            if u < q <= u + c:
+                crossed[i] = CROSSED
+                exhausted[s] = 1
+            over[i] = max(0.0, u + c - q) - max(0.0, u - q)
+            usage[s] = u + c
+        if counted:
+            window_charge(s, p, now, i, windows)
+        if gap[p] > 0 or window_throttled:
             last_adm[s] = now
         if limited:
             inflight[s] += 1
@@ -484,19 +546,72 @@ def _retry(j, failed_at, retry):
 
     ``retry`` is serve_day's tuple of the arrays a retry copies or fills (see serve_day).
     """
-    (
-        t, sub, pool_req, charge, uncached, output, u_buy, patience, sub_seg, retry_max,
-        _backoff, _factor, _cap, attempt, origin, bent, any_batched, due, rows, day_end,
-    ) = retry  # fmt: skip
+    sub, sub_seg, retry_max, attempt, rows, day_end = (
+        retry[1],
+        retry[8],
+        retry[9],
+        retry[13],
+        retry[18],
+        retry[19],
+    )
     g = sub_seg[sub[j]]
     k = attempt[j]
     if k >= retry_max[g]:
         return
     when = failed_at + _delay(k, g, retry)
-    row = rows[0]
-    if when >= day_end or row >= t.shape[0]:
+    if when >= day_end or rows[0] >= sub.shape[0]:
         rows[1] += 1
         return
+    row = _copy_row(j, when, retry)
+    attempt[row] = k + 1
+
+
+@nb.njit(cache=True)
+def _wait(j, roll, retry):
+    """Row j found a ``wait`` window full until ``roll`` (s): does its user wait for it.
+
+    Yes if the user is one who waits (the segment's ``wait_share``), the roll
+    comes within the segment's longest wait from the request's first try and before the day's
+    end, and the request has not been deferred ``WINDOW_MAX_DEFERRALS`` times. Then the same
+    row comes back at ``roll`` (its time moves there, and its quota charges to the peak weight
+    of that hour); no: the user gives it up.
+    """
+    t, sub, charge, due, day_end, win = (
+        retry[0],
+        retry[1],
+        retry[3],
+        retry[17],
+        retry[19],
+        retry[20],
+    )
+    g = retry[8][sub[j]]
+    wait_share, max_wait_s, t0 = win[W_WAIT_SHARE], win[W_MAX_WAIT], win[W_T0]
+    u_wait, defers, max_defers = win[W_U_WAIT], win[W_DEFERS], win[W_MAX_DEFERS]
+    if u_wait[j] >= wait_share[g] or defers[j] >= max_defers:
+        return False
+    if roll - t0[j] > max_wait_s[g] or roll >= day_end:
+        return False
+    defers[j] += 1
+    p = retry[21][sub[j]]
+    scale = peak_weight(p, roll, win) / peak_weight(p, t[j], win)  # counted at its new hour
+    if scale != 1.0:
+        charge[j] *= scale
+        win[W_WREQ][j] *= scale
+        win[W_WTOK][j] *= scale
+    t[j] = roll
+    events.push(due, roll, j)
+    return True
+
+
+@nb.njit(cache=True)
+def _copy_row(j, when, retry):
+    """Copy row j into the next free row as a request sent at ``when`` (s); queue it."""
+    (
+        t, sub, pool_req, charge, uncached, output, u_buy, patience, _seg, _rmax,
+        _backoff, _factor, _cap, _attempt, origin, bent, any_batched, due, rows, _end, win,
+        _plan,
+    ) = retry  # fmt: skip
+    row = rows[0]
     rows[0] = row + 1
     t[row] = when
     sub[row] = sub[j]
@@ -506,32 +621,40 @@ def _retry(j, failed_at, retry):
     output[row] = output[j]
     u_buy[row] = u_buy[j]
     patience[row] = patience[j]
-    attempt[row] = k + 1
     origin[row] = origin[j]
+    if win[W_ACTIVE]:
+        for a in (win[W_WREQ], win[W_WTOK], win[W_U_WAIT], win[W_T0]):
+            a[row] = a[j]
+        win[W_DEFERS][row] = win[W_DEFERS][j]
     if any_batched:
         copy_entry(bent, j, row)
     events.push(due, when, row)
+    return row
 
 
-def new_request_outputs(n: int, batched: bool = True, retrying: bool = True) -> dict[str, NDArray]:
+def new_request_outputs(
+    n: int, batched: bool = True, retrying: bool = True, buffers: DayBuffers | None = None
+) -> dict[str, NDArray]:
     """Allocate the per-request output arrays serve_day fills.
 
     ``first`` and ``end`` are written only for batched pools, ``attempt`` and ``origin`` only
     when some request may retry: one-element placeholders without (attempt 0: a first try).
+    With ``buffers`` the arrays are views of buffers kept from day to day (valid for the day).
     """
     m = n if batched else 1
     r = n if retrying else 1
+    b = buffers if buffers is not None else DayBuffers()
     return {
-        "outcome": np.zeros(n, dtype=np.int8),
-        "pool_used": np.full(n, -1, dtype=np.int64),
-        "occ": np.zeros(n, dtype=np.float64),
-        "start": np.full(n, np.nan, dtype=np.float64),
-        "first": np.full(m, np.nan, dtype=np.float64),
-        "end": np.full(m, np.nan, dtype=np.float64),
-        "over": np.zeros(n, dtype=np.float64),
-        "bought": np.zeros(n, dtype=np.int64),
-        "crossed": np.zeros(n, dtype=np.int8),
-        "attempt": np.zeros(r, dtype=np.int64),
-        "origin": np.arange(r, dtype=np.int64),
+        "outcome": b.filled("outcome", n, np.int8, 0),
+        "pool_used": b.filled("pool_used", n, np.int64, -1),
+        "occ": b.filled("occ", n, np.float64, 0.0),
+        "start": b.filled("start", n, np.float64, np.nan),
+        "first": b.filled("first", m, np.float64, np.nan),
+        "end": b.filled("end", m, np.float64, np.nan),
+        "over": b.filled("over", n, np.float64, 0.0),
+        "bought": b.filled("bought", n, np.int64, 0),
+        "crossed": b.filled("crossed", n, np.int8, 0),
+        "attempt": b.filled("attempt", r, np.int64, 0),
+        "origin": b.counting("origin", r),
         "retry_rows": np.array([n, 0], dtype=np.int64),
     }

@@ -25,6 +25,7 @@ from sim.engine.accounting import (
 from sim.engine.demand import Requests
 from sim.engine.population import Population
 from sim.engine.resolution import HIST_MANTISSA_BITS, HIST_OCTAVES
+from sim.engine.windows import WINDOW_METRICS
 from sim.units import HOURS_PER_DAY
 from sim.world.arrays import World
 
@@ -55,6 +56,15 @@ MONTHLY: dict[str, tuple[str, str]] = {
         "admitted, then left the queue: the first token would have come after the user's"
         " patience (no quota, no GPU time)",
     ),
+    "refused_window": (
+        "requests",
+        "refused: a usage window of the plan was full and its user gave the request up",
+    ),
+    "deferred": (
+        "requests",
+        "found a usage window full and sent again by their users when it rolled (also counted"
+        " by the outcome of that re-send)",
+    ),
     "slo_met": ("requests", "served in their SLA class and meeting every SLO target"),
     "slo_counted": ("requests", "served in their SLA class (the SLO denominator)"),
     "tokens_requested": ("tokens", "input + output tokens of every request"),
@@ -70,6 +80,10 @@ MONTHLY: dict[str, tuple[str, str]] = {
     "revenue_topups": ("currency", "top-up packs sold"),
     "discounts": ("currency", "fees waived by promotions (list fee less the fee billed)"),
     "api_list_value": ("currency", "served tokens valued at the catalog's API list prices"),
+    "peak_extra_units": (
+        "quota units",
+        "quota units that peak-hour weights charged admitted requests beyond their face value",
+    ),
 }
 
 # name -> (unit, description); the hourly table by hour x pool
@@ -89,6 +103,11 @@ HOURLY: dict[str, tuple[str, str]] = {
     "offered_slot_s": (
         "slot-s",
         "slot-seconds of work arriving in the hour that reached the pool (offered load x 3600)",
+    ),
+    "deferred": (
+        "requests",
+        "requests first sent in the hour that found a usage window full and were sent again"
+        " when it rolled (their re-sends arrive, and count as offered, in a later hour)",
     ),
     "gpu_cost": ("currency", "cost of the cards paid for in the hour"),
 }
@@ -146,6 +165,7 @@ class Accumulators:
         tables: dict[str, NDArray] = {f"monthly.{k}": v for k, v in self.monthly.items()}
         tables |= {f"hourly.{k}": v for k, v in self.hourly.items()}
         tables |= {"model_tokens": self.model_tokens, "wait_sum": self.wait_sum, "slo": self.slo}
+        tables |= {"window": self.window}
         for name, v in tables.items():
             if not np.isfinite(v).all():
                 raise NonFiniteResultError(f"non-finite value in the replication's table {name}")
@@ -173,6 +193,9 @@ class Accumulators:
         self.wait_sum = np.zeros((months, n_pool, n_c))
         # month x hour of day x pool x class x SLO_COUNTS (offered, counted, met)
         self.slo = np.zeros((months, HOURS_PER_DAY, n_pool, n_c, len(SLO_COUNTS)))
+        # usage windows: month x WINDOW_METRICS x plan x segment x window slot
+        n_k = w.win.kind.shape[1]
+        self.window = np.zeros((months, len(WINDOW_METRICS), n_p, n_s, n_k))
 
     def add_ps(self, name: str, month: int, plan: NDArray, seg: NDArray, w: NDArray | None = None):
         """Add counts (or weights ``w``) at (month, plan, seg)."""
@@ -208,6 +231,9 @@ class Accumulators:
             decode_start=out["decode_start"],
             over=out["over"],
             bought=out["bought"],
+            defers=out["defers"],
+            t0=out["t0"],
+            charge=out["charge"],
             sub_plan=pop.plan,
             sub_seg=pop.seg,
             sub_counters=pop.counters,
@@ -228,6 +254,8 @@ class Accumulators:
             n_class=len(cl.names),
             pool_model=po.pool_model,
             track_models=w.write_ledger,
+            peak=w.win.peak,
+            week_offset=w.start_weekday * HOURS_PER_DAY,
             monthly=self.req_monthly[month],
             hist=self.hist[month],
             wait_sum=self.wait_sum[month],

@@ -27,5 +27,9 @@ context is larger than a replica's whole KV cache."""
 ABANDONED = 7
 """Admitted, then left the queue: its first token would have come after the user's patience."""
 
-N_OUTCOMES = 8
+REFUSED_WINDOW = 8
+"""Refused: a usage window of the plan (rolling 5-hour, weekly...) was full, and its user did
+not wait for it to roll (or the window's rule is cut-off)."""
+
+N_OUTCOMES = 9
 """Number of outcome codes."""

@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 from sim.engine.admission import ClusterState, new_request_outputs, serve_day
 from sim.engine.batching import BatchState
 from sim.engine.billing import Ledger
+from sim.engine.day_buffers import DayBuffers
 from sim.engine.demand import DemandGenerator, Requests
 from sim.engine.lifecycle import (
     close_open_months,
@@ -42,6 +43,7 @@ from sim.engine.metrics import Accumulators
 from sim.engine.outcomes import ABANDONED, DOWNGRADED, SERVED
 from sim.engine.population import Population
 from sim.engine.streams import Streams
+from sim.engine.windows import WindowState, no_window_rows, window_rows
 from sim.units import HOURS_PER_DAY, SECONDS_PER_DAY, SECONDS_PER_HOUR
 from sim.world.arrays import World
 from sim.world.rules import RULE_TOPUP
@@ -107,9 +109,13 @@ class Replication:
             batched=po.batched,
             disaggregated=po.disaggregated,
         )
+        self.windows = WindowState(
+            world.win, self.pop.capacity, self.acc.window, world.start_weekday
+        )
         self.slots = world.pool.slots_by_month[0].copy()
         self.prefill_s = 1.0 / world.pool.prefill_rate  # s per uncached input token, by pool
         self.requests = 0
+        self.buffers = DayBuffers()  # the day's per-request arrays, reused from day to day
 
     # ---------------------------------------------------------------- processes
 
@@ -169,6 +175,10 @@ class Replication:
         charge = pl.model_weight[plan, req.model] * np.where(
             pl.quota_in_requests[plan], 1.0, token_units
         )
+        win = w.win
+        peak = self.windows.peak_weights(plan, req.t) if win.weighted else None
+        if peak is not None:  # quota units counted at the hour's weight
+            charge = charge * peak
         pool_req = w.pool.model_pool[req.model]
         if np.any((pl.rule == RULE_TOPUP) & ~pl.auto_buy):
             u_buy = self.streams["buy"].random(n)
@@ -177,22 +187,35 @@ class Replication:
         patience = self._patience(req, pop)
         # room for retries: a row for every retry the day's requests' clients may make
         room = int(w.seg.retry_max[pop.seg[req.sub]].sum()) if w.seg.retry_max.any() else 0
+        if win.active:
+            weight = pl.model_weight[plan, req.model] * (1.0 if peak is None else peak)
+            u_wait = np.ones(n)  # a draw for each request of a plan whose users may wait
+            if self.windows.waits:
+                may_wait = self.windows.plan_waits[plan]
+                u_wait[may_wait] = self.streams["window"].random(int(may_wait.sum()))
+            wrows = window_rows(req.t, weight, weight * token_units, u_wait)
+            wrows = {k: self.buffers.with_room(k, v, room) for k, v in wrows.items()}
+            # ring entries the day may add: one per windowed request admitted, retries included
+            rows_added = int((win.n[plan] > 0).sum()) + room
+            self.windows.prepare(pop.plan, pop.n, rows_added, day * SECONDS_PER_DAY)
+        else:
+            wrows = no_window_rows()
         t, sub, pool_req, charge, uncached, output, inp, u_buy, patience = (
-            _with_room(x, room)
-            for x in (
-                req.t,
-                req.sub,
-                pool_req,
-                charge,
-                uncached,
-                req.output,
-                req.input,
-                u_buy,
-                patience,
+            self.buffers.with_room(name, x, room)
+            for name, x in (
+                ("t", req.t),
+                ("sub", req.sub),
+                ("pool_req", pool_req),
+                ("charge", charge),
+                ("uncached", uncached),
+                ("output", req.output),
+                ("input", req.input),
+                ("u_buy", u_buy),
+                ("patience", patience),
             )
         )
         rows = n + room
-        out = new_request_outputs(rows, self.batch.active, room > 0)
+        out = new_request_outputs(rows, self.batch.active, room > 0, self.buffers)
         c = pop.cols
         st = self.state
         bs = self.batch
@@ -250,6 +273,7 @@ class Replication:
             bcarry=carry,
             bcount=bs.count,
             day_end=(day + 1) * SECONDS_PER_DAY,
+            windows=self.windows.kernel_args(w.month_of(day), wrows),
             outcome=out["outcome"],
             pool_used=out["pool_used"],
             occ=out["occ"],
@@ -263,6 +287,8 @@ class Replication:
             origin=out["origin"],
             retry_rows=out["retry_rows"],
         )
+        out["defers"], out["t0"] = wrows["defers"], wrows["t0"]
+        out["charge"] = charge if peak is not None else np.zeros(1)  # read for peak weights
         if bs.active:
             bs.keep_ghosts(carry, out["outcome"], ABANDONED)
         out["decode_start"] = bs.decode_starts(ent, rows)
@@ -378,13 +404,6 @@ class Replication:
             engine_s=engine_s,
             requests_export=pd.concat(self._export, ignore_index=True) if self._export else None,
         )
-
-
-def _with_room(x: NDArray[Any], room: int) -> NDArray[Any]:
-    """The array followed by ``room`` rows the admission kernel may fill with retries."""
-    if room == 0:
-        return x
-    return np.concatenate((x, np.zeros(room, dtype=x.dtype)))
 
 
 def run_replication(

@@ -23,7 +23,8 @@ STREAMS: tuple[str, ...] = (
     "engagement",  # engagement shocks
     "replay",  # subscriber of each replayed trace request
     "activity",  # activity process of modulated segments
-    "patience",  # patience of each request for its first token (append here, never reorder)
+    "patience",  # patience of each request for its first token
+    "window",  # whether a user waits for a full usage window (append here, never reorder)
 )
 
 

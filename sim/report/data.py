@@ -1,15 +1,15 @@
 """The numbers behind every figure and table of a report, from a folder's tables.
 
 Each function takes tidy tables read by ``sim.report.folders`` (a run's monthly.csv,
-monthly_by_plan_segment.csv, hourly_cluster.parquet, latency.csv, busy_hour.csv, ledger; a
-sweep's points.csv) and reduces them to the tables a report shows, mostly means and 95% confidence
-intervals over replications. They are public so that notebooks and tests get the numbers
-behind every figure without the HTML that shows them.
+monthly_by_plan_segment.csv, hourly_cluster.parquet, latency.csv, busy_hour.csv,
+usage_windows.csv, ledger; a sweep's points.csv) and reduces them to the tables a report
+shows, mostly means and 95% confidence intervals over replications. They are public so that
+notebooks and tests get the numbers behind every figure without the HTML that shows them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -344,6 +344,76 @@ def busy_hour_series(
             for c in named or [ALL_CLASSES]
         }
     return util, ttft
+
+
+WINDOW_COUNTS = ("limit_hits", "lockouts", "lockout_hours")
+"""Columns of usage_windows.csv that :func:`window_table` averages per replication-month."""
+WINDOW_REQUESTS = ("deferred", "refused_window")
+"""Columns of monthly_by_plan_segment.csv (per plan and segment, whichever window was full) that
+:func:`window_table` averages per replication-month beside each window."""
+
+
+def _position(values: pd.Series, names: Sequence[str]) -> pd.Series:
+    """Each value's position in ``names``; values not in it come after them all."""
+    rank = {str(x): i for i, x in enumerate(names)}
+    return values.map(lambda v: rank.get(str(v), len(rank)))
+
+
+def window_table(
+    windows: pd.DataFrame,
+    by_plan: pd.DataFrame,
+    plans: Sequence[str] = (),
+    segments: Sequence[str] = (),
+    window_names: Mapping[str, Sequence[str]] | None = None,
+) -> pd.DataFrame:
+    """Per plan, segment and usage window: what the windows did, as means per month.
+
+    ``windows`` is a run's usage_windows.csv (plans with windows only), ``by_plan`` its
+    monthly_by_plan_segment.csv. Every count is its sum over the run's replications and
+    months divided by their number (replication-months, from ``windows``): the mean over
+    replications of a month's count, so runs of different lengths read alike. Columns: plan,
+    segment, window, :data:`WINDOW_COUNTS` (limit hits, lock-outs, hours locked out),
+    hours_per_lockout (hours locked out / lock-outs, both summed; NaN without a lock-out) and
+    :data:`WINDOW_REQUESTS` (the plan and segment's requests deferred and refused at a window,
+    whichever window was full: the same on each of its windows' rows). Rows in the order of
+    ``plans``, ``segments`` and each plan's ``window_names`` (others after, by name).
+    """
+    keys = ["plan", "segment", "window"]
+    cols = [*keys, *WINDOW_COUNTS, "hours_per_lockout", *WINDOW_REQUESTS]
+    if windows.empty:
+        return pd.DataFrame(columns=cols)
+    n = max(len(windows[["replication", "month"]].drop_duplicates()), 1)
+    w = windows.assign(**{k: windows[k].astype(str) for k in keys})
+    t = (w.groupby(keys)[list(WINDOW_COUNTS)].sum() / n).reset_index()
+    t["hours_per_lockout"] = t["lockout_hours"] / t["lockouts"].where(t["lockouts"] > 0)
+    b = by_plan.assign(plan=by_plan["plan"].astype(str), segment=by_plan["segment"].astype(str))
+    req = b.groupby(["plan", "segment"])[list(WINDOW_REQUESTS)].sum() / n
+    t = t.join(req, on=["plan", "segment"]).fillna({c: 0.0 for c in WINDOW_REQUESTS})
+    within = {(p, str(k)): i for p, ks in (window_names or {}).items() for i, k in enumerate(ks)}
+    t = t.assign(
+        _p=_position(t["plan"], plans),
+        _s=_position(t["segment"], segments),
+        _w=[within.get(pk, len(within)) for pk in zip(t["plan"], t["window"], strict=True)],
+    )
+    t = t.sort_values(["_p", "plan", "_s", "segment", "_w", "window"])
+    return t[cols].reset_index(drop=True)
+
+
+def deferred_by_hour(hourly: pd.DataFrame) -> pd.DataFrame:
+    """Requests deferred by a usage window per hour of day: mean over days, 95% CI over reps.
+
+    ``hourly``: hourly_cluster.parquet's replication, day, hour_of_day and deferred (requests
+    first sent in that hour that found a window full and were sent again when it rolled).
+    Summed over pools, divided by the replication's number of days, then the mean and CI over
+    replications. Indexed by hour of day, 0 to 23 (hours without rows count 0).
+    """
+    reps = sorted(hourly["replication"].unique())
+    days = hourly.groupby("replication")["day"].nunique()
+    g = hourly.groupby(["replication", "hour_of_day"])["deferred"].sum()
+    full = pd.MultiIndex.from_product([reps, range(HOURS_OF_DAY)], names=g.index.names)
+    g = g.reindex(full, fill_value=0.0).reset_index()
+    g["per_day"] = g["deferred"] / g["replication"].map(days).clip(lower=1)
+    return _ci_table(g, "hour_of_day", "per_day")
 
 
 def ttft_targets(scenario: dict[str, Any]) -> dict[str, float]:

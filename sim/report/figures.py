@@ -436,6 +436,33 @@ def busy_hour(
     return fig
 
 
+WHOLE_TICKS_FROM = 10.0
+"""A count axis whose largest value reaches this is labelled in whole numbers (below it, ticks
+such as 0.5 need their decimals)."""
+
+
+def deferred_by_hour(deferred: pd.DataFrame) -> Figure:
+    """Requests deferred by usage windows by hour of day: when the windows bite.
+
+    ``deferred``: ``sim.report.data.deferred_by_hour`` (indexed by hour of day; mean,
+    ci95_low, ci95_high of the requests first sent in that hour and deferred, per day).
+    """
+    fig, (ax,) = _figure(10, 4.0)
+    _band(ax, deferred, "requests deferred", marker="o", markersize=3, color="#c44e52")
+    ax.set(
+        title="Requests deferred by a full usage window, by the hour they were first sent",
+        xlabel="hour of day",
+        ylabel="requests per day (mean over days)",
+        xticks=range(0, 24, 3),
+        xlim=(-0.5, 23.5),
+    )
+    ax.set_ylim(bottom=0)
+    if np.nanmax(deferred["mean"].to_numpy(dtype=float), initial=0.0) >= WHOLE_TICKS_FROM:
+        _thousands(ax)  # whole requests with separators; smaller counts keep their decimals
+    ax.legend(fontsize=8, loc="upper left")
+    return fig
+
+
 def quota_use(table: pd.DataFrame) -> Figure:
     """Box plot of quota use (used / quota per subscriber-month) per plan.
 

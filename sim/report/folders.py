@@ -48,6 +48,7 @@ from sim.results.run_folder import (
     MONTHLY_BY_PLAN_SEGMENT,
     SCENARIO,
     SUMMARY,
+    USAGE_WINDOWS,
     RunFolderError,
     check_run_folder,
     is_older,
@@ -286,6 +287,45 @@ class RunFolder:
         )
 
     @cached_property
+    def usage_windows(self) -> pd.DataFrame | None:
+        """usage_windows.csv (replication x month x plan x segment x window), or None.
+
+        None when the folder has no such file: its scenario has no plan with usage windows,
+        or it was written before windows existed.
+        """
+        p = self.path / USAGE_WINDOWS
+        if not p.is_file():
+            return None
+        numbers = ["replication", "month", "limit_hits", "lockouts", "lockout_hours"]
+        return _need_columns(
+            p, _read(p, read_table), ["plan", "segment", "window", *numbers], numbers
+        )
+
+    @cached_property
+    def window_requests(self) -> pd.DataFrame:
+        """monthly_by_plan_segment.csv with its requests deferred and refused at a window.
+
+        Checked only where a report shows windows: folders written before windows lack them.
+        """
+        cols = ["replication", "month", "plan", "segment", "deferred", "refused_window"]
+        return _need_columns(self.path / MONTHLY_BY_PLAN_SEGMENT, self.by_plan, cols)
+
+    @cached_property
+    def hourly_deferred(self) -> pd.DataFrame:
+        """hourly_cluster.parquet's requests deferred by a usage window, by replication and hour.
+
+        Columns replication, day, hour_of_day, deferred; read on their own (only the run
+        reports of folders with windows need them, older folders lack ``deferred``).
+        """
+        import pyarrow.parquet as pq
+
+        p = self.path / HOURLY_CLUSTER
+        cols = ["replication", "day", "hour_of_day", "deferred"]
+        names = _read(p, lambda q: pq.read_schema(q).names)
+        _need_columns(p, pd.DataFrame(columns=names), cols)
+        return _need_columns(p, _read(p, lambda q: pd.read_parquet(q, columns=cols)), cols)
+
+    @cached_property
     def ledger(self) -> pd.DataFrame | None:
         """The ledger's plan, status, quota, usage and per-model token columns, or None.
 
@@ -327,6 +367,8 @@ class RunFolder:
     def load(self, ledger: bool = True) -> None:
         """Read (and check) every table now, so that a bad file fails before any drawing."""
         _ = (self.kpis, self.months, self.by_plan, self.hourly, self.latency, self.busy_hour)
+        if self.usage_windows is not None:
+            _ = (self.window_requests, self.hourly_deferred)
         if ledger:
             _ = self.ledger
 

@@ -23,6 +23,7 @@ from sim.report.data import (
     cluster_day,
     day_peak,
     day_profile,
+    deferred_by_hour,
     latency_table,
     month_series,
     plan_table,
@@ -32,6 +33,7 @@ from sim.report.data import (
     sweep_response,
     token_mix,
     ttft_targets,
+    window_table,
 )
 from sim.report.folders import ReportError, RunFolder, SweepFolder
 from sim.report.html import (
@@ -325,6 +327,117 @@ def _events_section(run: RunFolder) -> tuple[str, str, str] | None:
     )
 
 
+WINDOWS_NOTE = (
+    "A usage window caps what one subscriber may use in a stretch of time shorter than the"
+    " month, beside the monthly quota: a rolling window counts the subscriber's own use over"
+    " the last hours, a session window opens with the first request, a calendar window (a"
+    " weekly cap) resets at fixed times. A limit hit is a request that found a window full; a"
+    " lock-out begins when a subscriber first finds one full and lasts until it has room"
+    " again. Users of a window that makes them wait may send the request again when it rolls"
+    " (deferred) or give it up; a cut-off window refuses it (both: refused at a window); a"
+    " throttling window serves it on a slow lane."
+)
+"""The plain-language explanation that opens the usage-windows section."""
+
+
+def _window_terms(run: RunFolder) -> dict[str, dict[str, str]]:
+    """Each plan's windows in the scenario's order: window name -> its terms as a reader says them.
+
+    For example ``rolling 5 h: 1,200 requests; when full: wait``.
+    """
+    out: dict[str, dict[str, str]] = {}
+    for p in run.scenario.get("plans", []):
+        terms = {}
+        for w in p.get("windows") or []:
+            terms[str(w.get("name"))] = (
+                f"{w.get('kind', 'rolling')} {fmt_exact(w.get('hours'))} h:"
+                f" {fmt_exact(w.get('allowance'))} {w.get('unit', 'requests')};"
+                f" when full: {w.get('on_limit', 'wait')}"
+            )
+        if terms:
+            out[str(p.get("name"))] = terms
+    return out
+
+
+def _window_rows(table: pd.DataFrame, terms: dict[str, dict[str, str]]) -> list[list[Cell]]:
+    """The usage-windows table's rows from :func:`sim.report.data.window_table`."""
+    return [
+        [
+            str(r.plan),
+            str(r.segment),
+            str(r.window),
+            (terms.get(str(r.plan), {}).get(str(r.window), ""), "l"),
+            fmt(r.limit_hits, "requests"),
+            fmt(r.lockouts),
+            fmt(r.hours_per_lockout),
+            fmt(r.deferred, "requests"),
+            fmt(r.refused_window, "requests"),
+        ]
+        for r in table.itertuples()
+    ]
+
+
+def _deferred_figure(run: RunFolder) -> str:
+    """The figure of requests deferred by hour of day, or a note when none was deferred."""
+    from sim.report import figures
+
+    hourly = run.hourly_deferred
+    if not hourly["deferred"].to_numpy(dtype=float).any():
+        return para_html(
+            "No request was deferred: no window that lets users wait was full when they sent"
+            " (or none of them waited), so there is no figure of deferrals by hour.",
+            "note",
+        )
+    return fig_html(
+        figures.deferred_by_hour(deferred_by_hour(hourly)),
+        "requests deferred by usage windows by hour of day",
+        "Requests that found a usage window full and were sent again when it rolled, by the"
+        " hour of day they were first sent, all pools: mean per day over the horizon's days,"
+        " shaded 95% CI over replications. Where the line rises the windows move demand"
+        " later in the day.",
+    )
+
+
+def _windows_section(run: RunFolder) -> tuple[str, str, str] | None:
+    """What the plans' usage windows did (table and deferrals by hour), if the run has windows."""
+    windows = run.usage_windows
+    if windows is None:
+        return None
+    terms = _window_terms(run)
+    segments = [str(g.get("name")) for g in run.scenario.get("segments", [])]
+    names = {plan: list(t) for plan, t in terms.items()}
+    table = window_table(windows, run.window_requests, run.plan_order, segments, names)
+    months = windows["month"].nunique()
+    return (
+        "windows",
+        "Usage windows",
+        "\n".join(
+            [
+                para_html(WINDOWS_NOTE, "note"),
+                table_html(
+                    [
+                        "plan",
+                        "segment",
+                        "window",
+                        "terms",
+                        "limit hits",
+                        "lock-outs",
+                        "hours per lock-out",
+                        "deferred requests",
+                        "refused at a window",
+                    ],
+                    _window_rows(table, terms),
+                    f"Plans with usage windows; per month, mean over {run.replications}"
+                    f" replication(s) and {months} month(s). Hours per lock-out: hours locked"
+                    " out / lock-outs. Deferred and refused count the plan and segment's"
+                    " requests whichever window was full (the same on each of its windows)",
+                ),
+                _deferred_figure(run),
+            ]
+        ),
+    )
+
+
 def _ledger_absent(run: RunFolder) -> str:
     """Why the run folder holds no ledger, as the report's notes begin."""
     outputs = run.scenario.get("outputs")
@@ -515,6 +628,9 @@ def run_sections(run: RunFolder) -> list[tuple[str, str, str]]:
 
     pools = _pool_order(run)
     secs.append(("busy-hour", "Busy hour", _busy_hour_section(run, pools)))
+    windows = _windows_section(run)
+    if windows is not None:
+        secs.append(windows)
 
     lat = latency_table(run.latency, pools)
     util, wait = day_profile(run.hourly, pools)

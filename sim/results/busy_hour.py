@@ -234,7 +234,14 @@ def worst_busy_hour(r: ReplicationResult) -> dict[str, float]:
     """
     ttft = busy_hour_ttft_p95(r)
     util = pool_busy_hour(r)["utilisation"]
+    hours = busy_hours(r)
+    deferred = take_hour(month_hours(r, "deferred").sum(axis=1), hours)
+    offered = take_hour(month_hours(r, "offered").sum(axis=1), hours)
+    moved = _ratio(deferred, offered)
     return {
         "busy_hour_ttft_p95_s": float(np.nanmax(ttft)) if np.isfinite(ttft).any() else np.nan,
         "busy_hour_utilisation": float(np.nanmax(util)) if np.isfinite(util).any() else np.nan,
+        "busy_hour_deferred_share": (
+            float(np.nanmax(moved)) if np.isfinite(moved).any() else np.nan
+        ),
     }

@@ -29,6 +29,11 @@ KPIS: dict[str, tuple[str, str]] = {
         "requests that left the queue for want of patience / requests made",
     ),
     "throttled_share": ("share", "requests throttled / requests made"),
+    "deferred_share": (
+        "share",
+        "requests that found a usage window full and were sent again when it rolled / requests"
+        " made (each request once, however often it was deferred)",
+    ),
     "wait_mean_s": ("s", "mean queue wait of served requests"),
     "wait_p95_s": ("s", "95th percentile queue wait of served requests"),
     "ttft_p95_s": ("s", "95th percentile time to first token, requests in their SLA class"),
@@ -51,6 +56,11 @@ KPIS: dict[str, tuple[str, str]] = {
     "busy_hour_ttft_p95_s": (
         "s",
         "worst pool and month: TTFT p95 of requests in an SLA class arriving at the busy hour",
+    ),
+    "busy_hour_deferred_share": (
+        "share",
+        "worst pool and month: requests arriving at the busy hour that a usage window deferred"
+        " to a later hour / requests arriving at the busy hour",
     ),
     "exhausted_share": ("share", "subscriber-months that crossed their quota / all started"),
     "effective_price_per_mtok": ("currency/1M tokens", "revenue_total per 1M tokens served"),
@@ -120,6 +130,7 @@ def replication_kpis(r: ReplicationResult) -> dict[str, float]:
         "refused_share": _ratio(tot["requests"] - served - tot["abandoned"], tot["requests"]),
         "abandoned_share": _ratio(tot["abandoned"], tot["requests"]),
         "throttled_share": _ratio(tot["throttled"], tot["requests"]),
+        "deferred_share": _ratio(tot["deferred"], tot["requests"]),
         "wait_mean_s": _ratio(float(a.wait_sum.sum()), served),
         "wait_p95_s": hist_quantile(all_wait, 0.95),
         "ttft_p95_s": hist_quantile(ttft, 0.95),

@@ -52,6 +52,8 @@ BUSY_HOUR = "busy_hour.csv"
 """Replication x month x pool x SLA class at the month's busy hour: load, goodput, latency."""
 EVENTS = "events.csv"
 """The scenario's events by month (only when it has events)."""
+USAGE_WINDOWS = "usage_windows.csv"
+"""Limit hits and lock-outs per month, plan, segment and usage window (plans with windows)."""
 LEDGER = "ledger.parquet"
 """Subscription ledger (only when the scenario asks for it, the run's ``--ledger`` keeps it and
 it has rows; written and read by ``sim.results.ledger_file``)."""
@@ -85,7 +87,14 @@ such a folder is complete without them when its manifest does not list them."""
 RENAMED_COLUMNS = {"slo_attainment": "slo_attainment_served"}
 """Columns of kpis_by_replication.csv, monthly.csv and latency.csv renamed since earlier
 versions (old name -> new name); read_table renames them in older folders."""
-OPTIONAL_FILES = (EVENTS, LEDGER, REQUESTS_AZURE, REQUESTS_MOONCAKE, REQUESTS_DETAIL)
+OPTIONAL_FILES = (
+    EVENTS,
+    USAGE_WINDOWS,
+    LEDGER,
+    REQUESTS_AZURE,
+    REQUESTS_MOONCAKE,
+    REQUESTS_DETAIL,
+)
 """Files a run folder holds depending on the scenario and options (plots aside)."""
 REPORT_HTML = "report.html"
 """The report ``tokensim report FOLDER`` writes into the folder by default: tokensim's own, so
@@ -382,6 +391,8 @@ def _write_contents(
     events = result.events()
     if len(events):
         events.to_csv(d / EVENTS, index=False)
+    if any(p.windows for p in s.plans):
+        result.windows().to_csv(d / USAGE_WINDOWS, index=False)
     ledger_entry = write_ledger(result.ledger(), d / LEDGER, ledger, seed)
     export = result.replications[0].requests_export
     if export is not None:

@@ -9,7 +9,8 @@ refuse the folder with exit code 2 instead of rendering nonsense or failing with
 What the writers guarantee, and so what is checked:
 
 * key columns (:data:`KEY_COLUMNS`: replication, month, hour, ...) hold whole numbers >= 0;
-* text columns (:data:`TEXT_COLUMNS`: pool, SLA class, plan, segment) may hold anything;
+* text columns (:data:`TEXT_COLUMNS`: pool, SLA class, plan, segment, usage window) may hold
+  anything;
 * every other column holds numbers, never an infinity: the engine refuses to report a
   non-finite counter (``sim.engine.metrics.Accumulators.check_finite``);
 * a missing value (NaN) only where a figure can be undefined (:func:`may_be_undefined`): a
@@ -28,7 +29,7 @@ import pandas as pd
 
 KEY_COLUMNS = frozenset({"replication", "month", "hour", "hour_of_day", "day"})
 """Columns indexing a table's rows: whole numbers >= 0."""
-TEXT_COLUMNS = frozenset({"pool", "sla_class", "plan", "segment", "point"})
+TEXT_COLUMNS = frozenset({"pool", "sla_class", "plan", "segment", "point", "window"})
 """Columns holding names (any text)."""
 _UNDEFINED_WORDS = frozenset({"share", "rate", "utilisation", "attainment", "ratio", "per"})
 """Words (between underscores) of a ratio's column name."""

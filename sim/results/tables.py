@@ -18,6 +18,7 @@ import pandas as pd
 from sim.engine.accounting import SLO_OFFERED
 from sim.engine.metrics import HOURLY, MONTHLY, hist_quantile
 from sim.engine.replication import ReplicationResult
+from sim.engine.windows import W_HITS, W_LOCK_S, W_LOCKOUTS
 from sim.results.busy_hour import (
     busy_hour_table,
     busy_hour_ttft_p95,
@@ -102,6 +103,7 @@ class RunResult:
                             mo["requests"] - mo["served"] - mo["abandoned"], mo["requests"]
                         ),
                         "abandoned_share": _ratio(mo["abandoned"], mo["requests"]),
+                        "deferred_share": _ratio(mo["deferred"], mo["requests"]),
                         "exhausted_share": _ratio(mo["exhausted"], mo["submonths"]),
                         "ttft_p95_s": hist_quantile(h_ttft, 0.95),
                         "slo_attainment_served": _ratio(mo["slo_met"], mo["slo_counted"]),
@@ -157,6 +159,47 @@ class RunResult:
         goodput and latency percentiles; see sim.results.busy_hour.
         """
         return pd.concat([busy_hour_table(r) for r in self.replications], ignore_index=True)
+
+    def windows(self) -> pd.DataFrame:
+        """Replication x month x plan x segment x usage window: limits met and lock-outs.
+
+        Columns: limit hits, lock-outs and hours locked out (sim.engine.windows.WINDOW_METRICS);
+        plans with windows only.
+
+        A lock-out starts when a subscriber finds a window full while not already locked out
+        and lasts until that window (the last of them to roll, when several are full) has
+        room again; its hours count in the month it started.
+        """
+        rows = []
+        for r in self.replications:
+            w = r.world
+            win = w.win
+            for p, plan in enumerate(w.plan.names):
+                for k, name in enumerate(win.names[p]):
+                    for g, seg in enumerate(w.seg.names):
+                        x = r.acc.window[:, :, p, g, k]  # month x metric
+                        if not w.seg.eligible[g, p] and not x.any():
+                            continue
+                        for m in range(w.horizon_months):
+                            rows.append(
+                                {
+                                    "replication": r.replication,
+                                    "month": m,
+                                    "plan": plan,
+                                    "segment": seg,
+                                    "window": name,
+                                    "limit_hits": x[m, W_HITS],
+                                    "lockouts": x[m, W_LOCKOUTS],
+                                    "lockout_hours": x[m, W_LOCK_S] / SECONDS_PER_HOUR,
+                                }
+                            )
+        return pd.DataFrame(
+            rows,
+            columns=[
+                "replication", "month", "plan", "segment", "window", "limit_hits", "lockouts",
+                "lockout_hours",
+            ],
+        )  # fmt: skip
 
     def events(self) -> pd.DataFrame:
         """The scenario's events in month order: month, kind, plan or segment, what changed."""

@@ -18,6 +18,30 @@ TOPUP_MANUAL_BUY_PROBABILITY = 0.3
 TOPUP_MAX_PACKS_PER_MONTH = 10
 """Cap on packs bought per billing month (packs). Assumption: a spending guard."""
 
+# --- usage windows (coding plans) -----------------------------------------------------------
+WINDOW_WAIT_SHARE = 0.5
+"""Share of users who, finding a usage window full, wait for it to roll and send the request
+again (share); the others give it up (a refusal, which feeds churn). Assumption: no published
+measurement of coders' behaviour at a 5-hour limit; set it from your own logs."""
+
+WINDOW_MAX_WAIT_HOURS = 5.0
+"""The longest a waiting user waits for a window to roll, from the request's first try (h):
+one 5-hour window, the length coding plans use (MODEL.md, section 5). Assumption. A request
+whose window rolls later, or after the day's end, is given up."""
+
+WINDOW_MAX_DEFERRALS = 3
+"""Times one request may be deferred before its user gives it up (count). A waiting user's
+requests come back together when the window rolls; those that find it full again are deferred
+again. The bound keeps a day's request arrays within (1 + this) times the windowed requests.
+Assumption."""
+
+WINDOW_MAX_PER_PLAN = 3
+"""Usage windows a plan may carry beside its month (count): the market's coding plans use at
+most two (5-hour and weekly; MODEL.md, section 5), the third is room."""
+
+WINDOW_MAX_HOURS = 744.0
+"""Longest usage window (h): 31 days; longer windows are the month's quota."""
+
 # --- batched serving ---------------------------------------------------------------------
 PREFILL_CHUNK_TOKENS = 2048
 """Prefill tokens one step of a batched replica carries (tokens): the chunked-prefill token

@@ -48,6 +48,7 @@ from sim.scenario.schema import (
     Quota,
     Range,
     Replay,
+    Retry,
     Rollover,
     Scenario,
     Segment,
@@ -58,6 +59,7 @@ from sim.scenario.schema import (
     TokenClassWeights,
     Topup,
 )
+from sim.scenario.windows import PeakWeight, UsageWindow, WindowBehaviour
 
 BEGIN = "<!-- BEGIN GENERATED FIELD REFERENCE (python -m sim.scenario.docgen) -->"
 END = "<!-- END GENERATED FIELD REFERENCE -->"
@@ -75,12 +77,16 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("plans[].on_exhaustion (rule: payg)", Payg),
     ("plans[].on_exhaustion (rule: topup)", Topup),
     ("plans[].rollover", Rollover),
+    ("plans[].windows[]", UsageWindow),
+    ("plans[].peak_weights[]", PeakWeight),
     ("segments[]", Segment),
     ("segments[].input_tokens / output_tokens (dist: lognormal)", LogNormal),
     ("segments[].input_tokens / output_tokens (dist: empirical)", Empirical),
     ("segments[].replay", Replay),
     ("segments[].engagement", Engagement),
     ("segments[].patience", Patience),
+    ("segments[].retry", Retry),
+    ("segments[].at_window_limit", WindowBehaviour),
     ("segments[].acquisition (model: bass)", Bass),
     ("segments[].acquisition (model: constant)", Constant),
     ("cluster", Cluster),

@@ -62,6 +62,7 @@ from sim.scenario.assumptions import (
     TOPUP_MAX_PACKS_PER_MONTH,
     UPGRADE_AFTER_MONTHS,
     UPGRADE_PROBABILITY,
+    WINDOW_MAX_PER_PLAN,
 )
 from sim.scenario.base import (
     GPUs,
@@ -112,6 +113,7 @@ from sim.scenario.limits import (
     MIN_SHAPE,
 )
 from sim.scenario.references import check_references
+from sim.scenario.windows import PeakWeight, UsageWindow, WindowBehaviour, check_windows
 from sim.units import SECONDS_PER_DAY
 
 # --------------------------------------------------------------------------- catalog
@@ -328,6 +330,22 @@ class Plan(Strict):
     channel: Literal["own_app", "api", "partner_app"] = Field(
         default="own_app", description="sales channel (reporting)"
     )
+    windows: list[UsageWindow] = Field(
+        default_factory=list,
+        max_length=WINDOW_MAX_PER_PLAN,
+        description="usage windows beside the month (a rolling 5-hour allowance, a weekly cap);"
+        " a request is admitted only while every window has room",
+    )
+    peak_weights: list[PeakWeight] = Field(
+        default_factory=list,
+        description="quota weights by hour of day and weekday (e.g. 3x 14:00-18:00 on"
+        " weekdays), applied to each request's quota charge; 1 outside them",
+    )
+
+    @model_validator(mode="after")
+    def _windows_consistent(self) -> Plan:
+        check_windows(self.windows, self.peak_weights)
+        return self
 
 
 # --------------------------------------------------------------------------- segments
@@ -651,6 +669,11 @@ class Segment(Strict):
         default=None,
         description="how the segment's clients retry abandoned, concurrency-refused and throttled"
         " requests (none: they do not)",
+    )
+    at_window_limit: WindowBehaviour = Field(
+        default_factory=WindowBehaviour,
+        description="what the segment's users do when a usage window of their plan is full"
+        " (plans' `windows` with on_limit: wait)",
     )
     value_per_mtok: Money = Field(
         description="value a subscriber gets from 1M served tokens (currency per 1M tokens)"

@@ -9,6 +9,7 @@ from numpy.typing import NDArray
 
 from sim.traces.replay import ReplayTrace
 from sim.world.timeline import Book, Timeline
+from sim.world.windows import Windows
 
 F64 = NDArray[np.float64]
 
@@ -245,6 +246,8 @@ class World:
     """Plan terms by month and the events that change them."""
     book: Book | None
     """The subscribers at t=0 as given (None: they choose their plans by the logit)."""
+    win: Windows
+    """Plans' usage windows and peak weights (sim.world.windows)."""
 
     @property
     def horizon_days(self) -> int:

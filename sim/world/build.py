@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from sim.scenario.assumptions import WINDOW_MAX_DEFERRALS, WINDOW_MAX_PER_PLAN
 from sim.scenario.book_table import read_book_table
 from sim.scenario.errors import ScenarioError
 from sim.scenario.schema import (
@@ -29,9 +30,10 @@ from sim.scenario.schema import (
     Throttle,
     Topup,
 )
+from sim.scenario.windows import PeakWeight, UsageWindow, WindowBehaviour
 from sim.traces.readers import TraceError
 from sim.traces.replay import ReplayTrace, load_replay
-from sim.units import BYTES_PER_GB, TOKENS_PER_MTOK
+from sim.units import BYTES_PER_GB, SECONDS_PER_HOUR, TOKENS_PER_MTOK
 from sim.world.arrays import (
     F64,
     I64,
@@ -47,6 +49,12 @@ from sim.world.arrays import (
 )
 from sim.world.rules import NO_LIMIT, ROUTERS, rule_code
 from sim.world.timeline import Book, Timeline, build_book, build_timeline
+from sim.world.windows import (
+    HOURS_PER_WEEK,
+    LIMIT_RULES,
+    WINDOW_KINDS,
+    Windows,
+)
 
 WORKING_CARDS_TOLERANCE = 1e-9
 """Cards added before flooring the working count gpus x (1 - unavailable_share) (cards): float
@@ -507,6 +515,7 @@ def build(s: Scenario) -> World:
         model_names=model_names,
         timeline=_timeline(s, plans, segments),
         book=book,
+        win=build_windows(s),
     )
 
 
@@ -539,4 +548,61 @@ def _book(s: Scenario) -> Book | None:
         b.rechoose,
         [p.name for p in s.plans],
         [g.name for g in s.segments],
+    )
+
+
+def build_windows(s: Scenario) -> Windows:
+    """The plans' windows and peak schedules, and the segments' behaviour at a full window.
+
+    The engine arrays are :class:`sim.world.windows.Windows`.
+    """
+    return make_windows(
+        [plan.windows for plan in s.plans],
+        [plan.peak_weights for plan in s.plans],
+        [g.at_window_limit for g in s.segments],
+    )
+
+
+def make_windows(
+    windows: list[list[UsageWindow]],
+    peaks: list[list[PeakWeight]],
+    behaviours: list[WindowBehaviour],
+) -> Windows:
+    """Engine arrays from each plan's windows and peak rules and each segment's behaviour."""
+    n_p, k_max = len(windows), WINDOW_MAX_PER_PLAN
+    f = np.zeros((n_p, k_max))
+    kind = np.zeros((n_p, k_max), dtype=np.int64)
+    rule = np.zeros((n_p, k_max), dtype=np.int64)
+    in_tokens = np.zeros((n_p, k_max), dtype=bool)
+    length, allowance, gap = f.copy(), f.copy(), f.copy()
+    ring = np.full((n_p, k_max), -1, dtype=np.int64)
+    peak = np.ones((n_p, HOURS_PER_WEEK))
+    n_ring = 0
+    for p, plan_windows in enumerate(windows):
+        for k, w in enumerate(plan_windows):
+            kind[p, k] = WINDOW_KINDS[w.kind]
+            rule[p, k] = LIMIT_RULES[w.on_limit]
+            in_tokens[p, k] = w.unit == "tokens"
+            length[p, k] = w.hours * SECONDS_PER_HOUR
+            allowance[p, k] = w.allowance
+            gap[p, k] = w.min_gap_s
+            if w.kind == "rolling":
+                ring[p, k] = n_ring
+                n_ring += 1
+        for rule_ in peaks[p]:
+            peak[p, rule_.hours_of_week()] = rule_.weight
+    return Windows(
+        names=[[w.name for w in plan_windows] for plan_windows in windows],
+        n=np.array([len(plan_windows) for plan_windows in windows], dtype=np.int64),
+        kind=kind,
+        length_s=length,
+        allowance=allowance,
+        in_tokens=in_tokens,
+        rule=rule,
+        gap_s=gap,
+        ring=ring,
+        peak=peak,
+        wait_share=np.array([b.wait_share for b in behaviours]),
+        max_wait_s=np.array([b.max_wait_hours * SECONDS_PER_HOUR for b in behaviours]),
+        max_deferrals=WINDOW_MAX_DEFERRALS,
     )

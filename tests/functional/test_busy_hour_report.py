@@ -8,9 +8,7 @@ back independently; older run folders (written before busy_hour.csv) are made fr
 
 from __future__ import annotations
 
-import html
 import json
-import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from support.report_html import rows as _rows
+from support.report_html import section as _section
 from support.scenarios import small_dict
 
 from sim.cli import main
@@ -68,21 +68,6 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _busy(run: Path) -> pd.DataFrame:
     return pd.read_csv(run / BUSY_HOUR)
-
-
-def _section(page: str, sid: str) -> str:
-    m = re.search(rf'<section id="{sid}">(.*?)</section>', page, re.S)
-    assert m, f"no section {sid}"
-    return m.group(1)
-
-
-def _rows(section: str) -> list[list[str]]:
-    """The body rows of a section's tables, cells unescaped."""
-    body = "".join(re.findall(r"<tbody>(.*?)</tbody>", section, re.S))
-    return [
-        [html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", r, re.S)]
-        for r in re.findall(r"<tr>(.*?)</tr>", body, re.S)
-    ]
 
 
 def _pct(x: float) -> str:

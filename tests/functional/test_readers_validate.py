@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
+from support.run_folders import set_manifest
 from support.scenarios import small_dict
 
 from sim.cli import main
@@ -56,12 +57,6 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def copy(run: Path, tmp_path: Path) -> Path:
     """A private copy of the run, free to damage."""
     return Path(shutil.copytree(run, tmp_path / "copy"))
-
-
-def set_manifest(folder: Path, **changes: Any) -> None:
-    m = json.loads((folder / MANIFEST).read_text())
-    m.update(changes)
-    (folder / MANIFEST).write_text(json.dumps(m))
 
 
 def set_cell(path: Path, column: str, value: str, row: int = 0) -> None:

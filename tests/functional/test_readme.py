@@ -1,4 +1,5 @@
-"""The README's Python example runs as written (from the repository root)."""
+"""The README's Python example runs as written (from the repository root), and the tests its
+promises name exist."""
 
 from __future__ import annotations
 
@@ -59,3 +60,15 @@ def test_readme_size_example_runs(monkeypatch: pytest.MonkeyPatch, capsys):
     assert list(answer["pool"]) == ["telechat"]
     assert (answer["gpus"] == answer["replicas"] * 2).all()  # telechat replicas are 2 GPUs
     assert "simulated months" in capsys.readouterr().out
+
+
+def test_every_promise_in_the_readme_names_a_test_that_exists():
+    """'What you can rely on': each ``file.py::test_name`` it cites is a test in tests/."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## What you can rely on") : text.index("## Outputs")]
+    cited = re.findall(r"(test_\w+\.py)::(test_\w+)", section)
+    assert len(cited) >= 10
+    for file, name in cited:
+        found = list((ROOT / "tests").rglob(file))
+        assert found, f"README cites {file}, which is not in tests/"
+        assert f"def {name}(" in found[0].read_text(), f"README cites {file}::{name}: no such test"

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
+from support.run_folders import set_manifest
 from support.scenarios import small_dict
 
 from sim import __version__
@@ -68,6 +69,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = small_dict(horizon_months=1)
     d["outputs"]["plots"] = True  # plots/ too, so every declared name is written
     d["events"] = [{"kind": "launch", "month": 0, "plan": "pro"}]  # and events.csv
+    d["plans"][1]["windows"] = [{"name": "5h", "hours": 5, "allowance": 50}]  # usage_windows.csv
     scenario = write_yaml(tmp / "small.yaml", d)
     out = tmp / "run"
     argv = ["run", str(scenario), "--out", str(out), "-q", "--seed", str(SEED)]
@@ -79,12 +81,6 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def copy(run: Path, tmp_path: Path) -> Path:
     """A private copy of the finished run, free to break."""
     return Path(shutil.copytree(run, tmp_path / "copy"))
-
-
-def set_manifest(folder: Path, **changes: Any) -> None:
-    m = json.loads((folder / MANIFEST).read_text())
-    m.update(changes)
-    (folder / MANIFEST).write_text(json.dumps(m))
 
 
 # ---------------------------------------------------------------------- the declared names

@@ -95,9 +95,40 @@ def quotas(draw: st.DrawFn) -> dict[str, Any]:
     return {"unit": "requests", "amount": draw(st.integers(0, 300))}
 
 
+window = st.fixed_dictionaries(
+    {
+        "name": st.sampled_from(["a", "b"]),
+        "kind": st.sampled_from(["rolling", "session", "calendar"]),
+        "hours": st.sampled_from([0.5, 5.0, 24.0, 168.0]),
+        "allowance": st.sampled_from([1.0, 5.0, 40.0, 200_000.0]),
+        "unit": st.sampled_from(["requests", "tokens"]),
+        "on_limit": st.sampled_from(["wait", "cutoff", "throttle", "monthly_rule"]),
+        "min_gap_s": st.sampled_from([0.0, 60.0, 900.0]),
+    }
+)
+peak_weight = st.fixed_dictionaries(
+    {
+        "days": st.sampled_from(["all", "weekdays", "weekend"]),
+        "from_hour": st.integers(0, 22),
+        "to_hour": st.just(24),
+        "weight": st.sampled_from([0.5, 2.0, 3.0]),
+    }
+)
+
+
+@st.composite
+def usage_windows(draw: st.DrawFn) -> dict[str, Any]:
+    """No window, or one or two (names made unique), and at most one peak-weight rule."""
+    ws = draw(st.lists(window, max_size=2))
+    for k, w in enumerate(ws):
+        w["name"] = f"{w['name']}{k}"
+    return {"windows": ws, "peak_weights": draw(st.lists(peak_weight, max_size=1))}
+
+
 @st.composite
 def plan_variation(draw: st.DrawFn, rules: st.SearchStrategy = any_rule) -> dict[str, Any]:
     return {
+        **draw(usage_windows()),
         "price_per_month": draw(money),
         "quota": draw(quotas()),
         "models": {
@@ -127,6 +158,11 @@ def scenarios(draw: st.DrawFn, rules: st.SearchStrategy = any_rule) -> Scenario:
     for plan in d["plans"]:
         plan.update(draw(plan_variation(rules)))
     chat, coder = d["segments"]
+    for g in (chat, coder):
+        g["at_window_limit"] = {
+            "wait_share": draw(st.sampled_from([0.0, 0.5, 1.0])),
+            "max_wait_hours": draw(st.sampled_from([0.25, 5.0, 24.0])),
+        }
     chat["initial_subscribers"] = draw(st.integers(20, 250))
     coder["initial_subscribers"] = draw(st.integers(5, 60))
     coder["think_time_s"] = draw(st.sampled_from([2.0, 20.0]))
@@ -286,3 +322,36 @@ def test_a_model_of_weight_zero_is_rejected_or_served():
         return  # rejected with a message: fine
     r = run_scenario(s)  # RuntimeWarning (an error under pytest) in sim.world.build
     check_all(r)
+
+
+WINDOW_RULES = ("wait", "cutoff", "throttle", "monthly_rule")
+
+
+@pytest.mark.parametrize("on_limit", WINDOW_RULES)
+def test_invariants_hold_with_usage_windows_under_each_limit_rule(on_limit: str) -> None:
+    """Windows that bind often (a rolling 1-hour window of 3 requests under each rule, a daily
+    calendar cap of 20 that cuts off, 3x weights all afternoon), with impatient users who
+    retry: requests = served + refused + abandoned + deferred, and every identity of
+    check_all holds."""
+    d = congested_dict(3, seed=17)
+    for p in d["plans"]:
+        p["quota"] = {"unit": "tokens", "amount": 2_000_000}
+        p["windows"] = [
+            {"name": "1h", "hours": 1, "allowance": 3, "on_limit": on_limit, "min_gap_s": 60},
+            {"name": "day", "kind": "calendar", "hours": 24, "allowance": 20, "on_limit": "cutoff"},
+        ]
+        p["peak_weights"] = [{"days": "all", "from_hour": 12, "to_hour": 18, "weight": 3.0}]
+    for g in d["segments"]:
+        g["patience"] = {"median_s": 3.0, "sigma": 1.0}
+        g["retry"] = {"max_retries": 2}
+        g["at_window_limit"] = {"wait_share": 0.7, "max_wait_hours": 2.0}
+    r = run_scenario(validate_data(d))
+    check_all(r)
+    m = r.replications[0].acc.monthly
+    assert r.replications[0].acc.window[:, 0].sum() > 0  # the windows bind
+    assert m["peak_extra_units"].sum() > 0
+    assert m["refused_window"].sum() > 0  # (the daily cap cuts off)
+    if on_limit == "wait":
+        assert m["deferred"].sum() > 0
+    if on_limit == "throttle":
+        assert m["throttled"].sum() > 0

@@ -22,6 +22,7 @@ HERE = Path(__file__).resolve().parent
 CASES = {
     "rules": [],
     "fidelity": ["--export-requests", "3:2"],
+    "windows": [],
 }
 """Case name -> extra ``tokensim run`` options."""
 

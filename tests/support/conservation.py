@@ -17,7 +17,13 @@ from sim.results.tables import RunResult
 from sim.scenario.schema import Payg, Scenario, Topup
 from sim.units import SECONDS_PER_HOUR
 
-REFUSALS = ("refused_quota", "refused_throttle", "refused_concurrency", "refused_capacity")
+REFUSALS = (
+    "refused_quota",
+    "refused_throttle",
+    "refused_concurrency",
+    "refused_capacity",
+    "refused_window",
+)
 TOKEN_CLASSES = ("input_miss", "input_hit", "output")
 LEDGER_TO_MONTHLY = {
     "requests": "requests",
@@ -44,12 +50,13 @@ def _close(a: Any, b: Any, what: str, rel: float = 1e-9, abs_: float = 1e-6) -> 
 def check_request_conservation(r: RunResult) -> None:
     m = r.replications[0].acc.monthly
     refused = sum(m[k] for k in REFUSALS) + m["abandoned"]
-    _close(m["requests"], m["served"] + refused, "requests = served + refused")
+    _close(m["requests"], m["served"] + refused, "requests = served + refused + abandoned")
     _close(
         m["tokens_requested"],
         m["tokens_served"] + m["tokens_refused"] + m["tokens_abandoned"],
         "tokens requested = served + refused + abandoned",
     )
+    assert (m["deferred"] <= m["requests"]).all(), "more deferred than requests"
     _close(
         m["tokens_served"],
         m["input_miss_tokens"] + m["input_hit_tokens"] + m["output_tokens"],
@@ -57,8 +64,31 @@ def check_request_conservation(r: RunResult) -> None:
     )
     _close(m["served"], m["slo_counted"] + m["throttled"], "served = in class + throttled")
     assert (m["tokens_throttled"] <= m["tokens_served"] + 1e-6).all()
-    for k in ("requests", "served", "tokens_requested", "abandoned", *REFUSALS):
+    for k in ("requests", "served", "tokens_requested", "abandoned", "deferred", *REFUSALS):
         assert (m[k] >= 0).all(), k
+
+
+def check_windows(r: RunResult) -> None:
+    """Usage windows: every deferred request and window refusal met a limit (a request
+    deferred twice met two), and only plans with windows (or peak weights) show any; hourly
+    deferrals add up to the monthly ones."""
+    rep = r.replications[0]
+    a, w = rep.acc, rep.world
+    m = a.monthly
+    hits = a.window[:, 0].sum(axis=-1)  # month x plan x segment
+    lockouts = a.window[:, 1].sum(axis=-1)
+    lock_s = a.window[:, 2].sum(axis=-1)
+    outcomes = m["deferred"] + m["refused_window"]
+    assert (hits >= outcomes - 1e-9).all(), "a deferral or window refusal without a limit hit"
+    assert (lockouts <= hits + 1e-9).all()
+    assert (lock_s >= 0).all()
+    assert ((lockouts > 0) | (lock_s == 0)).all(), "lock-out time without a lock-out"
+    no_windows = w.win.n == 0
+    assert (hits[:, no_windows] == 0).all()
+    assert (outcomes[:, no_windows] == 0).all()
+    unweighted = (w.win.peak == 1.0).all(axis=1)
+    assert (m["peak_extra_units"][:, unweighted] == 0).all()
+    _close(a.hourly["deferred"].sum(), m["deferred"].sum(), "hourly deferred = monthly")
 
 
 def check_latency_and_load(r: RunResult) -> None:
@@ -262,6 +292,10 @@ def check_billing_rules(r: RunResult, led: pd.DataFrame) -> None:
             over = np.maximum(rows["used_units"] - rows["quota_units"], 0.0) / ex.block_units
             unit = ex.block_units * ex.price_per_munit / 1e6
             lo, hi = np.ceil(over - 1e-6) * unit, np.ceil(over + 1e-6) * unit
+            # requests billed whole beyond a full window (on_limit: monthly_rule) add to the
+            # overage without drawing on the quota: the overage is then at least the blocks
+            if any(w.on_limit == "monthly_rule" for w in p.windows):
+                hi = np.full(len(rows), np.inf)
             assert ((rows["overage"] >= lo - 1e-9) & (rows["overage"] <= hi + 1e-9)).all(), (
                 f"{name}: overage is not the whole blocks over the quota"
             )
@@ -303,6 +337,7 @@ def check_tables(r: RunResult) -> None:
 
 def check_all(r: RunResult) -> None:
     check_request_conservation(r)
+    check_windows(r)
     check_latency_and_load(r)
     check_subscriber_flows(r)
     check_ledger(r)
@@ -310,7 +345,8 @@ def check_all(r: RunResult) -> None:
 
 
 def max_charge(s: Scenario) -> pd.DataFrame:
-    """Largest quota charge one request can carry, by plan (rows) x segment (columns)."""
+    """Largest quota charge one request can carry, by plan (rows) x segment (columns), at
+    the plan's highest peak weight."""
     out = {}
     for g in s.segments:
         in_max, out_max = g.input_tokens.max, g.output_tokens.max
@@ -318,7 +354,7 @@ def max_charge(s: Scenario) -> pd.DataFrame:
         assert out_max is not None
         col = {}
         for p in s.plans:
-            wmax = max(p.models.values())
+            wmax = max(p.models.values()) * max([1.0, *(x.weight for x in p.peak_weights)])
             if p.quota.unit == "requests":
                 col[p.name] = wmax
             else:

@@ -10,7 +10,10 @@ from numpy.typing import NDArray
 from sim.engine.admission import ClusterState, new_request_outputs, serve_day
 from sim.engine.batching import BatchState
 from sim.engine.outcomes import ABANDONED
+from sim.engine.windows import WindowState, no_window_rows, window_rows
+from sim.scenario.windows import PeakWeight, UsageWindow, WindowBehaviour
 from sim.units import SECONDS_PER_DAY
+from sim.world.build import make_windows
 from sim.world.rules import NO_LIMIT, ROUTERS, RULE_CUTOFF
 
 BIG = NO_LIMIT
@@ -71,7 +74,11 @@ class Harness:
     prefill_s: list[float] | None = None  # s per uncached token by pool (default 0)
     batch: list[BatchSpec | None] | None = None  # batched pools (slots = replicas x max_batch)
     retry: RetrySpec | None = None  # clients retry failed requests (rows for them are added)
+    windows: list[list[UsageWindow]] | None = None  # each plan's usage windows
+    peaks: list[list[PeakWeight]] | None = None  # each plan's peak weights
+    at_limit: WindowBehaviour = field(default_factory=lambda: WindowBehaviour(wait_share=1.0))
     _batch: BatchState | None = field(default=None, init=False, repr=False)
+    _win: WindowState | None = field(default=None, init=False, repr=False)
 
     def run(
         self,
@@ -87,12 +94,17 @@ class Harness:
         patience: NDArray | None = None,
         input_tokens: NDArray | None = None,
         day: int = 0,
+        window_charge: NDArray | None = None,
     ) -> dict[str, NDArray]:
         """Run one batch; return the kernel outputs plus the subscriber state.
 
         With batched pools, one day is simulated (arrival times within day ``day``), drained at
         its end; the requests it carries into the next day are returned as ``ghosts``, and a
         following call with ``day`` + 1 starts from them (its own subscribers' state is fresh).
+        Usage windows keep their state from call to call (a fresh Harness starts them empty);
+        ``window_charge`` is each request's charge in a window counting requests (default 1;
+        a window counting tokens counts ``charge``). Peak weights are applied to ``charge``
+        here as the replication does.
         """
         n = len(t)
         n_sub = len(sub_plan)
@@ -144,6 +156,26 @@ class Harness:
         }
         r = self.retry
         room = n * r.max_retries if r else 0
+        if self.windows is not None or self.peaks is not None:
+            win = make_windows(
+                self.windows or [[] for _ in P],
+                self.peaks or [[] for _ in P],
+                [self.at_limit],
+            )
+            if self._win is None:
+                self._win = WindowState(
+                    win, n_sub, np.zeros((day + 1, 3, len(P), 1, win.kind.shape[1])), 0
+                )
+            ws = self._win
+            plan_of = np.asarray(sub_plan, np.int64)[np.asarray(sub, np.int64)]
+            peak = ws.peak_weights(plan_of, np.asarray(t, float))
+            wreq = np.ones(n) if window_charge is None else np.asarray(window_charge, float)
+            charge = charge * peak
+            wrows = window_rows(np.asarray(t, float), wreq * peak, charge.copy(), np.zeros(n))
+        else:
+            ws = WindowState(make_windows([[] for _ in P], [[] for _ in P], [self.at_limit]), 1,
+                             np.zeros((1, 3, len(P), 1, 3)), 0)  # fmt: skip
+            wrows = no_window_rows()
 
         def roomy(x, dtype=float):
             x = np.asarray(x, dtype)
@@ -157,6 +189,9 @@ class Harness:
             roomy(output),
         )
         u_buy, patience = roomy(u_buy), roomy(patience)
+        if ws.active:
+            wrows = {k: roomy(v, v.dtype) for k, v in wrows.items()}
+            ws.prepare(np.asarray(sub_plan, np.int64), n_sub, n + room, day * SECONDS_PER_DAY)
         if room:  # the arena holds the retries' rows too
             ent = bstate.arena(uncached, inp_all, output, sub_all)
             carry = bstate.carry_buffer(len(ent))
@@ -212,6 +247,7 @@ class Harness:
             bcarry=carry,
             bcount=bstate.count,
             day_end=float((day + 1) * SECONDS_PER_DAY),
+            windows=ws.kernel_args(day, wrows),
             outcome=out["outcome"],
             pool_used=out["pool_used"],
             occ=out["occ"],
@@ -226,6 +262,10 @@ class Harness:
             retry_rows=out["retry_rows"],
         )
         out.update(sub_state)
+        out["window_used"] = ws.used
+        out["window_acc"] = ws.acc
+        if ws.active:
+            out["defers"], out["t0"] = wrows["defers"], wrows["t0"]
         if bstate.active:
             bstate.keep_ghosts(carry, out["outcome"], ABANDONED)
             out["ghosts"] = bstate.ghosts
