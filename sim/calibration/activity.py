@@ -207,6 +207,13 @@ def arrival_cv_fit(arrivals: pd.DataFrame) -> ArrivalCvFit:
     real = weighted_median(iat, n)
     rng = np.random.default_rng(ACTIVITY_SEED)
     counts = np.rint(n[rng.choice(len(n), ARRIVAL_FIT_ROWS, p=n / n.sum())]).astype(np.int64)
+    lo, hi = (_model_median(counts, c) - real for c in ARRIVAL_CV_BRACKET)
+    if not lo * hi < 0:  # (also NaN: windows too sparse to have an inter-arrival CV)
+        raise ValueError(
+            f"the trace's median inter-arrival CV in a 10-min window ({real:.3g}) is outside"
+            f" what a Gamma renewal with CV {ARRIVAL_CV_BRACKET[0]}-{ARRIVAL_CV_BRACKET[1]}"
+            " gives: too little or too bursty a part of a trace to fit (give the whole trace)"
+        )
     cv = float(brentq(lambda c: _model_median(counts, c) - real, *ARRIVAL_CV_BRACKET, xtol=1e-3))
     clients = arrivals["client"].to_numpy()
     ids = np.unique(clients)

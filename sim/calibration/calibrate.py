@@ -352,7 +352,10 @@ def _servegen_presets(inp: Inputs, agg: dict[str, Any]) -> list[Preset]:
             "1: each request its own session; a customer's burstiness is arrival_cv within a"
             " window and activity spells across windows",
         )
-        acv = arrival_cv_fit(arr[arr["model"] == model])
+        try:
+            acv = arrival_cv_fit(arr[arr["model"] == model])
+        except ValueError as e:
+            raise CalibrationError(f"{asrc}: {e}") from None
         fits["arrival_cv"] = Fit(
             round_sig(acv.cv, 3),
             "1",

@@ -278,6 +278,16 @@ def test_calibrate_refuses_a_truncated_servegen_file(tmp_path: Path, capsys, las
     assert not out.exists()
 
 
+def test_calibrate_refuses_a_valid_but_too_short_servegen_file(tmp_path: Path, capsys):
+    """A well-formed head of the arrivals is read, but its burstiness cannot be fitted: exit 2
+    naming the file, not the root-finder's traceback."""
+    arrivals = tmp_path / "servegen_arrivals_head.csv"
+    arrivals.write_text("".join(_arrivals_head(tmp_path, 300)))
+    pmf = TRACES / "servegen_token_pmf_m-large.csv.gz"
+    argv = ["calibrate", str(arrivals), str(pmf), "--out", str(tmp_path / "p")]
+    refused(argv, capsys, arrivals.name, "inter-arrival CV")
+
+
 def test_calibrate_refuses_a_cut_compressed_file(tmp_path: Path, capsys):
     cut = tmp_path / "servegen_arrivals_cut.csv.gz"
     cut.write_bytes((TRACES / "servegen_arrivals_m-large.csv.gz").read_bytes()[:20000])
