@@ -197,6 +197,14 @@ def test_a_new_plan_starts_with_empty_windows():
     assert ws.epoch[:2].tolist() == [1, 2]
 
 
+def test_a_subscriber_costs_104_bytes_of_window_state_and_nothing_without_windows():
+    win = make_windows([[window()]], [[]], [WindowBehaviour()])
+    ws = WindowState(win, 1000, np.zeros((1, 3, 1, 1, 3)), 0)
+    assert (ws.sf.nbytes + ws.si.nbytes + ws.plan.nbytes) / 1000 == 104
+    none = WindowState(make_windows([[]], [[]], [WindowBehaviour()]), 1000, np.zeros(1), 0)
+    assert none.sf.nbytes + none.si.nbytes + none.plan.nbytes <= 104  # one placeholder row
+
+
 def _reference(t, charge, allowance, length):
     """Brute force: admit while the charges admitted in (now - length, now] are < allowance."""
     admitted: list[tuple[float, float]] = []
