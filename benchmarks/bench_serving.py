@@ -22,9 +22,10 @@ This is a benchmark, not a test: it asserts nothing.
 from __future__ import annotations
 
 import argparse
-import statistics
 from pathlib import Path
 from typing import Any
+
+from paired import alternate, medians
 
 from sim.engine.replication import run_replication
 from sim.results.kpis import replication_kpis
@@ -87,15 +88,10 @@ def main(argv: list[str] | None = None) -> None:
     runs = variants(load_scenario(SCENARIO))
     for s in runs.values():  # warm-up: compile every kernel path
         one_run(apply_overrides(s, {"horizon_months": 1, "days_per_month": 2}))
-    times: dict[str, list[dict[str, Any]]] = {name: [] for name in runs}
-    for _ in range(args.repeats):
-        for name, s in runs.items():
-            times[name].append(one_run(s))
-    base = [r["engine_s"] for r in times["slots"]]
+    times = alternate(runs, args.repeats, one_run)
     print(f"{'variant':28s} {'engine s':>9s} {'M req/s':>8s} {'x slots':>8s} {'util':>6s} wait s")
     for name, rs in times.items():
-        eng = statistics.median(r["engine_s"] for r in rs)
-        ratio = statistics.median(r["engine_s"] / b for r, b in zip(rs, base, strict=True))
+        eng, ratio = medians(rs, times["slots"])
         print(
             f"{name:28s} {eng:9.3f} {rs[0]['requests'] / eng / 1e6:8.2f} {ratio:8.2f}"
             f" {rs[0]['utilisation']:6.3f} {rs[0]['wait_mean_s']:.4f}"

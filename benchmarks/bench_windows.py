@@ -28,9 +28,10 @@ This is a benchmark, not a test: it asserts nothing.
 from __future__ import annotations
 
 import argparse
-import statistics
 from pathlib import Path
 from typing import Any
+
+from paired import alternate, medians
 
 from sim.engine.replication import run_replication
 from sim.scenario.loading import load_scenario, validate_data
@@ -86,18 +87,13 @@ def main(argv: list[str] | None = None) -> None:
     }
     for s in runs.values():  # warm-up: compile every kernel path
         one_run(apply_overrides(s, {"horizon_months": 1, "days_per_month": 2}))
-    times: dict[str, list[dict[str, Any]]] = {name: [] for name in runs}
-    for _ in range(args.repeats):
-        for name, s in runs.items():
-            times[name].append(one_run(s))
-    ref = [r["engine_s"] for r in times["monthly"]]
+    times = alternate(runs, args.repeats, one_run)
     print(
         f"{'variant':10s} {'engine s':>9s} {'M req/s':>8s} {'ratio':>6s} {'hits':>9s}"
         f" {'deferred':>9s} {'refused':>9s}"
     )
     for name, rs in times.items():
-        eng = statistics.median(r["engine_s"] for r in rs)
-        ratio = statistics.median(r["engine_s"] / b for r, b in zip(rs, ref, strict=True))
+        eng, ratio = medians(rs, times["monthly"])
         print(
             f"{name:10s} {eng:9.3f} {rs[0]['requests'] / eng / 1e6:8.2f} {ratio:6.3f}"
             f" {rs[0]['limit_hits']:9.0f} {rs[0]['deferred']:9.0f} {rs[0]['refused_window']:9.0f}"

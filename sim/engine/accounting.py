@@ -297,7 +297,7 @@ def tally_day(  # noqa: C901 - a compiled kernel: one pass over the day's reques
         if plan_rule[p] == RULE_PAYG:
             sub_counters[s, S_OVER] += over[i]
         if weighted:  # quota units the hour's weight added (re-sends: at their own hour)
-            wk = peak[p, (hour_of(t[i]) + week_offset) % n_week]
+            wk = peak[p, (ha + week_offset) % n_week]  # (ha: the arrival's hour, above)
             monthly[R_PEAK, p, g] += charge[i] - charge[i] / wk
         wait = start[i] - t[i]
         if batched[pl]:  # measured on the replica (sim.engine.batching)

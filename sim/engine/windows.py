@@ -50,6 +50,9 @@ SF_WIDTH = 8
 """Floats per subscriber (2K + 1 = 7 used, padded to 64 bytes)."""
 SI_WIDTH = 4
 """Integers per subscriber (K + 1 = 4)."""
+RING_START = 16
+"""Entries a ring holds before its first day (a power of two); ``prepare`` grows it to the
+day's needs, so this only saves a reallocation for tiny runs."""
 # fields of a ring entry: floats (expiry s, charge) and integers (subscriber, epoch, previous)
 RF_EXPIRY, RF_CHARGE = 0, 1
 RI_SUB, RI_EPOCH, RI_PREV = 0, 1, 2
@@ -74,7 +77,7 @@ class WindowState:
         n_r = max(win.n_rings, 1)
         self.ring_k = np.zeros(n_r, dtype=np.int64)
         self.ring_k[: win.n_rings] = win.ring_slot()
-        self._alloc_rings(n_r, 16 if self.active else 1)
+        self._alloc_rings(n_r, RING_START if self.active else 1)
         self.rhead = np.zeros(n_r, dtype=np.int64)
         self.rtail = np.zeros(n_r, dtype=np.int64)
         self.acc = acc  # month x WINDOW_METRICS x plan x segment x window (Accumulators.window)
